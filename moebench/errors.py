@@ -1,0 +1,26 @@
+"""Error types that decide the exit code: UserError -> 2, anything else -> 1."""
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad suite, missing file, unknown name). Printed without a traceback."""
+
+
+class SuiteValidationError(UserError):
+    """Every problem found in a suite at once; each message starts with its dotted path."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+    def __str__(self) -> str:
+        n = len(self.problems)
+        head = f"suite is invalid ({n} problem{'s' if n != 1 else ''}):"
+        return head + "".join(f"\n  - {p}" for p in self.problems)
+
+
+class RunFailed(Exception):
+    """A run stopped on purpose (NaN/inf loss, diverged): recorded in its summary, the suite goes on."""
+
+    def __init__(self, step: int, reason: str):
+        self.step, self.reason = step, reason
+        super().__init__(f"step {step}: {reason}")
