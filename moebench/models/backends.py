@@ -1,0 +1,102 @@
+"""MoE expert-compute backends, chosen by name (train.moe_backend). All implement experts.reference_experts.
+
+- reference      per-expert boolean mask over all assignments (obviously correct; the test oracle)
+- torch_loop     sort once, then one matmul chain per expert on contiguous slices
+- torch_grouped  sort once, then torch._grouped_mm over all experts at once (one kernel per matmul)
+- torch          the fast torch path: torch_grouped on CUDA, torch_loop on CPU, where each measured fastest
+                 (benchmarks/test_moe_layer.py; the choice is static so a seed's loss curve never depends
+                 on timing noise)
+- triton         our Triton kernels (moebench.kernels); CUDA, or CPU under TRITON_INTERPRET=1
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from moebench.errors import UserError
+
+from .experts import Assignment, ExpertsFn, expert_ffn, reference_experts
+
+
+def _sort(assign: Assignment, E: int):
+    order = torch.argsort(assign.expert_idx, stable=True)
+    counts = torch.bincount(assign.expert_idx, minlength=E)
+    return assign.token_idx[order], assign.weight[order], counts
+
+
+def torch_loop_experts(x, assign, w_up, w_gate, w_down, activation):
+    E = w_up.shape[0]
+    tok, w, counts = _sort(assign, E)
+    xs = x[tok]
+    outs = []
+    for e, (chunk, n) in enumerate(zip(xs.split(counts.tolist()), counts.tolist())):
+        if n:
+            outs.append(expert_ffn(chunk, w_up[e], None if w_gate is None else w_gate[e], w_down[e], activation))
+    y = torch.zeros_like(x)
+    if not outs:
+        return y
+    out = torch.cat(outs) * w.to(x.dtype).unsqueeze(1)
+    return y.index_add(0, tok, out)
+
+
+def torch_grouped_experts(x, assign, w_up, w_gate, w_down, activation):
+    E = w_up.shape[0]
+    tok, w, counts = _sort(assign, E)
+    offs = counts.cumsum(0).to(torch.int32)
+    xs = x[tok]
+    up = torch._grouped_mm(xs, w_up, offs=offs)
+    if activation == "swiglu":
+        hidden = F.silu(torch._grouped_mm(xs, w_gate, offs=offs)) * up
+    else:
+        hidden = F.gelu(up) if activation == "gelu" else F.relu(up)
+    out = torch._grouped_mm(hidden, w_down, offs=offs) * w.to(x.dtype).unsqueeze(1)
+    return torch.zeros_like(x).index_add(0, tok, out)
+
+
+def torch_fast_experts(x, assign, w_up, w_gate, w_down, activation):
+    fn = torch_grouped_experts if x.is_cuda and hasattr(torch, "_grouped_mm") else torch_loop_experts
+    return fn(x, assign, w_up, w_gate, w_down, activation)
+
+
+def _triton(x, assign, w_up, w_gate, w_down, activation):
+    from moebench.kernels.moe_ops import triton_experts
+
+    return triton_experts(x, assign, w_up, w_gate, w_down, activation)
+
+
+BACKENDS: dict[str, Callable] = {
+    "reference": reference_experts,
+    "torch_loop": torch_loop_experts,
+    "torch_grouped": torch_grouped_experts,
+    "torch": torch_fast_experts,
+    "triton": _triton,
+}
+
+
+def get_backend(name: str) -> ExpertsFn:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise UserError(f"unknown moe_backend {name!r}; choose from {sorted(BACKENDS) + ['auto']}") from None
+
+
+def resolve_backend(name: str, device: torch.device) -> str:
+    """`auto` -> triton on CUDA, torch elsewhere. Asking for triton where it cannot run is an error."""
+    if name == "auto":
+        return "triton" if device.type == "cuda" and triton_available(device)[0] else "torch"
+    if name == "triton":
+        ok, why = triton_available(device)
+        if not ok:
+            raise UserError(f"moe_backend: triton cannot run here: {why}. Use moe_backend: auto or torch.")
+    get_backend(name)
+    return name
+
+
+def triton_available(device: torch.device) -> tuple[bool, str]:
+    try:
+        from moebench.kernels.moe_ops import is_available
+    except Exception as e:  # noqa: BLE001 - any import failure means the kernels can't run
+        return False, f"moebench.kernels failed to import ({type(e).__name__}: {e})"
+    return is_available(device)

@@ -1,0 +1,58 @@
+"""Expert computation: the one interface every MoE backend implements.
+
+An MoE layer turns routing into a flat list of A assignments (token, expert, weight). Top-k routing gives
+T*k of them (minus the ones a capacity limit dropped), expert choice gives E*capacity. A backend computes
+
+    y[t] = sum over assignments a with token_idx[a] == t of  weight[a] * FFN_{expert_idx[a]}(x[t])
+
+where FFN_e(x) = act(x @ w_up[e]) @ w_down[e], or for SwiGLU (silu(x @ w_gate[e]) * (x @ w_up[e])) @ w_down[e].
+
+Shapes: x [T, d]; token_idx, expert_idx [A] int64; weight [A] (any float dtype); w_up, w_gate [E, d, f];
+w_down [E, f, d]. w_gate is None unless activation == "swiglu". Tokens with no assignment get y = 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+ACTIVATIONS = ("gelu", "swiglu", "relu")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    token_idx: torch.Tensor  # [A] int64
+    expert_idx: torch.Tensor  # [A] int64
+    weight: torch.Tensor  # [A]
+
+
+def expert_ffn(h_in: torch.Tensor, w_up, w_gate, w_down, activation: str) -> torch.Tensor:
+    """FFN of one expert on its rows (the dense reference for every backend)."""
+    up = h_in @ w_up
+    if activation == "swiglu":
+        hidden = F.silu(h_in @ w_gate) * up
+    elif activation == "gelu":
+        hidden = F.gelu(up)
+    elif activation == "relu":
+        hidden = F.relu(up)
+    else:
+        raise ValueError(f"unknown activation {activation!r}")
+    return hidden @ w_down
+
+
+def reference_experts(x, assign: Assignment, w_up, w_gate, w_down, activation: str) -> torch.Tensor:
+    """Obviously correct: a Python loop over experts, gather rows, FFN, weighted scatter-add."""
+    y = torch.zeros_like(x)
+    for e in range(w_up.shape[0]):
+        sel = assign.expert_idx == e
+        if not bool(sel.any()):
+            continue
+        tok = assign.token_idx[sel]
+        out = expert_ffn(x[tok], w_up[e], None if w_gate is None else w_gate[e], w_down[e], activation)
+        y = y.index_add(0, tok, out * assign.weight[sel].to(out.dtype).unsqueeze(1))
+    return y
+
+
+ExpertsFn = Callable[[torch.Tensor, Assignment, torch.Tensor, Optional[torch.Tensor], torch.Tensor, str], torch.Tensor]

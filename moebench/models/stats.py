@@ -1,0 +1,78 @@
+"""Expert statistics: raw per-layer counters from each forward, summed over batches, then summarised.
+
+Keys of the summary (what metrics.jsonl eval rows and summary.json carry under "experts"):
+  load           per layer, fraction of routed (token, slot) pairs sent to each expert (before capacity drops)
+  entropy        normalised entropy of the load, H(load) / log E, mean over layers (1 = perfectly balanced)
+  router_entropy mean per-token entropy of the router's softmax, / log E, mean over layers
+  cv             coefficient of variation of the load (std / mean), mean over layers
+  max_load_x_E   max over experts of load * E, max over layers (1 = balanced; Shazeer et al. saw 17.8)
+  dead_experts   experts whose load share < dead_threshold / E, summed over layers
+  drop_fraction  fraction of routed pairs dropped by the capacity limit, over all layers
+  z_loss         mean (logsumexp of router logits)^2, mean over layers (unscaled)
+  lb_loss        Switch load-balancing term E * sum_i f_i P_i, mean over layers (unscaled; 1 when balanced)
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def layer_counters(E: int, routed_expert_idx: torch.Tensor, n_dropped: int | torch.Tensor, probs, logits) -> dict:
+    with torch.no_grad():
+        c = {
+            "counts": torch.bincount(routed_expert_idx.reshape(-1), minlength=E).double().cpu(),
+            "dropped": torch.as_tensor(n_dropped, dtype=torch.float64).cpu(),
+        }
+        if probs is not None:
+            p = probs.double()
+            c["prob_sum"] = p.sum(0).cpu()
+            c["tok_entropy_sum"] = -(p * p.clamp_min(1e-12).log()).sum().cpu()
+            c["n_tokens"] = torch.tensor(float(p.shape[0]), dtype=torch.float64)
+            c["z_sum"] = (torch.logsumexp(logits.double(), -1) ** 2).sum().cpu()
+        return c
+
+
+def accumulate(total: list[dict] | None, new: list[dict]) -> list[dict]:
+    if total is None:
+        return [{k: v.clone() for k, v in layer.items()} for layer in new]
+    for t, n in zip(total, new):
+        for k, v in n.items():
+            t[k] = t[k] + v
+    return total
+
+
+def summarize(counters: list[dict], dead_threshold: float) -> dict:
+    layers, ent, rent, cvs, maxl, dead, z, lb = [], [], [], [], [], 0, [], []
+    routed = dropped = 0.0
+    for c in counters:
+        counts = c["counts"]
+        E = counts.numel()
+        n = float(counts.sum())
+        load = counts / max(n, 1.0)
+        routed += n
+        dropped += float(c["dropped"])
+        nz = load[load > 0]
+        ent.append(float(-(nz * nz.log()).sum() / math.log(E)) if E > 1 else 1.0)
+        cvs.append(float(load.std(unbiased=False) / load.mean()) if n else 0.0)
+        maxl.append(float(load.max() * E))
+        dead += int((load < dead_threshold / E).sum())
+        layer = {"load": [round(float(x), 6) for x in load]}
+        if "prob_sum" in c:
+            nt = float(c["n_tokens"])
+            rent.append(float(c["tok_entropy_sum"]) / nt / math.log(E) if E > 1 else 0.0)
+            z.append(float(c["z_sum"]) / nt)
+            lb.append(float(E * (load * (c["prob_sum"] / nt)).sum()))
+        layers.append(layer)
+    mean = lambda xs: (sum(xs) / len(xs)) if xs else None  # noqa: E731
+    return {
+        "layers": layers,
+        "entropy": mean(ent),
+        "router_entropy": mean(rent),
+        "cv": mean(cvs),
+        "max_load_x_E": max(maxl) if maxl else None,
+        "dead_experts": dead,
+        "drop_fraction": dropped / routed if routed else 0.0,
+        "z_loss": mean(z),
+        "lb_loss": mean(lb),
+    }

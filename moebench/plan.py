@@ -1,0 +1,185 @@
+"""Suite -> plan: model configs with solved `auto` widths, params and FLOPs per variant, matching ratios,
+and the RunSpecs (one per variant and seed) that training consumes."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from moebench.errors import SuiteValidationError
+from moebench.flops import Counts, count
+from moebench.models.config import ModelConfig, MoEConfig
+from moebench.suite import Suite
+from moebench.suite_schema import VariantSpec
+
+METRIC_OF = {
+    "train_flops": lambda c: c.train_flops_per_token,
+    "params_active": lambda c: c.params_active,
+    "params_total": lambda c: c.params_total,
+}
+
+
+@dataclass
+class PlanRow:
+    name: str
+    kind: str
+    params_total: int
+    params_active: int
+    params_embedding: int
+    train_flops_per_token: float
+    forward_flops_per_token: float
+    matched_to: str | None
+    match_on: str | None
+    flop_ratio: float | None  # train FLOPs per token / the baseline's
+    match_ratio: float | None  # the matched quantity / the baseline's
+    d_ff: int
+    expert_d_ff: int | None
+    solved: dict = field(default_factory=dict)  # widths solved from `auto`
+    expert_flops_padded: float = 0.0  # forward expert FLOPs per token with capacity padding
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Plan:
+    suite: Suite
+    vocab_size: int
+    rows: list[PlanRow]
+    configs: dict[str, ModelConfig]
+
+
+def model_config(v: VariantSpec, vocab_size: int, seq_len: int, d_ff: int, expert_d_ff: int | None) -> ModelConfig:
+    moe = None
+    if v.kind == "moe":
+        cf = None if v.capacity_factor == "dropless" else float(v.capacity_factor)
+        moe = MoEConfig(
+            num_experts=v.num_experts, top_k=v.top_k, expert_d_ff=expert_d_ff, router=v.router,
+            renormalize=v.renormalize, noise_std=v.noise_std, shared_experts=v.shared_experts, capacity_factor=cf,
+            lb_coef=v.lb_coef, z_coef=v.z_coef, router_fp32=v.router_fp32, router_init_scale=v.router_init_scale,
+            moe_every=v.moe_every, n_dense_layers=v.n_dense_layers, dead_threshold=v.dead_threshold,
+            expert_choice_group=v.expert_choice_group,
+        )
+    return ModelConfig(
+        vocab_size=vocab_size, seq_len=seq_len, d_model=v.d_model, n_layers=v.n_layers, n_heads=v.n_heads,
+        d_ff=d_ff, n_kv_heads=v.n_kv_heads, activation=v.activation, pos=v.pos, norm=v.norm,
+        tie_embeddings=v.tie_embeddings, dropout=v.dropout, moe=moe,
+    )
+
+
+def solve_width(make, metric, target: float, multiple: int, what: str) -> tuple[int | None, str | None]:
+    """The metric is affine in the width: probe two widths, solve, round to `multiple`, keep the closer."""
+    a, b = metric(make(multiple)), metric(make(2 * multiple))
+    slope = (b - a) / multiple
+    if slope <= 0:
+        return None, f"{what}: the matched quantity does not depend on this width"
+    exact = multiple + (target - a) / slope
+    lo = max(multiple, math.floor(exact / multiple) * multiple)
+    best = min((lo, lo + multiple), key=lambda w: abs(metric(make(w)) - target))
+    if exact < multiple * 0.5:
+        closest = metric(make(multiple))
+        return None, (f"{what}: impossible to match: even the smallest width ({multiple}) gives "
+                      f"{closest:.4g} > target {target:.4g} (ratio {closest / target:.3f})")
+    return best, None
+
+
+def make_plan(suite: Suite, vocab_size: int) -> Plan:
+    seq_len, mult = suite.corpus.seq_len, suite.match.multiple_of
+    problems: list[str] = []
+    configs: dict[str, ModelConfig] = {}
+    counts: dict[str, Counts] = {}
+    solved: dict[str, dict] = {}
+    # baselines (fixed widths) first, then the variants that solve against them
+    order = sorted(suite.variants, key=lambda n: suite.variants[n].matched_to is not None)
+    for name in order:
+        v = suite.variants[name]
+        d_ff = v.d_ff if isinstance(v.d_ff, int) else 4 * v.d_model
+        e_ff = v.expert_d_ff if isinstance(v.expert_d_ff, int) else None
+        solved[name] = {}
+        if v.d_ff == "auto" or v.expert_d_ff == "auto":
+            field_name = "expert_d_ff" if v.expert_d_ff == "auto" else "d_ff"
+            target = METRIC_OF[v.match_on](counts[v.matched_to])
+
+            def make(w, field_name=field_name, v=v, d_ff=d_ff, e_ff=e_ff):
+                if field_name == "d_ff":
+                    return model_config(v, vocab_size, seq_len, w, e_ff)
+                return model_config(v, vocab_size, seq_len, d_ff, w)
+
+            w, err = solve_width(make, lambda c: METRIC_OF[v.match_on](count(c)), target, mult,
+                                 f"variants.{name}.{field_name}")
+            if err:
+                problems.append(err)
+                continue
+            solved[name][field_name] = w
+            d_ff, e_ff = (w, e_ff) if field_name == "d_ff" else (d_ff, w)
+        configs[name] = model_config(v, vocab_size, seq_len, d_ff, e_ff)
+        counts[name] = count(configs[name])
+    if problems:
+        raise SuiteValidationError(problems)
+    rows = []
+    for name, v in suite.variants.items():
+        c, cfg = counts[name], configs[name]
+        base = counts.get(v.matched_to) if v.matched_to else None
+        flop_ratio = c.train_flops_per_token / base.train_flops_per_token if base else None
+        on = v.match_on if v.matched_to else None
+        match_ratio = METRIC_OF[on](c) / METRIC_OF[on](base) if base and on != "none" else None
+        rows.append(PlanRow(
+            name, v.kind, c.params_total, c.params_active, c.params_embedding, c.train_flops_per_token,
+            c.forward_flops_per_token, v.matched_to, on, flop_ratio, match_ratio, cfg.d_ff,
+            cfg.moe.expert_d_ff if cfg.moe else None, solved[name], c.terms["expert_padded"],
+        ))
+        if match_ratio is not None and abs(match_ratio - 1) > suite.match.tolerance and suite.match.strict:
+            problems.append(
+                f"variants.{name}: {on} is {match_ratio:.3f}x its baseline {v.matched_to!r}, outside the "
+                f"tolerance of +-{suite.match.tolerance:g} (use a width of auto, change the width, or set "
+                f"match.strict: false)")
+    if problems:
+        raise SuiteValidationError(problems)
+    return Plan(suite, vocab_size, rows, configs)
+
+
+@dataclass
+class RunSpec:
+    suite: str
+    variant: str
+    seed: int
+    model: ModelConfig
+    corpus: dict
+    train: dict  # TrainSpec fields with `seeds` replaced by this run's seed and `steps` resolved
+    eval: dict
+    plan: dict  # this variant's PlanRow
+    config_hash: str = ""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+
+def config_hash(d: dict) -> str:
+    """Content hash of everything that changes what a run computes: the resume / skip key."""
+    keep = {k: d[k] for k in ("variant", "seed", "model", "corpus", "train", "eval")}
+    keep["train"] = {k: v for k, v in keep["train"].items() if k not in ("checkpoint_every",)}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_specs(plan: Plan, only: list[str] | None = None) -> list[RunSpec]:
+    s = plan.suite
+    steps = s.train.steps or s.train.tokens // (s.train.batch_size * s.corpus.seq_len)
+    out = []
+    rows = {r.name: r for r in plan.rows}
+    for name in s.variants:
+        if only and name not in only:
+            continue
+        for seed in s.train.seeds:
+            train = s.train.model_dump(mode="json")
+            train.pop("seeds")
+            train.update(seed=seed, steps=steps, tokens=steps * s.train.batch_size * s.corpus.seq_len)
+            ev = s.eval.model_dump(mode="json")
+            ev["batch_size"] = ev["batch_size"] or s.train.batch_size
+            spec = RunSpec(s.name, name, seed, plan.configs[name], s.corpus.model_dump(mode="json"), train, ev,
+                           rows[name].to_dict())
+            spec.config_hash = config_hash(spec.to_dict())
+            out.append(spec)
+    return out
