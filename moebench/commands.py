@@ -1,0 +1,126 @@
+"""What each CLI command does, as functions of parsed arguments; the pipeline reads top to bottom:
+suite -> plan -> runs -> results -> report."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from moebench.errors import UserError
+from moebench.plan import Plan, make_plan
+from moebench.suite import Suite, load_suite
+
+PLAN_COLUMNS = ("name", "kind", "params_total", "params_active", "params_embedding", "train_flops_per_token",
+                "forward_flops_per_token", "matched_to", "flop_ratio")
+
+
+def human(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and abs(x) < 10:
+        return f"{x:.3f}"
+    if isinstance(x, (int, float)):
+        for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+            if abs(x) >= div:
+                return f"{x / div:.2f}{unit}"
+        return str(int(x))
+    return str(x)
+
+
+def format_table(rows: list[dict], columns) -> str:
+    cells = [[human(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def plan_suite(suite: Suite) -> Plan:
+    from moebench.data import vocab_size
+
+    return make_plan(suite, vocab_size(suite.corpus.name, suite.corpus.tokenizer))
+
+
+def cmd_plan(args) -> int:
+    plan = plan_suite(load_suite(args.suite, args.overrides))
+    rows = [r.to_dict() for r in plan.rows]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"suite {plan.suite.name}: {len(rows)} variants x {len(plan.suite.train.seeds)} seeds, "
+              f"vocab {plan.vocab_size}, seq_len {plan.suite.corpus.seq_len}")
+        print(format_table(rows, PLAN_COLUMNS))
+        for r in plan.rows:
+            if r.solved:
+                print(f"  {r.name}: solved " + ", ".join(f"{k} = {v}" for k, v in r.solved.items()))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from moebench.runs import run_plan
+
+    suite = load_suite(args.suite, args.overrides)
+    if args.only:
+        unknown = [v for v in args.only if v not in suite.variants]
+        if unknown:
+            raise UserError(f"--only: no variant named {', '.join(map(repr, unknown))}; "
+                            f"the suite has {', '.join(suite.variants)}")
+    plan = plan_suite(suite)
+    log = (lambda *a, **k: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    log(format_table([r.to_dict() for r in plan.rows], PLAN_COLUMNS))
+    t0 = time.time()
+    outcomes = run_plan(plan, args.results, force=args.force, only=args.only, quiet=args.quiet, log=log)
+    failed = [o for o in outcomes if o.status == "failed"]
+    log(f"suite {suite.name}: {len(outcomes)} runs ({len(failed)} failed) in {time.time() - t0:.0f} s; "
+        f"results in {args.results / suite.name}")
+    out = write_report(args.results / suite.name, (args.reports or Path(suite.report.out)) / suite.name)
+    if out:
+        log(f"report: {out}")
+    return 0
+
+
+def write_report(results_dir: Path, out_dir: Path) -> Path | None:
+    from moebench.report.render import write_report as render
+
+    return render(results_dir, out_dir)
+
+
+def cmd_report(args) -> int:
+    if not (args.results_dir / "suite.yaml").exists():
+        raise UserError(f"{args.results_dir}: not a suite results directory (no suite.yaml); "
+                        "pass results/<suite>/")
+    import yaml
+
+    name = (yaml.safe_load((args.results_dir / "suite.yaml").read_text()) or {}).get("name", args.results_dir.name)
+    out = write_report(args.results_dir, args.out or Path("reports") / name)
+    print(f"report: {out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from moebench import results as R
+    from moebench.lm_eval_adapter import run_lm_eval
+
+    res = run_lm_eval(args.run_dir, args.tasks, args.limit)
+    summary_path = args.run_dir / R.SUMMARY
+    if summary_path.exists():
+        summary = R.read_json(summary_path)
+        summary.setdefault("lm_eval", {}).update(res)
+        R.atomic_write_json(summary_path, summary)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from moebench.compare import compare
+
+    print(compare(args.a, args.b))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from moebench.kernels.bench import format_table as kernel_table, run_kernel_bench
+
+    rows = run_kernel_bench()
+    print(json.dumps(rows, indent=2) if args.json else kernel_table(rows))
+    return 0
+
