@@ -164,7 +164,7 @@ class Trainer:
         n_tok = x.numel()
         return {"kind": "train", "step": self.step, "tokens": self.step * n_tok,
                 "flops": self.step * n_tok * self.spec.plan["train_flops_per_token"], "wall": round(self.wall, 6),
-                "loss": float(lm_loss), "aux_loss": float(out.aux_loss), "lr": self.opt.param_groups[0]["lr"],
+                "loss": float(lm_loss.detach()), "aux_loss": float(out.aux_loss.detach()), "lr": self.opt.param_groups[0]["lr"],
                 "step_time": dt, "tokens_per_s": n_tok / dt}
 
     def eval_row(self, row: dict) -> dict:
