@@ -13,10 +13,10 @@ from moebench.models.config import ModelConfig, MoEConfig
 from moebench.suite import Suite
 from moebench.suite_schema import VariantSpec
 
-METRIC_OF = {
-    "train_flops": lambda c: c.train_flops_per_token,
-    "params_active": lambda c: c.params_active,
-    "params_total": lambda c: c.params_total,
+METRIC_OF = {  # what a variant can be matched on, as a function of its model config
+    "train_flops": lambda cfg: count(cfg).train_flops_per_token,
+    "params_active": lambda cfg: count(cfg).params_active,
+    "params_total": lambda cfg: count(cfg).params_total,
 }
 
 
@@ -37,6 +37,7 @@ class PlanRow:
     expert_d_ff: int | None
     solved: dict = field(default_factory=dict)  # widths solved from `auto`
     expert_flops_padded: float = 0.0  # forward expert FLOPs per token with capacity padding
+    calibration: dict | None = None  # match by step_time: the measured step times behind the match
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,6 +49,7 @@ class Plan:
     vocab_size: int
     rows: list[PlanRow]
     configs: dict[str, ModelConfig]
+    calibration: list[dict] = field(default_factory=list)  # step-time measurements (match by step_time)
 
 
 def model_config(v: VariantSpec, vocab_size: int, seq_len: int, d_ff: int, expert_d_ff: int | None) -> ModelConfig:
@@ -68,24 +70,31 @@ def model_config(v: VariantSpec, vocab_size: int, seq_len: int, d_ff: int, exper
     )
 
 
-def solve_width(make, metric, target: float, multiple: int, what: str) -> tuple[int | None, str | None]:
+def solve_width(make, metric, target: float, multiple: int, what: str,
+                probes: tuple[int, int] | None = None) -> tuple[int | None, str | None]:
     """The metric is affine in the width: probe two widths, solve, round to `multiple`, keep the closer."""
-    a, b = metric(make(multiple)), metric(make(2 * multiple))
-    slope = (b - a) / multiple
+    p0, p1 = probes or (multiple, 2 * multiple)
+    a, b = metric(make(p0)), metric(make(p1))
+    slope = (b - a) / (p1 - p0)
     if slope <= 0:
-        return None, f"{what}: the matched quantity does not depend on this width"
-    exact = multiple + (target - a) / slope
-    lo = max(multiple, math.floor(exact / multiple) * multiple)
-    best = min((lo, lo + multiple), key=lambda w: abs(metric(make(w)) - target))
+        return None, f"{what}: the matched quantity does not grow with this width (measured {a:.4g} at {p0}, " \
+                     f"{b:.4g} at {p1})"
+    exact = p0 + (target - a) / slope
     if exact < multiple * 0.5:
         closest = metric(make(multiple))
         return None, (f"{what}: impossible to match: even the smallest width ({multiple}) gives "
                       f"{closest:.4g} > target {target:.4g} (ratio {closest / target:.3f})")
-    return best, None
+    lo = max(multiple, math.floor(exact / multiple) * multiple)
+    return min((lo, lo + multiple), key=lambda w: abs(metric(make(w)) - target)), None
 
 
 def make_plan(suite: Suite, vocab_size: int) -> Plan:
     seq_len, mult = suite.corpus.seq_len, suite.match.multiple_of
+    metric_of = dict(METRIC_OF)
+    timer = None
+    if any(v.match_on == "step_time" for v in suite.variants.values()):
+        timer = step_timer(suite)
+        metric_of["step_time"] = timer
     problems: list[str] = []
     configs: dict[str, ModelConfig] = {}
     counts: dict[str, Counts] = {}
@@ -99,15 +108,22 @@ def make_plan(suite: Suite, vocab_size: int) -> Plan:
         solved[name] = {}
         if v.d_ff == "auto" or v.expert_d_ff == "auto":
             field_name = "expert_d_ff" if v.expert_d_ff == "auto" else "d_ff"
-            target = METRIC_OF[v.match_on](counts[v.matched_to])
+            target = metric_of[v.match_on](configs[v.matched_to])
 
             def make(w, field_name=field_name, v=v, d_ff=d_ff, e_ff=e_ff):
                 if field_name == "d_ff":
                     return model_config(v, vocab_size, seq_len, w, e_ff)
                 return model_config(v, vocab_size, seq_len, d_ff, w)
 
-            w, err = solve_width(make, lambda c: METRIC_OF[v.match_on](count(c)), target, mult,
-                                 f"variants.{name}.{field_name}")
+            what = f"variants.{name}.{field_name}"
+            probes = None
+            if v.match_on == "step_time":
+                # timing noise swamps tiny widths: probe around the FLOP-matched width instead
+                w_flops, err = solve_width(make, METRIC_OF["train_flops"], METRIC_OF["train_flops"](
+                    configs[v.matched_to]), mult, what)
+                w_flops = w_flops or 4 * mult
+                probes = (max(mult, w_flops // 2 // mult * mult), 2 * w_flops)
+            w, err = solve_width(make, metric_of[v.match_on], target, mult, what, probes)
             if err:
                 problems.append(err)
                 continue
@@ -123,12 +139,16 @@ def make_plan(suite: Suite, vocab_size: int) -> Plan:
         base = counts.get(v.matched_to) if v.matched_to else None
         flop_ratio = c.train_flops_per_token / base.train_flops_per_token if base else None
         on = v.match_on if v.matched_to else None
-        match_ratio = METRIC_OF[on](c) / METRIC_OF[on](base) if base and on != "none" else None
+        match_ratio = metric_of[on](cfg) / metric_of[on](configs[v.matched_to]) if base and on != "none" else None
         rows.append(PlanRow(
             name, v.kind, c.params_total, c.params_active, c.params_embedding, c.train_flops_per_token,
             c.forward_flops_per_token, v.matched_to, on, flop_ratio, match_ratio, cfg.d_ff,
             cfg.moe.expert_d_ff if cfg.moe else None, solved[name], c.terms["expert_padded"],
         ))
+        if on == "step_time":
+            rows[-1].calibration = {"step_time_s": timer(cfg), "baseline_step_time_s": timer(configs[v.matched_to]),
+                                    "device": str(timer.device), "batch_size": timer.batch_size,
+                                    "probes": timer.record()}
         if match_ratio is not None and abs(match_ratio - 1) > suite.match.tolerance and suite.match.strict:
             problems.append(
                 f"variants.{name}: {on} is {match_ratio:.3f}x its baseline {v.matched_to!r}, outside the "
@@ -136,7 +156,16 @@ def make_plan(suite: Suite, vocab_size: int) -> Plan:
                 f"match.strict: false)")
     if problems:
         raise SuiteValidationError(problems)
-    return Plan(suite, vocab_size, rows, configs)
+    return Plan(suite, vocab_size, rows, configs, timer.record() if timer else [])
+
+
+def step_timer(suite: Suite):
+    from moebench.calibrate import StepTimer
+    from moebench.env import resolve_device
+    from moebench.models.backends import resolve_backend
+
+    device = resolve_device(suite.train.device)
+    return StepTimer(suite.train.batch_size, device, resolve_backend(suite.train.moe_backend, device))
 
 
 @dataclass

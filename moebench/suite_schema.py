@@ -6,7 +6,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 Width = Union[PositiveInt, Literal["auto"]]
-MatchOn = Literal["train_flops", "params_active", "params_total", "none"]
+MatchOn = Literal["train_flops", "params_active", "params_total", "step_time", "none"]
 
 
 class Strict(BaseModel):

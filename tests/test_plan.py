@@ -101,3 +101,22 @@ def test_plan_json_cli(tmp_path, capsys):
             "forward_flops_per_token", "matched_to", "flop_ratio"}
     assert [r["name"] for r in rows] == ["dense", "moe"] and keys <= set(rows[0])
     assert rows[1]["matched_to"] == "dense" and rows[0]["flop_ratio"] is None
+
+
+def test_step_time_matching_solves_against_measured_time(monkeypatch):
+    """Time is faked as an affine function of the FFN widths so the solve is checkable exactly; the
+    calibration (what was measured) is recorded in the plan row."""
+    from moebench.calibrate import StepTimer
+
+    def fake(self, cfg):
+        width = cfg.moe.expert_d_ff * cfg.moe.top_k * 1.5 if cfg.moe else cfg.d_ff  # MoE costs 1.5x per FLOP
+        return 0.01 + width * 1e-4
+
+    monkeypatch.setattr(StepTimer, "_measure", fake)
+    plan = make_plan(build_suite(tiny(**{"match.by": "step_time", "match.tolerance": 0.05})), 256)
+    moe = plan.rows[1]
+    # dense time 0.01 + 64e-4; moe time 0.01 + 2 * 1.5 * w * 1e-4  ->  w = 64 / 3 -> 24 (multiple of 8)
+    assert moe.solved == {"expert_d_ff": 24} and moe.match_on == "step_time"
+    assert moe.calibration["baseline_step_time_s"] == pytest.approx(0.01 + 64e-4)
+    assert len(moe.calibration["probes"]) >= 3
+    assert moe.flop_ratio < 1  # matched on time, the slower-per-FLOP MoE gets fewer FLOPs than dense
