@@ -24,6 +24,7 @@ def build_parser() -> ArgParser:
     r.add_argument("suite", type=Path)
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a suite field, e.g. --set train.steps=50 (repeatable)")
+    r.add_argument("--preset", default=None, help="a preset of the suite (e.g. cpu, gpu); default: its first")
     r.add_argument("--results", type=Path, default=Path("results"), help="results root (default: results/)")
     r.add_argument("--reports", type=Path, default=None, help="reports root (default: the suite's report.out)")
     r.add_argument("--force", action="store_true", help="redo runs that already finished")
@@ -33,6 +34,7 @@ def build_parser() -> ArgParser:
     pl = sub.add_parser("plan", help="print params and FLOPs per variant, check FLOP matching; no training")
     pl.add_argument("suite", type=Path)
     pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    pl.add_argument("--preset", default=None, help="a preset of the suite (e.g. cpu, gpu); default: its first")
     pl.add_argument("--json", action="store_true", help="print the plan rows as a JSON list")
 
     rp = sub.add_parser("report", help="(re)write the report of stored results")

@@ -41,7 +41,7 @@ def plan_suite(suite: Suite) -> Plan:
 
 
 def cmd_plan(args) -> int:
-    plan = plan_suite(load_suite(args.suite, args.overrides))
+    plan = plan_suite(load_suite(args.suite, args.overrides, args.preset))
     rows = [r.to_dict() for r in plan.rows]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -58,7 +58,7 @@ def cmd_plan(args) -> int:
 def cmd_run(args) -> int:
     from moebench.runs import run_plan
 
-    suite = load_suite(args.suite, args.overrides)
+    suite = load_suite(args.suite, args.overrides, args.preset)
     if args.only:
         unknown = [v for v in args.only if v not in suite.variants]
         if unknown:

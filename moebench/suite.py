@@ -60,6 +60,20 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
+def set_path(data: dict, key: str, value: Any, origin: str) -> None:
+    """data["a"]["b"]["c"] = value for key "a.b.c", creating sections on the way."""
+    parts = key.strip().split(".")
+    node = data
+    for p in parts[:-1]:
+        nxt = node.get(p) if isinstance(node, dict) else None
+        if nxt is None:
+            nxt = node[p] = {}
+        if not isinstance(nxt, dict):
+            raise UserError(f"{origin} {key}: {p!r} is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """`--set train.steps=50 --set variants.moe8.num_experts=16`: values are parsed as YAML scalars/lists."""
     data = copy.deepcopy(data)
@@ -67,19 +81,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set train.steps=50")
-        parts = key.strip().split(".")
-        node = data
-        for p in parts[:-1]:
-            nxt = node.get(p) if isinstance(node, dict) else None
-            if nxt is None:
-                nxt = node[p] = {}
-            if not isinstance(nxt, dict):
-                raise UserError(f"--set {key}: {p!r} is not a section")
-            node = nxt
         try:
-            node[parts[-1]] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except yaml.YAMLError:
-            node[parts[-1]] = value
+            parsed = value
+        set_path(data, key, parsed, "--set")
     return data
 
 
@@ -237,8 +243,31 @@ def check_matching(suite_variants: dict[str, VariantSpec], match: MatchSpec, pro
         v.match_on = on
 
 
-def load_suite(path: Path, overrides: list[str] | None = None) -> Suite:
-    data = apply_overrides(read_yaml(path), overrides or [])
+def apply_preset(data: dict, preset: str | None) -> tuple[dict, str | None]:
+    """`presets: {cpu: {train.steps: 300}, gpu: {...}}`: named sets of --set overrides. With none chosen the
+    first one applies; the chosen preset is appended to the suite name so cpu and gpu results never mix."""
+    data = dict(data)
+    presets = data.pop("presets", None)
+    if presets is None:
+        if preset:
+            raise UserError(f"--preset {preset}: this suite defines no presets")
+        return data, None
+    if not isinstance(presets, dict) or not all(isinstance(v, dict) for v in presets.values()):
+        raise UserError("presets: must map a preset name to {dotted.key: value} overrides")
+    chosen = preset or next(iter(presets))
+    if chosen not in presets:
+        raise UserError(f"--preset {chosen}: no such preset{did_you_mean(chosen, presets)}; "
+                        f"this suite has {', '.join(presets)}")
+    data = copy.deepcopy(data)
+    for key, value in presets[chosen].items():
+        set_path(data, str(key), value, f"presets.{chosen}:")
+    data["name"] = f"{data.get('name', 'suite')}-{chosen}"
+    return data, chosen
+
+
+def load_suite(path: Path, overrides: list[str] | None = None, preset: str | None = None) -> Suite:
+    data, _ = apply_preset(read_yaml(path), preset)
+    data = apply_overrides(data, overrides or [])
     return build_suite(data, path)
 
 

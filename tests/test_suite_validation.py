@@ -105,3 +105,16 @@ def test_cli_user_errors_exit_2_without_traceback(tmp_path, capsys, content, nee
 def test_cli_bad_flag_exits_2(capsys):
     assert main(["plan", "--no-such-flag", "x.yaml"]) == 2
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_presets_apply_and_name_the_suite(tmp_path):
+    d = tiny()
+    d["presets"] = {"cpu": {"train.steps": 6, "train.seeds": [0, 1]}, "gpu": {"train.steps": 1000, "base.d_model": 64}}
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(d))
+    cpu = load_suite(p)  # the first preset by default
+    assert cpu.name == "tiny-cpu" and cpu.train.steps == 6 and cpu.train.seeds == [0, 1]
+    gpu = load_suite(p, ["train.steps=5"], preset="gpu")  # --set applies after the preset
+    assert gpu.name == "tiny-gpu" and gpu.train.steps == 5 and gpu.variants["dense"].d_model == 64
+    with pytest.raises(UserError, match="no such preset 'gpx'|no such preset"):
+        load_suite(p, preset="gpx")
