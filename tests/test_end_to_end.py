@@ -130,3 +130,12 @@ def test_sigterm_checkpoints_and_exits_130(tmp_path):
     assert proc.returncode == 130, err
     assert "rerun the same command to resume" in err and "Traceback" not in err
     assert (tmp_path / "res/tiny/dense/seed-0" / R.CHECKPOINT).exists()
+
+
+def test_lm_eval_tasks_land_in_the_summary(tmp_path):
+    suite = write_suite(tmp_path, **{"eval.lm_eval": {"tasks": ["ptb_ppl"], "limit": 1}, "train.steps": 4,
+                                     "train.warmup_steps": 0})
+    assert main(["run", str(suite), "--results", str(tmp_path / "res"), "--reports", str(tmp_path / "rep"),
+                 "--only", "dense", "--quiet"]) == 0
+    lm = R.read_json(tmp_path / "res/tiny/dense/seed-0" / R.SUMMARY)["lm_eval"]["ptb_ppl"]
+    assert lm["bits_per_byte"] > 0 and lm["word_perplexity"] > 1 and "version" in lm
