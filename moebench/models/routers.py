@@ -6,6 +6,8 @@ the capacity limit. Expert choice gives each expert its own tokens, so it alread
 
 - topk        GShard (Lepikhin et al. 2020) / Mixtral (Jiang et al. 2024): softmax over experts, keep the top k;
               `renormalize` rescales the k gates to sum to 1 (Mixtral) or keeps the raw probabilities (GShard).
+              With k = 1 renormalize is ignored: a single renormalised gate is always 1, which would cut the
+              router off from the language-model gradient.
 - noisy_topk  Shazeer et al. 2017: logits + N(0,1) * softplus(x W_noise) * noise_std while training, keep the
               top k logits, softmax over those k only.
 - switch      Fedus et al. 2021: top-1, gate = the chosen expert's softmax probability (renormalising a single
@@ -79,7 +81,7 @@ class TopKRouter(Router):
         logits = self.scores(x)
         probs = logits.softmax(-1)
         w, idx = probs.topk(self.cfg.top_k, dim=-1)
-        if self.cfg.renormalize:
+        if self.cfg.renormalize and self.cfg.top_k > 1:  # one renormalised gate is always 1: no router gradient
             w = w / w.sum(-1, keepdim=True)
         return Routing(logits, probs, idx, w)
 
