@@ -32,6 +32,7 @@ Layout, one directory per (variant, seed):
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -45,14 +46,16 @@ CHECKPOINT = "checkpoint.pt"
 FINAL_MODEL = "model.pt"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same directory, fsync, then rename: readers see old or new, never half."""
+@contextlib.contextmanager
+def atomic_open(path: Path):
+    """A binary file that appears at `path` whole, or not at all: written to a temp file in the same
+    directory, fsynced, then renamed over `path`. On any error the temp file is removed and `path` untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -62,6 +65,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

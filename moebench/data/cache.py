@@ -110,31 +110,20 @@ def _blocks(chunks: Iterable[str]) -> Iterable[str]:
 def write_shard(path: Path, chunks: Iterable[str], encode: Callable[[str], list[int]], vocab_size: int) -> ShardHeader:
     """Encode `chunks` into a shard at `path` atomically: readers see no file or a complete one."""
     dtype = dtype_for(vocab_size)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(b"\x00" * HEADER_SIZE)
-            n_tokens = n_bytes = 0
-            for block in _blocks(chunks):
-                ids = np.asarray(encode(block), dtype=np.int64)
-                if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-                    raise ValueError(f"token id outside [0, {vocab_size}) while building {path.name}")
-                ids.astype(dtype).tofile(f)
-                n_tokens += int(ids.size)
-                n_bytes += len(block.encode("utf-8"))
-            header = ShardHeader(VERSION, dtype.itemsize, n_tokens, n_bytes, vocab_size)
-            f.seek(0)
-            f.write(header.pack())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return header
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path) as f:
+        f.write(b"\x00" * HEADER_SIZE)
+        n_tokens = n_bytes = 0
+        for block in _blocks(chunks):
+            ids = np.asarray(encode(block), dtype=np.int64)
+            if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+                raise ValueError(f"token id outside [0, {vocab_size}) while building {path.name}")
+            ids.astype(dtype).tofile(f)
+            n_tokens += int(ids.size)
+            n_bytes += len(block.encode("utf-8"))
+        header = ShardHeader(VERSION, dtype.itemsize, n_tokens, n_bytes, vocab_size)
+        f.seek(0)
+        f.write(header.pack())
+    return header
 
 
 def ensure_shard(path: Path, build: Callable[[Path], object]) -> bool:
