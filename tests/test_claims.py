@@ -7,9 +7,10 @@ from pydantic import BaseModel, ConfigDict
 from scipy import stats as st
 
 sys.path.insert(0, str(Path(__file__).parent / "report"))
-from synth import experts_stats, write_run, write_suite  # noqa: E402
+from report_synth import experts_stats, write_run, write_suite  # noqa: E402
 
-from moebench.claims import CLAIM_KINDS, ClaimBase, ClaimSpec, claim_kind, judge_all, parse_claims  # noqa: E402
+from moebench.claims import (CLAIM_KINDS, ClaimBase, ClaimSpec, claim_kind, judge_all, parse_claims,
+                             validate_claims)  # noqa: E402
 from moebench.errors import UserError  # noqa: E402
 from moebench.resultset import load_results  # noqa: E402
 
@@ -172,7 +173,7 @@ def test_load_balance_pass_fail_disagree_and_dense(suite):
     rs = load_results(suite)
     assert judge(rs, kind="load_balance", variant="moe", min_entropy=0.7, max_dead_experts=1).verdict == "PASS"
     v = judge(rs, kind="load_balance", variant="moe", min_entropy=0.7)  # seed 1 has a dead expert, default max 0
-    assert v.verdict == "INCONCLUSIVE" and "1 dead experts > 0" in v.reason
+    assert v.verdict == "INCONCLUSIVE" and "dead_experts 1 > 0" in v.reason
     assert judge(rs, kind="load_balance", variant="moe", min_entropy=0.97).verdict == "FAIL"
     v = judge(rs, kind="load_balance", variant="moe", min_entropy=0.9)
     assert v.verdict == "INCONCLUSIVE" and "1/2 seeds" in v.reason
@@ -227,14 +228,33 @@ def test_schema_discriminates_and_forbids_extra_keys():
         claims: list[ClaimSpec]
     s = Suite(claims=[{"kind": "memory_ratio", "variant": "a", "baseline": "b", "max": 1.2, "source": "x"}])
     assert type(s.claims[0]).__name__ == "MemoryRatio" and s.claims[0].source == "x"
-    with pytest.raises(UserError, match="claims.0.loss_better.typo"):
-        parse_claims([{"kind": "loss_better", "variant": "a", "baseline": "b", "typo": 1}])
-    with pytest.raises(UserError, match="claims.0"):
-        parse_claims([{"kind": "no_such_kind"}])
+    with pytest.raises(UserError, match=r"claims.0.margn: unknown key \(did you mean 'margin'\?\)"):
+        parse_claims([{"kind": "loss_better", "variant": "a", "baseline": "b", "margn": 1}])
+    with pytest.raises(UserError, match=r"claims.0.kind: unknown claim kind 'loss_beter' \(did you mean 'loss_better'"):
+        parse_claims([{"kind": "loss_beter"}])
+    with pytest.raises(UserError, match="claims.1.baseline: required"):
+        parse_claims([{"kind": "load_balance", "variant": "a"}, {"kind": "loss_better", "variant": "a"}])
     with pytest.raises(UserError, match="metric"):
         parse_claims([{"kind": "loss_better", "variant": "a", "baseline": "b", "metric": "accuracy"}])
     with pytest.raises(UserError, match="min and/or max"):
         parse_claims([{"kind": "throughput_ratio", "variant": "a", "baseline": "b"}])
+
+
+def test_validate_claims_collects_every_problem_with_paths():
+    problems = []
+    specs = validate_claims([
+        {"kind": "speedup_to_loss", "variant": "moe8", "baseline": "dense", "min": 2},
+        {"kind": "monotonic", "variants": ["dense", "moe_4"], "x": [1, 4]},
+        {"kind": "memory_ratio", "variant": "moe", "baseline": "dense"},
+        "not a mapping",
+    ], ["dense", "moe", "moe4"], problems)
+    assert [type(s).__name__ for s in specs] == ["SpeedupToLoss", "Monotonic"]
+    assert problems == [
+        "claims.0.variant: no variant named 'moe8' (did you mean 'moe'?)",
+        "claims.1.variants.1: no variant named 'moe_4' (did you mean 'moe4'?)",
+        "claims.2: give min and/or max",
+        "claims.3: must be a mapping",
+    ]
 
 
 def test_registry_rejects_mismatched_kind():

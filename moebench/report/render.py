@@ -1,0 +1,147 @@
+"""write_report: results/<suite>/ -> README.md, report.html (self-contained), results.csv, curves.csv,
+verdicts.json and plots/*.png.
+
+The report is a list of blocks rendered twice (markdown and HTML), so both always show the same content. Only the
+line starting with "Date:" changes between reruns on the same inputs.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import json
+import math
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from ..claims import MIN_SEEDS, judge_all, parse_claims
+from ..resultset import load_results
+from . import tables
+from .plots import make_plots
+
+PLOT_DIR = "plots"
+
+
+def _header(rs) -> list:
+    e = rs.env
+    dirty = {True: " (dirty)", False: " (clean)"}.get(e.get("git_dirty"), f" (dirty: {e.get('git_dirty', 'n/a')})")
+    n_ok = int((rs.runs["status"] == "ok").sum()) if len(rs.runs) else 0
+    items = [f"git SHA: {e.get('git_sha', 'n/a')}{dirty}",
+             f"python {e.get('python', 'n/a')}, torch {e.get('torch', 'n/a')}, triton {e.get('triton', 'n/a')}",
+             f"device: {e.get('device', 'n/a')} ({e.get('device_name', 'n/a')}); CPU: {e.get('cpu_model', 'n/a')}",
+             f"total training wall time: {rs.total_wall_time_s():.1f} s over {len(rs.runs)} runs ({n_ok} finished ok)"]
+    return [("h1", f"moebench report: {rs.name}"),
+            ("p", "Date: " + datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")), ("list", items)]
+
+
+def _rules(verdicts, min_tpp_default: float = 1.0) -> list:
+    gates = (f"Every verdict is INCONCLUSIVE (reason given) when a compared variant has a failed or incomplete run, "
+             f"fewer than {MIN_SEEDS} finished seeds, or fewer training tokens per total parameter than the claim's "
+             f"min_tokens_per_param (default {min_tpp_default:g}).")
+    return [("p", gates), ("list", [f"{v.name}: {v.rule}" for v in verdicts])] if verdicts else [("p", gates)]
+
+
+def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str) -> list:
+    blocks = _header(rs)
+    blocks += [("h2", "Claims"), ("table", tables.claims_table(verdicts)) if verdicts else ("p", "No claims.")]
+    blocks += _rules(verdicts)
+    if verdicts:
+        nums = {v.name: {"verdict": v.verdict, **v.numbers} for v in verdicts}
+        blocks.append(("details", "all claim numbers (JSON)", _json(nums), "json"))
+    blocks += [("h2", "Variants"), ("table", tables.variants_table(rs)),
+               ("p", "Means over finished seeds, ± the 95% t interval; params, FLOPs, tokens/s and memory are "
+                     "medians.")]
+    blocks += [("h2", "Utilisation (S-MFU, S-MBU)"), ("table", tables.utilisation_table(rs)),
+               ("p", "S-MFU and S-MBU as MoE-CAP (Jiang et al. 2024) define them for sparse models: achieved "
+                     "FLOP/s of the active parameters (train FLOPs/token x tokens/s) / device peak FLOP/s, and bytes "
+                     "of active weights read per step (active params x env.param_bytes, default "
+                     f"{tables.DEFAULT_PARAM_BYTES}) / step time / peak bandwidth. Peaks are the ones recorded with "
+                     "the runs (spec sheet or measured probe).")]
+    blocks += [("h2", "Plots")] + [b for title, f in plots for b in (("h3", title), ("img", title, f))]
+    blocks += [("h2", "Suite"), ("details", "resolved suite YAML", suite_text, "yaml")]
+    return blocks
+
+
+def _strict(x):
+    """NaN / inf (an unbounded CI, a missing value) become null: strict JSON that every reader accepts."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {str(k): _strict(v) for k, v in x.items()}
+    return [_strict(v) for v in x] if isinstance(x, (list, tuple)) else x
+
+
+def _json(obj) -> str:
+    return json.dumps(_strict(obj), indent=1, sort_keys=True, allow_nan=False, default=float)
+
+
+def to_markdown(blocks) -> str:
+    render = {
+        "h1": lambda b: f"# {b[1]}", "h2": lambda b: f"## {b[1]}", "h3": lambda b: f"### {b[1]}",
+        "p": lambda b: b[1], "list": lambda b: "\n".join(f"- {i}" for i in b[1]),
+        "table": lambda b: tables.md_table(b[1]), "img": lambda b: f"![{b[1]}]({PLOT_DIR}/{b[2]})",
+        "details": lambda b: f"<details><summary>{b[1]}</summary>\n\n```{b[3]}\n{b[2].rstrip()}\n```\n\n</details>",
+    }
+    return "\n\n".join(render[b[0]](b) for b in blocks) + "\n"
+
+
+def _html_table(t) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in t[0])
+    body = "\n".join("<tr>" + "".join(f"<td{_cls(c)}>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in t[1])
+    return f"<table>\n<tr>{head}</tr>\n{body}\n</table>"
+
+
+def _cls(cell) -> str:
+    return f' class="{cell.lower()}"' if cell in ("PASS", "FAIL", "INCONCLUSIVE") else ""
+
+
+def to_html(blocks, img_dir: Path) -> str:
+    def img(b):
+        data = base64.b64encode((img_dir / b[2]).read_bytes()).decode("ascii")
+        return f'<img alt="{html.escape(b[1])}" src="data:image/png;base64,{data}">'
+    esc = html.escape
+    render = {
+        "h1": lambda b: f"<h1>{esc(b[1])}</h1>", "h2": lambda b: f"<h2>{esc(b[1])}</h2>",
+        "h3": lambda b: f"<h3>{esc(b[1])}</h3>", "p": lambda b: f"<p>{esc(b[1])}</p>",
+        "list": lambda b: "<ul>\n" + "\n".join(f"<li>{esc(i)}</li>" for i in b[1]) + "\n</ul>",
+        "table": lambda b: _html_table(b[1]), "img": img,
+        "details": lambda b: f"<details><summary>{esc(b[1])}</summary>\n<pre>{esc(b[2])}</pre>\n</details>",
+    }
+    style = ("body{font-family:sans-serif;max-width:1150px;margin:auto;padding:1em}table{border-collapse:collapse;"
+             "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}img{max-width:100%}"
+             ".pass{background:#c8f0c8}.fail{background:#f4c4c4}.inconclusive{background:#eee8b0}")
+    title = next((b[1] for b in blocks if b[0] == "h1"), "moebench report")
+    body = "\n".join(render[b[0]](b) for b in blocks)
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
+            f"<style>{style}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def _csv(df, path: Path) -> None:
+    path.write_text(df.to_csv(index=False, lineterminator="\n", float_format="%.10g"), encoding="utf-8")
+
+
+def write_report(results_dir: Path, out_dir: Path) -> Path:
+    rs = load_results(Path(results_dir))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = rs.suite.get("variants")  # an unknown variant in a claim is the user's typo, not a missing run
+    verdicts = judge_all(parse_claims(rs.suite.get("claims") or [], list(names) if isinstance(names, dict) else None),
+                         rs)
+    plots = make_plots(rs, verdicts, out_dir / PLOT_DIR)
+    suite_path = Path(results_dir) / "suite.yaml"
+    suite_text = suite_path.read_text(encoding="utf-8") if suite_path.exists() else yaml.safe_dump(rs.suite)
+    blocks = build_blocks(rs, verdicts, plots, suite_text)
+    readme = out_dir / "README.md"
+    readme.write_text(to_markdown(blocks), encoding="utf-8")
+    (out_dir / "report.html").write_text(to_html(blocks, out_dir / PLOT_DIR), encoding="utf-8")
+    verdict_rows = [dataclasses.asdict(v) for v in verdicts]  # machine-readable twin of the claims table
+    (out_dir / "verdicts.json").write_text(_json(verdict_rows) + "\n", encoding="utf-8")
+    _csv(rs.runs, out_dir / "results.csv")
+    _csv(rs.curves, out_dir / "curves.csv")
+    return readme
+
+
+DATE_LINE = re.compile(r"^(<p>)?Date: ")  # the one line allowed to differ between reruns

@@ -1,0 +1,113 @@
+"""Tables as (headers, rows) of strings, built from a ResultSet and Verdicts; md_table renders one as markdown.
+
+Keeping tables as plain string grids lets the markdown and the HTML renderer show exactly the same numbers.
+"""
+from __future__ import annotations
+
+import math
+
+from ..claims import Verdict
+from . import stats
+
+Table = tuple[list[str], list[list[str]]]
+DEFAULT_PARAM_BYTES = 4  # fp32 weights, what a run that does not record env.param_bytes trains with by default
+
+
+def fmt(x, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e6):
+        return f"{int(x):,}"
+    return f"{x:.{digits}g}"
+
+
+def si(x, unit: str = "") -> str:
+    if x is None or x != x:
+        return "n/a"
+    for p, f in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= f:
+            return f"{x / f:.3g} {p}{unit}"
+    return f"{x:.3g} {unit}".strip()
+
+
+def mib(x) -> str:
+    return "n/a" if x is None or x != x else f"{x / 2**20:.1f} MiB"
+
+
+def mean_pm(xs, digits: int = 4) -> str:
+    m, h = stats.mean_ci(xs)
+    if m != m:
+        return "n/a"
+    return f"{m:.{digits}f} (n=1)" if h != h else f"{m:.{digits}f} ± {h:.{digits}f}"
+
+
+def md_table(t: Table) -> str:
+    headers, rows = t
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(esc(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _key_number(v: Verdict) -> str:
+    n = v.numbers
+    if "best_val_loss" in n:
+        return f"never reached (best {fmt(float(n['best_val_loss']))})"
+    for k in ("speedup_" + str(n.get("axis", "")), "improvement", "ratio", "slope", "entropy"):
+        if k in n and isinstance(n[k], (int, float)):
+            return f"{k} = {fmt(float(n[k]))}"
+    speed = sorted(k for k in n if k.startswith("speedup_") and k != "speedup_per_seed")
+    return ", ".join(f"{k} = {fmt(float(n[k]))}" for k in speed) or ""
+
+
+def claims_table(verdicts: list[Verdict]) -> Table:
+    rows = [[v.name, v.verdict, ", ".join(v.variants), _key_number(v), v.reason, v.source or "-"] for v in verdicts]
+    return ["claim", "verdict", "variants", "key number", "reason", "source"], rows
+
+
+def _variant_agg(rs, variant: str) -> dict:
+    runs = rs.runs[rs.runs["variant"] == variant]
+    ok = runs[runs["status"] == "ok"]
+    med = lambda c: stats.median([float(x) for x in ok[c].dropna()]) if c in ok else float("nan")  # noqa: E731
+    return {"runs": runs, "ok": ok, "med": med}
+
+
+def variants_table(rs) -> Table:
+    headers = ["variant", "kind", "seeds ok/all", "params total", "params active", "train FLOPs/token",
+               "val loss (mean ± 95% CI)", "val bpb (mean ± 95% CI)", "test ppl", "tokens/s", "peak memory",
+               "load balance (entropy, max load xE, dead)"]
+    rows = []
+    for v in rs.variants:
+        a = _variant_agg(rs, v)
+        ok, med = a["ok"], a["med"]
+        kind = next((k for k in a["runs"]["kind"] if isinstance(k, str)), "?")
+        bal = "-"
+        if "experts.entropy" in ok and ok["experts.entropy"].notna().any():
+            bal = (f"{fmt(med('experts.entropy'), 3)}, {fmt(med('experts.max_load_x_E'), 3)}x, "
+                   f"{fmt(med('experts.dead_experts'))}")
+        rows.append([v, kind, f"{len(ok)}/{len(a['runs'])}", si(med("params_total")), si(med("params_active")),
+                     si(med("train_flops_per_token")), mean_pm(ok["val_loss"].dropna()),
+                     mean_pm(ok["val_bpb"].dropna()), fmt(stats.mean(ok["test_ppl"].dropna())),
+                     si(med("tokens_per_s_median")), mib(med("peak_memory_bytes")), bal])
+    return headers, rows
+
+
+def utilisation_table(rs) -> Table:
+    """S-MFU = active train FLOPs/token x tokens/s / peak FLOP/s; S-MBU = active weight bytes / step time / peak BW."""
+    headers = ["variant", "achieved FLOP/s", "S-MFU", "active weight bytes/step", "S-MBU", "peak source"]
+    rows = []
+    for v in rs.variants:
+        a = _variant_agg(rs, v)
+        med, ok = a["med"], a["ok"]
+        achieved = med("train_flops_per_token") * med("tokens_per_s_median")
+        pbytes = med("param_bytes")
+        wbytes = med("params_active") * (pbytes if pbytes == pbytes else DEFAULT_PARAM_BYTES)
+        pf, pb = med("peak_flops"), med("peak_bw")
+        src = sorted({str(s) for s in ok["peak_source"].dropna()}) if "peak_source" in ok else []
+        no_peak = "n/a (no peak recorded)"
+        rows.append([v, si(achieved, "FLOP/s"), f"{achieved / pf:.2%}" if pf == pf else no_peak, si(wbytes, "B"),
+                     f"{wbytes / med('step_time_median_s') / pb:.2%}" if pb == pb else no_peak,
+                     "; ".join(src) or "-"])
+    return headers, rows
