@@ -13,12 +13,13 @@ import json
 import os
 import re
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 import numpy as np
+
+from moebench.results import atomic_open
 
 try:
     import fcntl
