@@ -178,6 +178,7 @@ class RunSpec:
     train: dict  # TrainSpec fields with `seeds` replaced by this run's seed and `steps` resolved
     eval: dict
     plan: dict  # this variant's PlanRow
+    inference: dict | None = None  # InferenceSpec fields: measure the trained model's forward speed
     config_hash: str = ""
 
     def to_dict(self) -> dict:
@@ -189,6 +190,8 @@ class RunSpec:
 def config_hash(d: dict) -> str:
     """Content hash of everything that changes what a run computes: the resume / skip key."""
     keep = {k: d[k] for k in ("variant", "seed", "model", "corpus", "train", "eval")}
+    if d.get("inference"):
+        keep["inference"] = d["inference"]
     keep["train"] = {k: v for k, v in keep["train"].items() if k not in ("checkpoint_every",)}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -208,7 +211,7 @@ def run_specs(plan: Plan, only: list[str] | None = None) -> list[RunSpec]:
             ev = s.eval.model_dump(mode="json")
             ev["batch_size"] = ev["batch_size"] or s.train.batch_size
             spec = RunSpec(s.name, name, seed, plan.configs[name], s.corpus.model_dump(mode="json"), train, ev,
-                           rows[name].to_dict())
+                           rows[name].to_dict(), s.inference.model_dump(mode="json") if s.inference else None)
             spec.config_hash = config_hash(spec.to_dict())
             out.append(spec)
     return out

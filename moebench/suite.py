@@ -34,6 +34,7 @@ class Suite:
     match: MatchSpec
     claims: list
     report: ReportSpec
+    inference: Any  # InferenceSpec | None
     raw: dict = field(repr=False)  # the resolved suite as plain data (written to results/<suite>/suite.yaml)
     path: Path | None = None
 
@@ -305,7 +306,7 @@ def build_suite(data: dict, path: Path | None = None) -> Suite:
     raw["variants"] = {n: v.model_dump(mode="json", exclude={"extends"}) for n, v in variants.items()}
     raw.pop("base")
     return Suite(spec.name, spec.description, spec.corpus, variants, spec.train, spec.eval, spec.match,
-                 claims, spec.report, raw, Path(path) if path else None)
+                 claims, spec.report, spec.inference, raw, Path(path) if path else None)
 
 
 def check_train(spec: SuiteSpec, problems: list[str]) -> None:

@@ -92,6 +92,8 @@ class TrainSpec(Strict):
     moe_backend: str = "auto"
     checkpoint_every: PositiveInt = 50
     compile: bool = False
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # data parallel over torchrun's processes (moebench.distributed)
+    expert_parallel: PositiveInt = 1  # shard each MoE layer's experts over this many ranks
 
 
 class LmEvalSpec(Strict):
@@ -116,6 +118,19 @@ class MatchSpec(Strict):
     multiple_of: PositiveInt = 8
 
 
+class PruneSpec(Strict):
+    min_load: list[float] = Field(default_factory=list)  # drop experts with load share < min_load / E
+    drop_least: list[PositiveInt] = Field(default_factory=list)  # drop the k least-used experts per layer
+
+
+class InferenceSpec(Strict):
+    """After training, measure forward speed and memory of each run's model (and of pruned copies)."""
+
+    batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256], min_length=1)
+    repeats: PositiveInt = 3
+    prune: Optional[PruneSpec] = None
+
+
 class ReportSpec(Strict):
     out: str = "reports"
     title: Optional[str] = None
@@ -132,3 +147,4 @@ class SuiteSpec(Strict):
     match: MatchSpec = Field(default_factory=MatchSpec)
     claims: list[Any] = Field(default_factory=list)
     report: ReportSpec = Field(default_factory=ReportSpec)
+    inference: Optional[InferenceSpec] = None

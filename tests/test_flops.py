@@ -1,10 +1,9 @@
 """Analytic forward FLOPs against torch's own FlopCounterMode on real forwards."""
 import pytest
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
 from moebench.flops import count
+from moebench.flops_measured import measured_forward_flops_per_token
 from moebench.models import ModelConfig, MoEConfig, Transformer
 
 MOES = {
@@ -18,12 +17,7 @@ MOES = {
 
 
 def measured_forward_flops(cfg: ModelConfig, tokens: torch.Tensor) -> float:
-    model = Transformer(cfg, "torch")
-    # the math SDPA backend runs attention as bmm's, which FlopCounterMode counts (the fused CPU kernel it
-    # would otherwise use has no FLOP formula registered)
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
-        model(tokens)
-    return fc.get_total_flops() / tokens.numel()
+    return measured_forward_flops_per_token(Transformer(cfg, "torch"), tokens)
 
 
 @pytest.mark.parametrize("name", list(MOES))
