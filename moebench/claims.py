@@ -209,6 +209,50 @@ class LoadBalance(ClaimBase):
         return self.verdict(rs, v, numbers, reason, rule)
 
 
+@claim_kind("inference_ratio")
+class InferenceRatio(_RatioClaim):
+    """Forward speed of two trained models at one batch size (suite `inference:` section), variant / baseline."""
+
+    kind: Literal["inference_ratio"]
+    batch_size: int = Field(ge=1)
+    metric: Literal["tokens_per_s", "latency_ms"] = "tokens_per_s"
+
+    @property
+    def column(self) -> str:
+        return f"inference.{self.metric}.b{self.batch_size}"
+
+
+@claim_kind("flop_accounting")
+class FlopAccounting(ClaimBase):
+    """Analytic forward FLOPs/token (flops.py) within `tolerance` of FlopCounterMode's count of a real forward."""
+
+    kind: Literal["flop_accounting"]
+    variants: list[str] = Field(min_length=1)
+    tolerance: float = Field(0.05, gt=0)
+    min_tokens_per_param: float = Field(0.0, ge=0)  # counting FLOPs needs no training
+
+    def compared(self) -> list[str]:
+        return list(self.variants)
+
+    def judge(self, rs) -> Verdict:
+        ratios = {}
+        for v in self.variants:
+            ok = rs.ok_runs(v)
+            pairs = ok[["flops_measured_forward_per_token", "forward_flops_per_token"]].dropna()
+            if len(pairs):
+                ratios[v] = float((pairs.iloc[:, 0] / pairs.iloc[:, 1]).median())
+        if len(ratios) < len(self.variants):
+            missing = [v for v in self.variants if v not in ratios]
+            return self.no_data(rs, f"measured FLOPs of {', '.join(missing)}")
+        bad = {v: r for v, r in ratios.items() if abs(r - 1) > self.tolerance}
+        rule = (f"median over seeds of measured / analytic forward FLOPs per token; PASS if every variant is within "
+                f"+-{self.tolerance:g}, else FAIL")
+        worst = max(ratios, key=lambda v: abs(ratios[v] - 1))
+        reason = (f"{len(ratios) - len(bad)}/{len(ratios)} within +-{self.tolerance:g}; worst {worst} "
+                  f"{ratios[worst]:.4f}")
+        return self.verdict(rs, tri(not bad, bool(bad)), {"ratio": ratios}, reason, rule)
+
+
 ClaimSpec = Annotated[Union[tuple(CLAIM_KINDS.values())], Field(discriminator="kind")]
 
 

@@ -45,6 +45,7 @@ class ResultSet:
     train: pd.DataFrame
     env: dict  # merged env of finished runs: a key with differing values holds them sorted and joined by " | "
     experts: dict = field(default_factory=dict)  # (variant, seed) -> final summary "experts" dict (per-layer loads)
+    inference: dict = field(default_factory=dict)  # (variant, seed) -> summary "inference" dict (speed, pruning)
 
     @property
     def name(self) -> str:
@@ -107,9 +108,22 @@ def _run_row(suite: str, variant: str, seed: int, s: dict | None, cfg: dict) -> 
     row.update({k: env.get(k) for k in ("peak_flops", "peak_bw", "peak_source", "param_bytes")})
     if row["tokens"] and row["params_total"]:
         row["tokens_per_param"] = row["tokens"] / row["params_total"]
+    row["flops_measured_forward_per_token"] = (s.get("flops_measured") or {}).get("forward")
+    row.update(_inference_cols(s.get("inference")))
     row.update(_flat("experts", s.get("experts")))  # every scalar statistic the trainer recorded
     row.update(_lm_eval_cols(s.get("lm_eval")))
     return row
+
+
+def _inference_cols(inf: dict | None) -> dict:
+    """inference.tokens_per_s.b<B> and inference.latency_ms.b<B> per batch size, and the weight bytes."""
+    if not inf:
+        return {}
+    out = {"inference.weights_bytes": inf.get("weights_bytes")}
+    for r in inf.get("speed", []):
+        for k in ("tokens_per_s", "latency_ms", "expert_batch_max_over_mean"):
+            out[f"inference.{k}.b{r['batch_size']}"] = r.get(k)
+    return out
 
 
 def _merge_env(envs: list[dict]) -> dict:
@@ -157,7 +171,7 @@ def load_results(results_dir: Path) -> ResultSet:
     plan = read_json(plan_path) if plan_path.exists() else None
     suite_name = str(suite.get("name") or results_dir.name)
 
-    runs, curves, train, envs, experts = [], [], [], [], {}
+    runs, curves, train, envs, experts, inference = [], [], [], [], {}, {}
     for variant, seed, d in _seed_dirs(results_dir):
         s = read_json(d / SUMMARY) if (d / SUMMARY).exists() else None
         cfg = (yaml.safe_load((d / CONFIG).read_text(encoding="utf-8")) or {}) if (d / CONFIG).exists() else {}
@@ -166,6 +180,8 @@ def load_results(results_dir: Path) -> ResultSet:
             envs.append(s.get("env") or {})
             if s.get("experts"):
                 experts[(variant, seed)] = s["experts"]
+            if s.get("inference"):
+                inference[(variant, seed)] = s["inference"]
         for m in read_metrics(d / METRICS):
             base = {"variant": variant, "seed": seed}
             if m.get("kind") == "eval":
@@ -180,4 +196,4 @@ def load_results(results_dir: Path) -> ResultSet:
     train_df = _frame(train, TRAIN_COLS).sort_values(["variant", "seed", "step"], kind="stable")
     return ResultSet(results_dir=results_dir, suite=suite, plan=plan, runs=runs_df,
                      curves=curves_df.reset_index(drop=True), train=train_df.reset_index(drop=True),
-                     env=_merge_env(envs), experts=experts)
+                     env=_merge_env(envs), experts=experts, inference=inference)

@@ -191,7 +191,17 @@ PASSING = {  # on two_seed() data (with an extra variant 'moe2' for monotonic), 
     "memory_ratio": dict(variant="moe", baseline="dense", max=2.0),
     "monotonic": dict(variants=["dense", "moe"], metric="val_loss"),
     "load_balance": dict(variant="moe", min_entropy=0.9),
+    "inference_ratio": dict(variant="moe", baseline="dense", batch_size=4, min=1.5),
+    "flop_accounting": dict(variants=["dense", "moe"], tolerance=0.05, min_tokens_per_param=1.0),
 }
+
+
+def measured(tokens_per_s: float, flops_ratio: float = 1.01) -> dict:
+    """Summary sections of the inference and FLOP-accounting suites (forward FLOPs/token in synth: 2000)."""
+    speed = [{"batch_size": b, "latency_ms": 1000 * b * 128 / tokens_per_s, "tokens_per_s": tokens_per_s,
+              "expert_batch_max_over_mean": 1.5} for b in (1, 4)]
+    return {"flops_measured": {"forward": 2000.0 * flops_ratio},
+            "inference": {"weights_bytes": 4000, "val_loss": 3.0, "speed": speed}}
 GATES = {
     "one_seed": (lambda d: None, "1 finished seed(s), need 2"),
     "failed": (lambda d: write_run(d, "moe", 2, MOE, status="failed", experts=experts_stats(),
@@ -207,8 +217,9 @@ def test_every_kind_passes_then_each_gate_makes_it_inconclusive(suite, kind, gat
     seeds = (0,) if gate == "one_seed" else (0, 1)
     params = 10_000_000 if gate == "tokens_per_param" else 1000  # 400k tokens / 10M params = 0.04 tokens/param
     for s in seeds:
-        write_run(suite, "dense", s, [x + 0.001 * s for x in DENSE], params_total=params)
-        write_run(suite, "moe", s, [x - 0.001 * s for x in MOE], experts=experts_stats(), params_total=params)
+        write_run(suite, "dense", s, [x + 0.001 * s for x in DENSE], params_total=params, extra=measured(1000 + s))
+        write_run(suite, "moe", s, [x - 0.001 * s for x in MOE], experts=experts_stats(), params_total=params,
+                  extra=measured(2000 + s))
     GATES[gate][0](suite)
     spec = {"kind": kind, **PASSING[kind]}
     v = judge(load_results(suite), **spec)
@@ -217,7 +228,22 @@ def test_every_kind_passes_then_each_gate_makes_it_inconclusive(suite, kind, gat
     if gate != "one_seed":  # one seed gives no spread, so some kinds are undecided even without the gate
         assert v.numbers["ungated_verdict"] == "PASS"
     if gate == "tokens_per_param":  # the claim's own threshold decides it
-        assert judge(load_results(suite), **spec, min_tokens_per_param=0.01).verdict == "PASS"
+        assert judge(load_results(suite), **{**spec, "min_tokens_per_param": 0.01}).verdict == "PASS"
+
+
+def test_inference_ratio_and_flop_accounting_by_hand(suite):
+    for s in (0, 1):
+        write_run(suite, "dense", s, DENSE, extra=measured(1000.0, flops_ratio=1.0))
+        write_run(suite, "moe", s, MOE, experts=experts_stats(), extra=measured(1500.0, flops_ratio=0.90))
+    rs = load_results(suite)
+    v = judge(rs, kind="inference_ratio", variant="moe", baseline="dense", batch_size=4, min=1.4)
+    assert v.verdict == "PASS" and v.numbers["ratio"] == pytest.approx(1.5)
+    assert judge(rs, kind="inference_ratio", variant="moe", baseline="dense", batch_size=1, min=1.6).verdict == "FAIL"
+    assert judge(rs, kind="inference_ratio", variant="moe", baseline="dense", batch_size=8, min=1).verdict == \
+        "INCONCLUSIVE"  # no such batch size measured
+    v = judge(rs, kind="flop_accounting", variants=["dense", "moe"], tolerance=0.05)
+    assert v.verdict == "FAIL" and v.numbers["ratio"] == {"dense": 1.0, "moe": pytest.approx(0.9)}
+    assert judge(rs, kind="flop_accounting", variants=["dense", "moe"], tolerance=0.11).verdict == "PASS"
 
 
 # ---- schema and registry --------------------------------------------------------------------------------------

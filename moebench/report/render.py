@@ -18,8 +18,9 @@ from pathlib import Path
 import yaml
 
 from ..claims import MIN_SEEDS, judge_all, parse_claims
+from ..results import atomic_write_text
 from ..resultset import load_results
-from . import tables
+from . import sections, tables
 from .plots import make_plots
 
 PLOT_DIR = "plots"
@@ -46,6 +47,8 @@ def _rules(verdicts, min_tpp_default: float = 1.0) -> list:
 
 def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str) -> list:
     blocks = _header(rs)
+    if rs.suite.get("description"):
+        blocks.append(("p", str(rs.suite["description"]).strip()))
     blocks += [("h2", "Claims"), ("table", tables.claims_table(verdicts)) if verdicts else ("p", "No claims.")]
     blocks += _rules(verdicts)
     if verdicts:
@@ -60,6 +63,16 @@ def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str) ->
                      "of active weights read per step (active params x env.param_bytes, default "
                      f"{tables.DEFAULT_PARAM_BYTES}) / step time / peak bandwidth. Peaks are the ones recorded with "
                      "the runs (spec sheet or measured probe).")]
+    flops = sections.flop_table(rs)
+    if flops:
+        blocks += [("h2", "FLOP accounting"), ("table", flops),
+                   ("p", "Analytic: moebench/flops.py (matmuls only, attention over the full context, k experts "
+                         "per token). Measured: torch FlopCounterMode on one forward of an evaluation batch at the "
+                         "start of training (math SDPA backend so attention is visible; real routing, so tokens a "
+                         "capacity limit drops cost nothing). The last column is what fixed-shape hardware pays "
+                         "when every expert is padded to its capacity.")]
+    for title, table in sections.inference_tables(rs):
+        blocks += [("h2", title), ("table", table)]
     blocks += [("h2", "Plots")] + [b for title, f in plots for b in (("h3", title), ("img", title, f))]
     blocks += [("h2", "Suite"), ("details", "resolved suite YAML", suite_text, "yaml")]
     return blocks
@@ -120,7 +133,7 @@ def to_html(blocks, img_dir: Path) -> str:
 
 
 def _csv(df, path: Path) -> None:
-    path.write_text(df.to_csv(index=False, lineterminator="\n", float_format="%.10g"), encoding="utf-8")
+    atomic_write_text(path, df.to_csv(index=False, lineterminator="\n", float_format="%.10g"))
 
 
 def write_report(results_dir: Path, out_dir: Path) -> Path:
@@ -135,10 +148,10 @@ def write_report(results_dir: Path, out_dir: Path) -> Path:
     suite_text = suite_path.read_text(encoding="utf-8") if suite_path.exists() else yaml.safe_dump(rs.suite)
     blocks = build_blocks(rs, verdicts, plots, suite_text)
     readme = out_dir / "README.md"
-    readme.write_text(to_markdown(blocks), encoding="utf-8")
-    (out_dir / "report.html").write_text(to_html(blocks, out_dir / PLOT_DIR), encoding="utf-8")
+    atomic_write_text(readme, to_markdown(blocks))
+    atomic_write_text(out_dir / "report.html", to_html(blocks, out_dir / PLOT_DIR))
     verdict_rows = [dataclasses.asdict(v) for v in verdicts]  # machine-readable twin of the claims table
-    (out_dir / "verdicts.json").write_text(_json(verdict_rows) + "\n", encoding="utf-8")
+    atomic_write_text(out_dir / "verdicts.json", _json(verdict_rows) + "\n")
     _csv(rs.runs, out_dir / "results.csv")
     _csv(rs.curves, out_dir / "curves.csv")
     return readme

@@ -30,7 +30,7 @@ def experts_stats(entropy=0.98, max_load=1.3, dead=0, layers=((0.3, 0.2, 0.25, 0
 def write_run(suite_dir: Path, variant: str, seed: int, losses, *, every=100, tokens_per_step=1000,
               flops_per_token=6000.0, wall_per_step=0.5, params_total=1000, params_active=None, status="ok",
               finished=True, final=None, tokens_per_s=2000.0, peak_mem=1_000_000, experts=None, lm_eval=None,
-              env=None, failure=None) -> Path:
+              env=None, failure=None, extra=None) -> Path:
     """Eval i (0-based) sits at step (i+1)*every with val loss losses[i]; the run ends at the last eval."""
     d = run_dir(Path(suite_dir).parent, Path(suite_dir).name, variant, seed)
     d.mkdir(parents=True, exist_ok=True)
@@ -64,5 +64,5 @@ def write_run(suite_dir: Path, variant: str, seed: int, losses, *, every=100, to
         "steps": steps, "tokens": steps * tokens_per_step, "wall_time_s": steps * wall_per_step,
         "final": fin, "tokens_per_s_median": tokens_per_s, "step_time_median_s": wall_per_step,
         "peak_memory_bytes": peak_mem, "peak_memory_method": "synthetic", "experts": experts,
-        "lm_eval": lm_eval or {}, "env": env or ENV})
+        "lm_eval": lm_eval or {}, "env": env or ENV, **(extra or {})})
     return d

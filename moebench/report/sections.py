@@ -1,0 +1,65 @@
+"""Report sections that appear only when a suite measured them: FLOP accounting and inference (with pruning)."""
+from __future__ import annotations
+
+import statistics
+
+from .tables import Table, fmt, mib, si
+
+
+def _median(xs):
+    xs = [x for x in xs if x is not None and x == x]
+    return statistics.median(xs) if xs else None
+
+
+def flop_table(rs) -> Table | None:
+    col = "flops_measured_forward_per_token"
+    if col not in rs.runs.columns or not rs.runs[col].notna().any():
+        return None
+    padded = {r["name"]: r.get("expert_flops_padded") for r in (rs.plan or []) if isinstance(r, dict) and "name" in r}
+    rows = []
+    for v in rs.variants:
+        ok = rs.ok_runs(v)
+        analytic, measured = _median(ok["forward_flops_per_token"]), _median(ok[col])
+        ratio = measured / analytic if analytic and measured else None
+        rows.append([v, si(analytic), si(measured), fmt(ratio, 4), si(padded.get(v) or None)])
+    headers = ["variant", "analytic fwd FLOPs/token", "measured (FlopCounterMode)", "measured / analytic",
+               "expert FLOPs/token if capacity-padded"]
+    return headers, rows
+
+
+def inference_tables(rs) -> list[tuple[str, Table]]:
+    if not rs.inference:
+        return []
+    batch_sizes = sorted({r["batch_size"] for inf in rs.inference.values() for r in inf.get("speed", [])})
+    speed_rows, prune_rows = [], []
+    for v in rs.variants:
+        infs = [inf for (var, _), inf in sorted(rs.inference.items()) if var == v]
+        if not infs:
+            continue
+        by_b = {b: [r for inf in infs for r in inf["speed"] if r["batch_size"] == b] for b in batch_sizes}
+        imb = _median([r.get("expert_batch_max_over_mean") for r in by_b[batch_sizes[-1]]])
+        speed_rows.append([v, mib(_median([i["weights_bytes"] for i in infs])),
+                           fmt(_median([r["latency_ms"] for r in by_b[batch_sizes[0]]]), 3)]
+                          + [si(_median([r["tokens_per_s"] for r in by_b[b]])) for b in batch_sizes]
+                          + [fmt(imb, 3)])
+        base_speed = {b: _median([r["tokens_per_s"] for r in by_b[b]]) for b in batch_sizes}
+        settings = {}
+        for inf in infs:
+            for p in inf.get("pruning", []):
+                key = f"min_load {p['min_load']}" if "min_load" in p else f"drop {p['drop_least']} least used"
+                settings.setdefault(key, []).append(p)
+        for key, ps in settings.items():
+            top = batch_sizes[-1]
+            tps = _median([r["tokens_per_s"] for p in ps for r in p["speed"] if r["batch_size"] == top])
+            prune_rows.append([v, key, fmt(_median([sum(map(len, p["dropped"].values())) for p in ps])),
+                               fmt(_median([p["loss_cost"] for p in ps]), 4),
+                               fmt(1 - _median([p["weights_bytes"] for p in ps]) / _median([i["weights_bytes"] for i in infs]), 3),
+                               fmt(tps / base_speed[top] if tps and base_speed[top] else None, 3)])
+    speed = (["variant", "weights", f"latency ms (batch {batch_sizes[0]})"]
+             + [f"tokens/s b={b}" for b in batch_sizes] + [f"expert batch max/mean (b={batch_sizes[-1]})"], speed_rows)
+    out = [("Forward speed (median over seeds)", speed)]
+    if prune_rows:
+        out.append(("Expert pruning (least-used experts removed after training)",
+                    (["variant", "pruning", "experts dropped (all layers)", "val loss cost (nats)",
+                      "weights saved (fraction)", f"tokens/s ratio (b={batch_sizes[-1]})"], prune_rows)))
+    return out
