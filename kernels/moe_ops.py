@@ -1,0 +1,146 @@
+"""Autograd + torch.library wrapping of the Triton expert kernels: `triton_experts` is a drop-in backend.
+
+Two custom ops, so torch.compile treats each as one opaque node with a fake (shape-only) implementation:
+  moebench::experts_fwd -> (y, pre_u, pre_g)   pre-activations are extra outputs because a custom op can only
+                                               hand tensors to its backward through its outputs
+  moebench::experts_bwd -> (dx, dw_up, dw_gate, dw_down, dweight)
+register_autograd ties them together (it builds the autograd.Function). The expert sort is recomputed in
+backward rather than saved: it is a few tiny kernels, deterministic, and gives exactly the forward's order.
+
+Kernel sequence, forward: sort -> up GEMM (gather x, SwiGLU/GELU/ReLU epilogue) -> down GEMM (routing weight
+and scatter-add into y in the epilogue). Backward: sort -> dY@W_down^T (gather dy; activation backward,
+d_weight and h recompute in the epilogue) -> dW_down, dW_up(+dW_gate) grouped X^T Y -> dX (dU@W_up^T +
+dG@W_gate^T, scatter-add into dx). y, dx and d_weight sum through fp32 atomics, so they are not bitwise
+deterministic run to run; the weight gradients are.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from moebench.models.experts import ACTIVATIONS, Assignment
+
+from .activation import down_bwd_act, up_act
+from .config import get_config, interpreting
+from .grouped_gemm import grouped_mm
+from .grouped_xty import grouped_xty
+from .permute import sort_by_expert
+
+
+def is_available(device=None) -> tuple[bool, str]:
+    """(usable, reason): CUDA with triton, or CPU when the Triton interpreter was switched on."""
+    try:
+        import triton  # noqa: F401
+    except Exception as exc:  # pragma: no cover - triton is a dependency, but may fail to load
+        return False, f"triton cannot be imported: {exc}"
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        if torch.cuda.is_available():
+            return True, f"CUDA ({torch.cuda.get_device_name(device)})"
+        return False, "CUDA is not available in this torch build or machine"
+    if device.type == "cpu":
+        if interpreting():
+            return True, "CPU through the Triton interpreter (TRITON_INTERPRET=1): correct but slow"
+        return False, "Triton kernels need a CUDA GPU; on CPU set TRITON_INTERPRET=1 before importing triton"
+    return False, f"unsupported device type {device.type!r}"
+
+
+def _acc_dtype(x: Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _setup(x, token_idx, expert_idx, weight, w_up):
+    E, d, f = w_up.shape
+    cfg = get_config(x.device, E, d, f, x.shape[0], x.dtype)
+    sched = sort_by_expert(token_idx.contiguous(), expert_idx.contiguous(), weight.contiguous(), E,
+                           cfg["gemm"]["BLOCK_M"], acc_dtype=_acc_dtype(x))
+    return cfg, sched
+
+
+@torch.library.custom_op("moebench::experts_fwd", mutates_args=())
+def experts_fwd(x: Tensor, token_idx: Tensor, expert_idx: Tensor, weight: Tensor, w_up: Tensor,
+                w_gate: Optional[Tensor], w_down: Tensor, activation: str) -> tuple[Tensor, Tensor, Tensor]:
+    x, w_up, w_down = x.contiguous(), w_up.contiguous(), w_down.contiguous()
+    w_gate = w_gate.contiguous() if w_gate is not None else None
+    cfg, sched = _setup(x, token_idx, expert_idx, weight, w_up)
+    pre_u, pre_g, h = up_act(x, w_up, w_gate, sched, activation, cfg["gemm"])
+    y = torch.zeros(x.shape, device=x.device, dtype=_acc_dtype(x))
+    grouped_mm(h, w_down, sched, cfg["gemm"], scale=sched.sorted_w, out=y, out_idx=sched.sorted_tok)
+    return y.to(x.dtype), pre_u, pre_g
+
+
+@experts_fwd.register_fake
+def _(x, token_idx, expert_idx, weight, w_up, w_gate, w_down, activation):
+    A, f = token_idx.shape[0], w_up.shape[2]
+    return (x.new_empty(x.shape), x.new_empty((A, f)),
+            x.new_empty((A, f) if activation == "swiglu" else (0, f)))
+
+
+@torch.library.custom_op("moebench::experts_bwd", mutates_args=())
+def experts_bwd(dy: Tensor, x: Tensor, token_idx: Tensor, expert_idx: Tensor, weight: Tensor, w_up: Tensor,
+                w_gate: Optional[Tensor], w_down: Tensor, pre_u: Tensor, pre_g: Tensor,
+                activation: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    x, w_up, w_down = x.contiguous(), w_up.contiguous(), w_down.contiguous()
+    w_gate = w_gate.contiguous() if w_gate is not None else None
+    dy = dy.to(x.dtype).contiguous()
+    cfg, sched = _setup(x, token_idx, expert_idx, weight, w_up)
+    gated = activation == "swiglu"
+    dweight = torch.zeros(token_idx.shape[0], device=x.device, dtype=_acc_dtype(x))
+    d_u, d_g, h = down_bwd_act(dy, w_down, pre_u, pre_g, sched, activation, cfg["gemm"], dweight)
+    tok = sched.sorted_tok
+    dw_down = grouped_xty(h, dy, sched, cfg["xty"], y_idx=tok, scale=sched.sorted_w, out_dtype=w_down.dtype)
+    if gated:
+        dw_up, dw_gate = grouped_xty(x, d_u, sched, cfg["xty"], x_idx=tok, y2=d_g, out_dtype=w_up.dtype)
+    else:
+        dw_up = grouped_xty(x, d_u, sched, cfg["xty"], x_idx=tok, out_dtype=w_up.dtype)
+        dw_gate = w_up.new_empty(0)
+    dx = torch.zeros(x.shape, device=x.device, dtype=_acc_dtype(x))
+    grouped_mm(d_u, w_up.transpose(1, 2), sched, cfg["gemm"], out=dx, out_idx=tok,
+               a2=d_g if gated else None, w2=w_gate.transpose(1, 2) if gated else None)
+    return dx.to(x.dtype), dw_up, dw_gate, dw_down, dweight.to(weight.dtype)
+
+
+@experts_bwd.register_fake
+def _(dy, x, token_idx, expert_idx, weight, w_up, w_gate, w_down, pre_u, pre_g, activation):
+    dw_gate = w_up.new_empty(w_up.shape) if activation == "swiglu" else w_up.new_empty(0)
+    return (x.new_empty(x.shape), w_up.new_empty(w_up.shape), dw_gate, w_down.new_empty(w_down.shape),
+            weight.new_empty(weight.shape))
+
+
+def _setup_context(ctx, inputs, output):
+    x, token_idx, expert_idx, weight, w_up, w_gate, w_down, activation = inputs
+    _, pre_u, pre_g = output
+    ctx.activation = activation
+    ctx.has_gate = w_gate is not None
+    ctx.save_for_backward(x, token_idx, expert_idx, weight, w_up, w_gate, w_down, pre_u, pre_g)
+
+
+def _backward(ctx, dy, _d_pre_u, _d_pre_g):
+    x, token_idx, expert_idx, weight, w_up, w_gate, w_down, pre_u, pre_g = ctx.saved_tensors
+    dx, dw_up, dw_gate, dw_down, dweight = experts_bwd(dy, x, token_idx, expert_idx, weight, w_up, w_gate, w_down,
+                                                       pre_u, pre_g, ctx.activation)
+    need = ctx.needs_input_grad
+    return (dx if need[0] else None, None, None, dweight if need[3] else None, dw_up if need[4] else None,
+            dw_gate if ctx.has_gate and need[5] else None, dw_down if need[6] else None, None)
+
+
+experts_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def triton_experts(x, assign: Assignment, w_up, w_gate, w_down, activation: str) -> Tensor:
+    """Same contract as moebench.models.experts.reference_experts, computed by the Triton kernels."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}")
+    if (activation == "swiglu") != (w_gate is not None):
+        raise ValueError("w_gate must be given exactly when activation == 'swiglu'")
+    # tl.dot needs one dtype: compute in x's (as autocast would), the casts' backward returns grads in the
+    # weights' own dtype (e.g. fp32 master weights with bf16 activations).
+    w_up, w_down = w_up.to(x.dtype), w_down.to(x.dtype)
+    w_gate = w_gate.to(x.dtype) if w_gate is not None else None
+    y, _, _ = experts_fwd(x, assign.token_idx, assign.expert_idx, assign.weight, w_up, w_gate, w_down,
+                          activation)
+    return y

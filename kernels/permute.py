@@ -1,0 +1,90 @@
+"""Stable counting sort of assignments by expert, and the block schedule the grouped GEMMs run on.
+
+Only indices are sorted (ScatterMoE style): the GEMMs gather x rows through `sorted_tok` in their prologue, so
+no permuted copy of the activations exists. The sort is two parallel passes over fixed-size chunks: a per-chunk
+histogram, a tiny [n_chunks, E] scan in torch, then each chunk writes its assignments to their final slots
+(rank within the chunk from a one-hot cumsum). It is stable (ties keep their input order), deterministic,
+and needs no host sync, so it is safe under CUDA graphs and torch.compile.
+
+Block schedule (like vLLM's moe_align_block_size, but without padding the row arrays): expert e's rows are
+cut into ceil(count_e / BLOCK_M) blocks; block b knows its expert and first sorted row, and masks rows past
+the expert's end. The grid has a static upper bound cdiv(A, BLOCK_M) + E; unused blocks have expert -1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from .routing import chunk_histogram, hist_block
+
+
+@triton.jit
+def _chunk_scatter_kernel(ids_ptr, tok_ptr, w_ptr, base_ptr, perm_ptr, sorted_tok_ptr, sorted_w_ptr,
+                          A, E, BLOCK: tl.constexpr, BLOCK_E: tl.constexpr):
+    c = tl.program_id(0)
+    offs = c * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < A
+    ids = tl.load(ids_ptr + offs, mask=valid, other=-1).to(tl.int32)
+    experts = tl.arange(0, BLOCK_E)
+    onehot = (ids[:, None] == experts[None, :]).to(tl.int32)
+    # Exclusive rank among same-expert assignments earlier in this chunk: this is what makes the sort stable.
+    rank = tl.sum((tl.cumsum(onehot, axis=0) - onehot) * onehot, axis=1)
+    base = tl.load(base_ptr + c * E + ids, mask=valid, other=0)
+    pos = base + rank
+    tl.store(perm_ptr + pos, offs.to(tl.int64), mask=valid)
+    tl.store(sorted_tok_ptr + pos, tl.load(tok_ptr + offs, mask=valid, other=0), mask=valid)
+    tl.store(sorted_w_ptr + pos, tl.load(w_ptr + offs, mask=valid, other=0.0).to(sorted_w_ptr.dtype.element_ty),
+             mask=valid)
+
+
+@dataclass
+class SortedAssignments:
+    perm: torch.Tensor  # [A] int64: sorted position -> original assignment index
+    sorted_tok: torch.Tensor  # [A] int64: token of each sorted row
+    sorted_w: torch.Tensor  # [A] fp32 (fp64 for fp64 weights): routing weight of each sorted row
+    counts: torch.Tensor  # [E] int64
+    offsets: torch.Tensor  # [E] int64, exclusive
+    block_expert: torch.Tensor  # [n_blocks] int32, -1 for unused blocks
+    block_start: torch.Tensor  # [n_blocks] int32: first sorted row of the block
+    seg_end: torch.Tensor  # [E] int32: one past the last sorted row of each expert
+    block_m: int
+
+
+def sort_by_expert(token_idx, expert_idx, weight, E: int, block_m: int, acc_dtype=torch.float32):
+    """Stable sort of A assignments by expert plus the BLOCK_M schedule; see the module docstring."""
+    A = expert_idx.numel()
+    dev = expert_idx.device
+    hist = chunk_histogram(expert_idx, E)  # [n_chunks, E]
+    counts = hist.sum(0, dtype=torch.int64)
+    offsets = torch.cumsum(counts, 0) - counts
+    base = (offsets.unsqueeze(0) + torch.cumsum(hist, 0, dtype=torch.int64) - hist).to(torch.int32).contiguous()
+    perm = torch.empty(A, device=dev, dtype=torch.int64)
+    sorted_tok = torch.empty(A, device=dev, dtype=torch.int64)
+    sorted_w = torch.empty(A, device=dev, dtype=acc_dtype)
+    if A:
+        block, block_e = hist_block(E)
+        _chunk_scatter_kernel[(hist.shape[0],)](expert_idx, token_idx, weight, base, perm, sorted_tok, sorted_w,
+                                                A, E, BLOCK=block, BLOCK_E=block_e)
+    block_expert, block_start, seg_end = block_schedule(counts, offsets, A, block_m)
+    return SortedAssignments(perm, sorted_tok, sorted_w, counts, offsets, block_expert, block_start, seg_end,
+                             block_m)
+
+
+def block_schedule(counts: torch.Tensor, offsets: torch.Tensor, A: int, block_m: int):
+    """Per-block (expert, first row) for a grid of cdiv(A, block_m) + E blocks; all device ops, no sync."""
+    E = counts.numel()
+    n_blocks = triton.cdiv(A, block_m) + E
+    nb = (counts + block_m - 1) // block_m
+    cum = torch.cumsum(nb, 0)
+    b = torch.arange(n_blocks, device=counts.device, dtype=torch.int64)
+    e = torch.searchsorted(cum, b, right=True)
+    valid = e < E
+    e_c = e.clamp(max=E - 1)
+    start = offsets[e_c] + (b - (cum[e_c] - nb[e_c])) * block_m
+    block_expert = torch.where(valid, e_c, -1).to(torch.int32)
+    block_start = torch.where(valid, start, 0).to(torch.int32)
+    seg_end = (offsets + counts).to(torch.int32)
+    return block_expert, block_start, seg_end
