@@ -8,7 +8,7 @@ from pathlib import Path
 
 from moebench.errors import UserError
 
-COMMANDS = ("run", "plan", "report", "eval", "compare", "bench")
+COMMANDS = ("run", "plan", "report", "eval", "compare", "bench", "check")
 
 
 class ArgParser(argparse.ArgumentParser):
@@ -30,6 +30,8 @@ def build_parser() -> ArgParser:
     r.add_argument("--force", action="store_true", help="redo runs that already finished")
     r.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
     r.add_argument("--quiet", action="store_true", help="no progress output")
+    r.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train on N local processes (torchrun --standalone --nproc_per_node=N)")
 
     pl = sub.add_parser("plan", help="print params and FLOPs per variant, check FLOP matching; no training")
     pl.add_argument("suite", type=Path)
@@ -53,6 +55,14 @@ def build_parser() -> ArgParser:
     b = sub.add_parser("bench", help="micro-benchmarks")
     b.add_argument("what", choices=["kernels"])
     b.add_argument("--json", action="store_true")
+
+    ck = sub.add_parser("check", help="compare results with a stored baseline (exit 1 on a regression)")
+    ck.add_argument("results_dir", type=Path, help="results/<suite>/")
+    mode = ck.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--baseline", type=Path, help="baseline JSON to compare against")
+    mode.add_argument("--update-baseline", type=Path, metavar="BASELINE", help="write a baseline from the results")
+    ck.add_argument("--tolerance", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a tolerance: throughput_ratio, memory_ratio, quality (relative), quality_sigmas")
     return p
 
 
@@ -65,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             build_parser().print_help()
             return 2
+        if args.command == "run":  # [distributed] --nproc, torchrun ranks; plain cmd_run in one process
+            from moebench.distributed.launch import run_command
+
+            return run_command(args, argv)
         from moebench import commands
 
         return getattr(commands, f"cmd_{args.command}")(args) or 0

@@ -15,8 +15,9 @@ import yaml
 from tqdm import tqdm
 
 from moebench import results as R
+from moebench.distributed import env as D  # [distributed] rank 0 writes; identity in one process
 from moebench.env import environment, resolve_device
-from moebench.errors import RunFailed
+from moebench.errors import RunFailed, UserError
 from moebench.plan import Plan, RunSpec, run_specs
 from moebench.train import Trainer, load_data
 
@@ -100,37 +101,95 @@ def failed_summary(spec: RunSpec, trainer: Trainer | None, err: RunFailed) -> di
 
 
 def train_one(spec: RunSpec, rd: Path, data, stop: StopFlag, quiet: bool, log) -> dict:
-    R.atomic_write_text(rd / R.CONFIG, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    rank0 = D.is_rank0()
+    if rank0:
+        R.atomic_write_text(rd / R.CONFIG, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    rd.mkdir(parents=True, exist_ok=True)
     trainer = None
     bar, update = _progress(spec, quiet, log)
     try:
         trainer = Trainer(spec, rd, data, stop, update)
         if trainer.try_resume():
             log(f"  {spec.variant} seed {spec.seed}: resuming from step {trainer.step}")
+        else:  # starting at step 0: rows an earlier attempt logged before any checkpoint are void
+            trainer.metrics_path.unlink(missing_ok=True)
         summary = trainer.run()
-        buf = io.BytesIO()
-        torch.save(trainer.model.state_dict(), buf)
-        R.atomic_write_bytes(rd / R.FINAL_MODEL, buf.getvalue())
+        state = trainer.par.full_state_dict()  # [distributed] collective: unsharded experts / FSDP shards
+        if rank0:
+            buf = io.BytesIO()
+            torch.save(state, buf)
+            R.atomic_write_bytes(rd / R.FINAL_MODEL, buf.getvalue())
         lm = spec.eval.get("lm_eval") or {}
-        if lm.get("tasks"):
+        if lm.get("tasks") and rank0:
             from moebench.lm_eval_adapter import run_lm_eval
 
             summary["lm_eval"] = run_lm_eval(rd, lm["tasks"], lm.get("limit"), lm.get("batch_size", 8))
     except RunFailed as err:
         summary = failed_summary(spec, trainer, err)
         log(f"  {spec.variant} seed {spec.seed}: FAILED at step {err.step}: {err.reason}")
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as err:  # [distributed] a rank crashed or lost a peer: record it, stop this job
+        if not D.is_distributed():
+            raise
+        raise rank_failed(spec, rd, trainer, err) from err
     finally:
         bar.close()
-    R.atomic_write_json(rd / R.SUMMARY, summary)
-    (rd / R.CHECKPOINT).unlink(missing_ok=True)
+    if rank0:
+        R.atomic_write_json(rd / R.SUMMARY, summary)
+        (rd / R.CHECKPOINT).unlink(missing_ok=True)
+    _remove_rank_files(rd)
+    D.barrier()
     return summary
+
+
+# ---------------------------------------------------------------------------------------- [distributed]
+def rank_failed(spec: RunSpec, rd: Path, trainer, err: Exception) -> D.DistributedRunFailed:
+    """Record a rank's failure in the run's summary (the first rank to see it writes it: the failing rank
+    writes before it exits, so its peers, who see a lost connection or a timeout, keep its reason)."""
+    import traceback
+
+    traceback.print_exception(err, file=sys.stderr)  # the failing rank's own traceback, in torchrun's log
+    r = D.rank()
+    step = trainer.step if trainer is not None else 0
+    reason = f"rank {r} of {D.world_size()}: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+    summary = failed_summary(spec, trainer, RunFailed(step, reason))
+    summary["failure"]["rank"] = r
+    if not (rd / R.SUMMARY).exists():
+        R.atomic_write_json(rd / R.SUMMARY, summary)
+    recorded = R.read_json(rd / R.SUMMARY).get("failure") or {}
+    return D.DistributedRunFailed(
+        f"{spec.variant} seed {spec.seed} failed at step {recorded.get('step', step)}: "
+        f"{recorded.get('reason', reason)}; the distributed job stops here (rerun the same command to retry it "
+        f"from its last checkpoint and go on with the remaining runs)")
+
+
+def _remove_rank_files(rd: Path) -> None:
+    """A rank > 0's own metrics mirror and checkpoint (rank 0's files are the run's files)."""
+    if D.rank() != 0:
+        for f in rd.glob(f"*.rank{D.rank()}.*"):
+            f.unlink(missing_ok=True)
+
+
+def _retry_rank_failure(rd: Path) -> bool:
+    """A run a crashed rank failed is retried on the next invocation (it resumes from its checkpoints)."""
+    try:
+        failure = R.read_json(rd / R.SUMMARY).get("failure") or {}
+    except (OSError, ValueError):
+        return False
+    return failure.get("rank") is not None
 
 
 def run_plan(plan: Plan, results_root: Path, force: bool = False, only: list[str] | None = None,
              quiet: bool = False, log=print) -> list[Outcome]:
+    plan = D.broadcast_object(plan)  # [distributed] rank 0's plan (a step-time match is measured per rank)
     suite_dir = Path(results_root) / plan.suite.name
-    R.atomic_write_text(suite_dir / "suite.yaml", yaml.safe_dump(plan.suite.raw, sort_keys=False))
-    R.atomic_write_json(suite_dir / "plan.json", [r.to_dict() for r in plan.rows])
+    rank0 = D.is_rank0()
+    if rank0:
+        R.atomic_write_text(suite_dir / "suite.yaml", yaml.safe_dump(plan.suite.raw, sort_keys=False))
+        R.atomic_write_json(suite_dir / "plan.json", [r.to_dict() for r in plan.rows])
+    else:  # [distributed] one voice
+        quiet, log = True, (lambda *a, **k: None)
     specs = run_specs(plan, only)
     outcomes: list[Outcome] = []
     data = None
@@ -138,14 +197,23 @@ def run_plan(plan: Plan, results_root: Path, force: bool = False, only: list[str
     with stop.installed():
         for i, spec in enumerate(specs, 1):
             rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed)
-            state = run_state(rd, spec)
+            state = run_state(rd, spec) if rank0 else None
             head = f"[{i}/{len(specs)}] {spec.variant} seed {spec.seed}"
+            if state == "done" and not force and _retry_rank_failure(rd):  # [distributed] a crash, not the config
+                log(f"{head}: a rank failed last time ({R.read_json(rd / R.SUMMARY)['failure']['reason']}); retrying")
+                (rd / R.SUMMARY).unlink()
+                state = "resume"
+            state = D.broadcast_object(state)  # [distributed] rank 0 decides, every rank follows
             if state == "done" and not force:
                 log(f"{head}: already finished with this config, skipped (--force redoes it)")
-                outcomes.append(Outcome(spec, "skipped", R.read_json(rd / R.SUMMARY)))
+                outcomes.append(Outcome(spec, "skipped", R.read_json(rd / R.SUMMARY) if rank0 else {}))
                 continue
             if state == "stale" or force:
-                shutil.rmtree(rd, ignore_errors=True)
+                if rank0:
+                    shutil.rmtree(rd, ignore_errors=True)
+                else:
+                    _remove_rank_files(rd)
+            D.barrier()
             log(f"{head}: {'resuming' if state == 'resume' and not force else 'training'}")
             data = data or load_data(spec)
             summary = train_one(spec, rd, data, stop, quiet, log)

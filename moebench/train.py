@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from moebench import results as R
+from moebench.distributed.parallel import Parallel  # [distributed]
 from moebench.env import environment, resolve_device
 from moebench.errors import RunFailed
 from moebench.evaluate import eval_windows, evaluate
-from moebench.memory import CPU_METHOD, CUDA_METHOD, SavedActivations, state_bytes
+from moebench.memory import CPU_METHOD, CUDA_METHOD, SavedActivations
 from moebench.models import Transformer
 from moebench.models.backends import resolve_backend
 from moebench.plan import RunSpec
@@ -88,10 +89,14 @@ class Trainer:
         self.backend = resolve_backend(t["moe_backend"], self.device) if spec.model.moe else "none"
         torch.manual_seed(t["seed"])
         self.model = Transformer(spec.model, self.backend if spec.model.moe else "torch").to(self.device)
+        # [distributed] DDP / FSDP / expert-parallel layout; the identity in one process
+        self.par = Parallel(self.model, t, self.device)
+        self.metrics_path = self.out / self.par.local_name(R.METRICS)
+        self.ckpt_path = self.out / self.par.local_name(R.CHECKPOINT)
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
         other = [p for n, p in self.model.named_parameters() if p.dim() < 2]
         self.opt = OPTIMIZERS[t["optimizer"]]([{"params": decay}, {"params": other, "weight_decay": 0.0}], t)
-        self.forward = torch.compile(self.model) if t["compile"] else self.model
+        self.forward = torch.compile(self.par.module) if t["compile"] else self.par.module
         dtype = DTYPES[t["dtype"]]
         self.autocast = None
         if dtype != torch.float32:
@@ -105,19 +110,20 @@ class Trainer:
         state = {
             "step": self.step, "wall": self.wall, "mem_act": self.mem_act, "config_hash": self.spec.config_hash,
             "model": self.model.state_dict(), "opt": self.opt.state_dict(), "scaler": self.scaler.state_dict(),
-            "rng": torch.get_rng_state(),
+            "rng": torch.get_rng_state(), "layout": self.par.layout(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
         }
         buf = io.BytesIO()
         torch.save(state, buf)
-        R.atomic_write_bytes(self.out / R.CHECKPOINT, buf.getvalue())
+        R.atomic_write_bytes(self.ckpt_path, buf.getvalue())
 
     def try_resume(self) -> bool:
-        path = self.out / R.CHECKPOINT
-        if not path.exists():
-            return False
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        if state.get("config_hash") != self.spec.config_hash:
+        path = self.ckpt_path
+        state = torch.load(path, map_location=self.device, weights_only=False) if path.exists() else None
+        if state is not None and (state.get("config_hash") != self.spec.config_hash
+                                  or state.get("layout") != self.par.layout()):
+            state = None
+        if not self.par.agreed_step(None if state is None else state["step"]):  # [distributed] all ranks or none
             return False
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
@@ -127,45 +133,51 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.wall, self.mem_act = state["step"], state["wall"], state["mem_act"]
         # metrics written after the checkpoint belong to steps that will be redone
-        rows = [r for r in R.read_metrics(self.out / R.METRICS) if r["step"] <= self.step]
-        R.atomic_write_text(self.out / R.METRICS, "".join(_jsonl(r) for r in rows))
+        rows = [r for r in R.read_metrics(self.metrics_path) if r["step"] <= self.step]
+        R.atomic_write_text(self.metrics_path, "".join(_jsonl(r) for r in rows))
         return True
 
     # ------------------------------------------------------------ loop
     def train_step(self) -> dict:
         t, cfg = self.spec.train, self.spec.model
         x, y = batch_at(self.data.train.tokens, t["seed"], self.step, t["batch_size"], cfg.seq_len)
+        x, y = self.par.local_batch(x, y)  # [distributed] this rank's rows of the global batch
         x, y = x.to(self.device), y.to(self.device)
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, t)
         watch = SavedActivations() if self.step == 0 or not self.mem_act else None
+        self.par.step_begin()
         t0 = time.perf_counter()
         with (watch.watch() if watch else contextlib.nullcontext()):
             with self.autocast() if self.autocast else contextlib.nullcontext():
                 out = self.forward(x)
                 lm_loss = F.cross_entropy(out.logits.float().flatten(0, 1), y.flatten())
                 loss = lm_loss + out.aux_loss
-        if not torch.isfinite(loss):
-            raise RunFailed(self.step, f"loss is {float(loss)} (not finite)")
+        loss_all = self.par.mean(loss)  # [distributed] a non-finite loss on any rank fails every rank
+        if not torch.isfinite(loss_all):
+            raise RunFailed(self.step, f"loss is {float(loss_all)} (not finite)")
         self.scaler.scale(loss).backward()
+        self.par.after_backward()
         if t["grad_clip"]:
             self.scaler.unscale_(self.opt)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t["grad_clip"])
+            self.par.clip_grad_norm_(t["grad_clip"])
         self.scaler.step(self.opt)
         self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
+        g = self.par.step_metrics(dt, x.numel(), lm_loss, out.aux_loss)  # [distributed] global numbers
+        dt = g.pop("step_time")
         if watch:
             self.mem_act = watch.bytes
         self.step += 1
         self.wall += dt
-        n_tok = x.numel()
+        n_tok = g.pop("tokens")
         return {"kind": "train", "step": self.step, "tokens": self.step * n_tok,
                 "flops": self.step * n_tok * self.spec.plan["train_flops_per_token"], "wall": round(self.wall, 6),
-                "loss": float(lm_loss.detach()), "aux_loss": float(out.aux_loss.detach()), "lr": self.opt.param_groups[0]["lr"],
-                "step_time": dt, "tokens_per_s": n_tok / dt}
+                "loss": g.pop("loss"), "aux_loss": g.pop("aux_loss"), "lr": self.opt.param_groups[0]["lr"],
+                "step_time": dt, "tokens_per_s": g.pop("tokens_per_s"), **g}
 
     def eval_row(self, row: dict) -> dict:
         moe = self.spec.model.moe
@@ -184,7 +196,7 @@ class Trainer:
         t, ev = self.spec.train, self.spec.eval
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        with open(self.out / R.METRICS, "a", encoding="utf-8") as log:
+        with open(self.metrics_path, "a", encoding="utf-8") as log:
             while self.step < t["steps"]:
                 row = self.train_step()
                 lines = [row]
@@ -197,13 +209,13 @@ class Trainer:
                     self.progress(self.step, t["steps"], lines)
                 if self.step % t["checkpoint_every"] == 0 and not last:
                     self.save_checkpoint()
-                if self.stop_requested() and not last:
+                if self.par.any(self.stop_requested()) and not last:  # [distributed] every rank stops
                     self.save_checkpoint()
                     raise KeyboardInterrupt
         return self.summarize()
 
     def summarize(self) -> dict:
-        rows = R.read_metrics(self.out / R.METRICS)
+        rows = R.read_metrics(self.metrics_path)
         train = [r for r in rows if r["kind"] == "train"]
         evals = [r for r in rows if r["kind"] == "eval"]
         skip = max(3, len(train) // 10)  # the first steps pay for allocation and warm-up
@@ -217,7 +229,8 @@ class Trainer:
         if self.device.type == "cuda":
             peak, method = torch.cuda.max_memory_allocated(self.device), CUDA_METHOD
         else:
-            peak, method = state_bytes(self.model, self.opt) + self.mem_act, CPU_METHOD
+            peak, method = self.par.state_bytes(self.opt) + self.mem_act, CPU_METHOD  # [distributed] shards
+        peak = self.par.max_over_ranks(peak)  # [distributed] memory per rank: the largest rank's
         p = self.spec.plan
         return {
             "suite": self.spec.suite, "variant": self.spec.variant, "seed": self.spec.train["seed"], "status": "ok",
@@ -230,6 +243,7 @@ class Trainer:
             "step_time_median_s": statistics.median(r["step_time"] for r in steady),
             "peak_memory_bytes": int(peak), "peak_memory_method": method,
             "experts": evals[-1].get("experts"), "lm_eval": {}, "env": environment(self.device),
+            **self.par.summary_fields(train, self.wall),  # [distributed] world_size, parallel, comm_time_s
         }
 
 

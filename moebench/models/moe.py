@@ -73,3 +73,15 @@ class MoELayer(nn.Module):
             aux = aux + self.cfg.z_coef * (torch.logsumexp(r.logits, -1) ** 2).mean()
         stats = layer_counters(E, routed, n_drop, r.probs, r.logits)
         return y.view(B, S, d), aux, stats
+
+    # --- expert parallel (moebench.distributed.expert_parallel): not used in one process -----------------
+    def shard_experts(self, ep_rank: int, ep_size: int, experts_fn) -> None:
+        """Keep experts [ep_rank*E/ep_size, (ep_rank+1)*E/ep_size) and compute through `experts_fn`, which
+        moves tokens to the ranks holding their experts. forward() is unchanged: it passes the local shard."""
+        E = self.cfg.num_experts
+        lo, hi = ep_rank * E // ep_size, (ep_rank + 1) * E // ep_size
+        for name in ("w_up", "w_gate", "w_down"):
+            p = getattr(self, name)
+            if p is not None:
+                setattr(self, name, nn.Parameter(p.detach()[lo:hi].clone()))
+        self.experts_fn = experts_fn

@@ -1,0 +1,170 @@
+"""Rank / world helpers, process-group set-up and tear-down, and the communication timer.
+
+torchrun sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; `init()` turns them into a process
+group with a timeout, so a rank that dies or hangs makes its peers fail instead of waiting forever
+(MOEBENCH_DIST_TIMEOUT, seconds, default 300). Where this rank has a GPU of its own (LOCAL_RANK < device count)
+the group is "cpu:gloo,cuda:nccl" (CUDA tensors go through NCCL, CPU tensors through gloo, so train.device: cpu
+works on a GPU node too) and the rank's GPU becomes the current device; elsewhere it is gloo.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from contextlib import contextmanager
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+DEFAULT_TIMEOUT_S = 300.0
+
+
+def _env_world() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else int(os.environ.get("RANK", "0"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else _env_world()
+
+
+def is_rank0() -> bool:
+    return rank() == 0
+
+
+def timeout() -> timedelta:
+    return timedelta(seconds=float(os.environ.get("MOEBENCH_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)))
+
+
+def init() -> bool:
+    """Start the default process group if a launcher asked for more than one process. Idempotent.
+    Returns whether we run distributed."""
+    if _env_world() <= 1 or not dist.is_available():
+        return False
+    if not dist.is_initialized():
+        backend = "gloo"
+        if torch.cuda.is_available() and local_rank() < torch.cuda.device_count():
+            torch.cuda.set_device(local_rank())
+            backend = "cpu:gloo,cuda:nccl"
+        dist.init_process_group(backend=backend, timeout=timeout())
+    return is_distributed()
+
+
+def teardown(clean: bool = True) -> None:
+    """Destroy the process group; after a clean finish, first wait for every rank (a rank tearing down while
+    a peer still uses its connections can abort the peer)."""
+    if dist.is_available() and dist.is_initialized():
+        try:
+            if clean and dist.get_world_size() > 1:
+                dist.barrier()
+            from .expert_parallel import groups
+
+            groups.cache_clear()  # a ProcessGroup alive at interpreter exit can abort the process
+            dist.destroy_process_group()
+        except Exception:  # noqa: BLE001 - tearing down a broken group must not mask the real error
+            pass
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def backend_name() -> str | None:
+    return dist.get_backend() if is_distributed() else None
+
+
+def all_reduce_scalars(values: list[float], op: str = "sum", group=None) -> list[float]:
+    """All-reduce a few Python numbers at once (sum | max | min); identity in one process."""
+    if not is_distributed():
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64)  # CPU: gloo, no device sync
+    ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
+    with comm_timer.timed():
+        dist.all_reduce(t, op=ops[op], group=group)
+    return t.cpu().tolist()
+
+
+def rank_generator_seed(seed: int) -> int:
+    """Rank 0 keeps the single-process RNG stream; other ranks get their own (dropout, router noise)."""
+    r = rank()
+    return seed if r == 0 else seed * 1_000_003 + r
+
+
+class CommTimer:
+    """Seconds with communication in flight: the union of [start, end] intervals recorded since reset().
+
+    Blocking exchanges (expert-parallel all_to_all, metric all-reduces) record their wall time; DDP's bucketed
+    gradient all-reduces record launch -> completion, which can overlap backward compute, so overlapping
+    intervals are merged rather than summed. On CUDA the blocking exchanges synchronize first, so the
+    interval is the exchange, not queued kernels.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._iv: list[tuple[float, float]] = []
+
+    def reset(self) -> None:
+        with self._lock:
+            self._iv = []
+
+    def add(self, start: float, end: float) -> None:
+        with self._lock:
+            self._iv.append((start, end))
+
+    @contextmanager
+    def timed(self, device: torch.device | None = None):
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if device is not None and device.type == "cuda":
+                torch.cuda.synchronize(device)
+            self.add(t0, time.perf_counter())
+
+    def total(self) -> float:
+        with self._lock:
+            iv = sorted(self._iv)
+        tot, cur_s, cur_e = 0.0, None, None
+        for s, e in iv:
+            if cur_e is None or s > cur_e:
+                if cur_e is not None:
+                    tot += cur_e - cur_s
+                cur_s, cur_e = s, e
+            else:
+                cur_e = max(cur_e, e)
+        if cur_e is not None:
+            tot += cur_e - cur_s
+        return tot
+
+
+comm_timer = CommTimer()
+
+
+def broadcast_object(obj):
+    """Rank 0's `obj` on every rank (identity in one process)."""
+    if not is_distributed():
+        return obj
+    box = [obj if is_rank0() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+class DistributedRunFailed(Exception):
+    """A rank of a distributed job failed (an exception, a lost peer, a timed-out collective). The run's
+    summary records it; the job cannot go on without the rank, so the command exits 1 (torchrun then stops
+    every rank)."""
