@@ -49,7 +49,14 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"
 
 
-def environment(device: torch.device) -> dict:
+@lru_cache(maxsize=4)
+def _peaks(device_type: str) -> tuple:
+    from moebench.report.peaks import measure_peaks
+
+    return tuple(sorted(measure_peaks(device_type).items()))
+
+
+def environment(device: torch.device, dtype: str = "float32") -> dict:
     try:
         import triton
 
@@ -71,4 +78,6 @@ def environment(device: torch.device) -> dict:
         "hostname": socket.gethostname(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "argv": sys.argv[1:],
+        "param_bytes": 2 if dtype in ("bfloat16", "float16") else 4,
+        **dict(_peaks(device.type)),  # device peak FLOP/s and bandwidth (spec sheet or measured probe)
     }

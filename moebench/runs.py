@@ -119,6 +119,8 @@ def train_one(spec: RunSpec, rd: Path, data, stop: StopFlag, quiet: bool, log) -
             buf = io.BytesIO()
             torch.save(state, buf)
             R.atomic_write_bytes(rd / R.FINAL_MODEL, buf.getvalue())
+        if spec.inference and rank0 and not D.is_distributed():
+            summary["inference"] = measure_inference(trainer, spec)
         lm = spec.eval.get("lm_eval") or {}
         if lm.get("tasks") and rank0:
             from moebench.lm_eval_adapter import run_lm_eval
@@ -141,6 +143,14 @@ def train_one(spec: RunSpec, rd: Path, data, stop: StopFlag, quiet: bool, log) -
     _remove_rank_files(rd)
     D.barrier()
     return summary
+
+
+def measure_inference(trainer: Trainer, spec: RunSpec) -> dict:
+    from moebench.inference import measure
+
+    inf = spec.inference
+    return measure(trainer.model, spec.model, trainer.windows, spec.eval["batch_size"], trainer.device,
+                   trainer.data.valid.bytes_per_token, inf["batch_sizes"], inf["repeats"], inf.get("prune"))
 
 
 # ---------------------------------------------------------------------------------------- [distributed]

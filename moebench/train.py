@@ -23,6 +23,7 @@ from moebench.distributed.parallel import Parallel  # [distributed]
 from moebench.env import environment, resolve_device
 from moebench.errors import RunFailed
 from moebench.evaluate import eval_windows, evaluate
+from moebench.flops_measured import measured_forward_flops_per_token
 from moebench.memory import CPU_METHOD, CUDA_METHOD, SavedActivations
 from moebench.models import Transformer
 from moebench.models.backends import resolve_backend
@@ -232,17 +233,22 @@ class Trainer:
             peak, method = self.par.state_bytes(self.opt) + self.mem_act, CPU_METHOD  # [distributed] shards
         peak = self.par.max_over_ranks(peak)  # [distributed] memory per rank: the largest rank's
         p = self.spec.plan
+        # an independent count of what the trained model computes on one evaluation batch (real routing)
+        measured = measured_forward_flops_per_token(self.par.module, self.windows[0, : self.spec.eval["batch_size"]]
+                                                    .to(self.device))
         return {
             "suite": self.spec.suite, "variant": self.spec.variant, "seed": self.spec.train["seed"], "status": "ok",
             "failure": None, "config_hash": self.spec.config_hash, "kind": p["kind"], "matched_to": p["matched_to"],
             "backend": self.backend,
             "params": {"total": p["params_total"], "active": p["params_active"], "embedding": p["params_embedding"]},
             "flops_per_token": {"train": p["train_flops_per_token"], "forward": p["forward_flops_per_token"]},
+            "flops_measured": {"forward": measured, "method": "FlopCounterMode, math SDPA, one eval batch, end of "
+                                                              "training"},
             "steps": self.step, "tokens": train[-1]["tokens"], "wall_time_s": self.wall, "final": final,
             "tokens_per_s_median": statistics.median(r["tokens_per_s"] for r in steady),
             "step_time_median_s": statistics.median(r["step_time"] for r in steady),
             "peak_memory_bytes": int(peak), "peak_memory_method": method,
-            "experts": evals[-1].get("experts"), "lm_eval": {}, "env": environment(self.device),
+            "experts": evals[-1].get("experts"), "lm_eval": {}, "env": environment(self.device, self.spec.train["dtype"]),
             **self.par.summary_fields(train, self.wall),  # [distributed] world_size, parallel, comm_time_s
         }
 

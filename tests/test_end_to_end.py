@@ -139,3 +139,22 @@ def test_lm_eval_tasks_land_in_the_summary(tmp_path):
                  "--only", "dense", "--quiet"]) == 0
     lm = R.read_json(tmp_path / "res/tiny/dense/seed-0" / R.SUMMARY)["lm_eval"]["ptb_ppl"]
     assert lm["bits_per_byte"] > 0 and lm["word_perplexity"] > 1 and "version" in lm
+
+
+def test_inference_section_and_measured_flops_land_in_summary(tmp_path):
+    suite = write_suite(tmp_path, **{"inference": {"batch_sizes": [1, 4], "repeats": 1,
+                                                   "prune": {"drop_least": [1], "min_load": [0.5]}},
+                                     "train.steps": 4, "train.warmup_steps": 0, "eval.test": False})
+    assert main(["run", str(suite), "--results", str(tmp_path / "res"), "--reports", str(tmp_path / "rep"),
+                 "--quiet"]) == 0
+    moe = R.read_json(tmp_path / "res/tiny/moe/seed-0" / R.SUMMARY)
+    # dropless top-2: FlopCounterMode sees exactly the analytic forward FLOPs
+    assert moe["flops_measured"]["forward"] == pytest.approx(moe["flops_per_token"]["forward"], rel=1e-9)
+    inf = moe["inference"]
+    assert [r["batch_size"] for r in inf["speed"]] == [1, 4] and inf["speed"][0]["tokens_per_s"] > 0
+    drop1 = next(p for p in inf["pruning"] if p.get("drop_least") == 1)
+    assert all(len(v) == 1 for v in drop1["dropped"].values()) and drop1["weights_bytes"] < inf["weights_bytes"]
+    dense = R.read_json(tmp_path / "res/tiny/dense/seed-0" / R.SUMMARY)
+    assert "pruning" not in dense["inference"] and dense["inference"]["speed"][1]["expert_batch_max_over_mean"] is None
+    report = (tmp_path / "rep/tiny/README.md").read_text()
+    assert "## FLOP accounting" in report and "## Forward speed" in report and "## Expert pruning" in report

@@ -68,7 +68,7 @@ def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str) ->
         blocks += [("h2", "FLOP accounting"), ("table", flops),
                    ("p", "Analytic: moebench/flops.py (matmuls only, attention over the full context, k experts "
                          "per token). Measured: torch FlopCounterMode on one forward of an evaluation batch at the "
-                         "start of training (math SDPA backend so attention is visible; real routing, so tokens a "
+                         "end of training (math SDPA backend so attention is visible; real routing, so tokens a "
                          "capacity limit drops cost nothing). The last column is what fixed-shape hardware pays "
                          "when every expert is padded to its capacity.")]
     for title, table in sections.inference_tables(rs):
