@@ -92,6 +92,7 @@ class TrainSpec(Strict):
     moe_backend: str = "auto"
     checkpoint_every: PositiveInt = 50
     compile: bool = False
+    threads: Optional[PositiveInt] = None  # CPU intra-op threads (None: torch's default, one per core)
     parallel: Literal["ddp", "fsdp"] = "ddp"  # data parallel over torchrun's processes (moebench.distributed)
     expert_parallel: PositiveInt = 1  # shard each MoE layer's experts over this many ranks
 

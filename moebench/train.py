@@ -87,6 +87,9 @@ class Trainer:
         self.stop_requested, self.progress = stop_requested, progress
         t = spec.train
         self.device = resolve_device(t["device"])
+        if self.device.type == "cpu" and t.get("threads"):
+            # small models gain nothing from more threads, and threads that outnumber free cores spin-wait
+            torch.set_num_threads(t["threads"])
         self.backend = resolve_backend(t["moe_backend"], self.device) if spec.model.moe else "none"
         torch.manual_seed(t["seed"])
         self.model = Transformer(spec.model, self.backend if spec.model.moe else "torch").to(self.device)
