@@ -55,6 +55,7 @@ def build_parser() -> ArgParser:
     b = sub.add_parser("bench", help="micro-benchmarks")
     b.add_argument("what", choices=["kernels"])
     b.add_argument("--json", action="store_true")
+    b.add_argument("--out", default="reports/kernels", help="where the table is saved as <device>.md")
 
     ck = sub.add_parser("check", help="compare results with a stored baseline (exit 1 on a regression)")
     ck.add_argument("results_dir", type=Path, help="results/<suite>/")

@@ -3,6 +3,7 @@ suite -> plan -> runs -> results -> report."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -118,9 +119,46 @@ def cmd_compare(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    import re
+
+    import torch
+
+    from moebench.env import device_name
     from moebench.kernels.bench import format_table as kernel_table, run_kernel_bench
+    from moebench.results import atomic_write_text
 
     rows = run_kernel_bench()
-    print(json.dumps(rows, indent=2) if args.json else kernel_table(rows))
+    table = kernel_table(rows)
+    print(json.dumps(rows, indent=2) if args.json else table)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = device_name(device)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", torch.cuda.get_device_name() if device.type == "cuda" else "cpu").strip("-")
+    out = Path(args.out) / f"{slug}.md"
+    atomic_write_text(out, f"# MoE kernel benchmark: {name}\n\n{table}\n")
+    print(f"saved: {out}", file=sys.stderr)
     return 0
 
+
+def cmd_check(args) -> int:
+    from moebench import check
+    from moebench import results as R
+
+    tol = check.parse_tolerances(args.tolerance)
+    if args.update_baseline:
+        path = args.update_baseline
+        old = None
+        if path.exists():
+            try:
+                old = check.load_baseline(path)
+            except UserError:
+                old = None  # a malformed old baseline is what --update-baseline is for
+        new = check.build_baseline(args.results_dir, old)
+        if tol:
+            new["tolerance"] = {**new["tolerance"], **tol}
+        R.atomic_write_json(path, new)
+        print(check.describe_update(old, new))
+        print(f"baseline written: {path}")
+        return 0
+    ok, table, _ = check.compare_to_baseline(args.results_dir, check.load_baseline(args.baseline), tol)
+    print(table)
+    return 0 if ok else 1
