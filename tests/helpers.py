@@ -12,7 +12,7 @@ TINY = {
         "moe": {"num_experts": 4, "top_k": 2, "expert_d_ff": "auto", "router": "topk"},
     },
     "train": {"steps": 12, "batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "seeds": [0], "device": "cpu",
-              "checkpoint_every": 4},
+              "checkpoint_every": 4, "threads": 1},
     "eval": {"interval": 4, "tokens": 1024, "test": True},
     "match": {"by": "train_flops", "tolerance": 0.1},
 }
