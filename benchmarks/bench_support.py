@@ -1,0 +1,46 @@
+"""Paired timing: each round times the reference (dense) right before the target, so a neighbour's load
+burst that spans the pair hits both. extra_info gets the median of the per-round ratios and the ratio of the
+fastest rounds (interference only ever slows a call, so best-of-N is the steadier figure on a shared box)."""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import torch
+
+ROUNDS = int(os.environ.get("MOEBENCH_BENCH_ROUNDS", "11"))
+
+
+def synced(fn, device):
+    if device.type != "cuda":
+        return fn
+
+    def run():
+        fn()
+        torch.cuda.synchronize(device)
+
+    return run
+
+
+def paired(benchmark, target, reference, device, rounds: int = ROUNDS, warmup: int = 1, **info):
+    """Benchmark `target`, timing `reference` in each round's setup; returns the median ratio target/reference."""
+    target, reference = synced(target, device), synced(reference, device)
+    ref_times: list[float] = []
+
+    def setup():
+        t0 = time.perf_counter()
+        reference()
+        ref_times.append(time.perf_counter() - t0)
+
+    benchmark.extra_info.update(info)
+    benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=warmup)
+    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+    times = list(getattr(stats, "data", []) or [])
+    refs = ref_times[-len(times):] if times else []
+    if not times:  # --benchmark-disable: ran once, nothing to report
+        return None
+    ratio = statistics.median(t / r for t, r in zip(times, refs))
+    benchmark.extra_info.update(ratio_vs_dense=round(ratio, 4), ratio_vs_dense_min=round(min(times) / min(refs), 4),
+                                median_s=statistics.median(times), dense_median_s=statistics.median(refs))
+    return ratio
