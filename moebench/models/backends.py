@@ -3,9 +3,13 @@
 - reference      per-expert boolean mask over all assignments (obviously correct; the test oracle)
 - torch_loop     sort once, then one matmul chain per expert on contiguous slices
 - torch_grouped  sort once, then torch._grouped_mm over all experts at once (one kernel per matmul)
-- torch          the fast torch path: torch_grouped on CUDA, torch_loop on CPU, where each measured fastest
-                 (benchmarks/test_moe_layer.py; the choice is static so a seed's loss curve never depends
-                 on timing noise)
+- torch          the fast torch path, chosen per call from the shape (never from timings, so a seed's loss
+                 curve does not depend on noise): torch_grouped on CUDA; on CPU torch_grouped when experts get
+                 few rows each (< GROUPED_BELOW_ROWS on average: per-expert Python overhead dominates, e.g.
+                 fine-grained experts), else torch_loop (measured on the 2-core CI machine, one thread, d 256:
+                 grouped 1.10 vs loop 1.24 x dense time at 256 rows per expert; loop 0.94 vs grouped 1.14 at
+                 2048 rows; 64 experts at 128 rows: grouped 2x faster; benchmarks/test_moe_layer.py and
+                 reports/kernels/cpu.md)
 - triton         our Triton kernels (moebench.kernels); CUDA, or CPU under TRITON_INTERPRET=1
 """
 from __future__ import annotations
@@ -55,8 +59,15 @@ def torch_grouped_experts(x, assign, w_up, w_gate, w_down, activation):
     return torch.zeros_like(x).index_add(0, tok, out)
 
 
+GROUPED_BELOW_ROWS = 1024
+
+
 def torch_fast_experts(x, assign, w_up, w_gate, w_down, activation):
-    fn = torch_grouped_experts if x.is_cuda and hasattr(torch, "_grouped_mm") else torch_loop_experts
+    few_rows = assign.expert_idx.numel() < GROUPED_BELOW_ROWS * w_up.shape[0]
+    # _grouped_mm needs 16-byte aligned row strides
+    aligned = all(n * x.element_size() % 16 == 0 for n in (w_up.shape[1], w_up.shape[2]))
+    grouped = hasattr(torch, "_grouped_mm") and aligned and (x.is_cuda or few_rows)
+    fn = torch_grouped_experts if grouped else torch_loop_experts
     return fn(x, assign, w_up, w_gate, w_down, activation)
 
 
