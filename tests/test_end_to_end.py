@@ -158,3 +158,22 @@ def test_inference_section_and_measured_flops_land_in_summary(tmp_path):
     assert "pruning" not in dense["inference"] and dense["inference"]["speed"][1]["expert_batch_max_over_mean"] is None
     report = (tmp_path / "rep/tiny/README.md").read_text()
     assert "## FLOP accounting" in report and "## Forward speed" in report and "## Expert pruning" in report
+
+
+def test_every_router_trains_in_a_suite_and_writes_expert_statistics(tmp_path):
+    from moebench.models.routers import ROUTERS
+
+    variants = {"dense": {}}
+    for r in ROUTERS:
+        variants[r.replace("_", "-")] = {"num_experts": 4, "top_k": 1 if r in ("switch", "hash") else 2,
+                                         "router": r, "expert_d_ff": 32, "capacity_factor": 1.5}
+    suite = write_suite(tmp_path, **{"variants": variants, "match.strict": False, "train.steps": 3,
+                                     "train.warmup_steps": 0, "eval.interval": 3, "eval.test": False})
+    assert main(["run", str(suite), "--results", str(tmp_path / "res"), "--reports", str(tmp_path / "rep"),
+                 "--quiet"]) == 0
+    for r in ROUTERS:
+        s = R.read_json(tmp_path / "res/tiny" / r.replace("_", "-") / "seed-0" / R.SUMMARY)
+        e = s["experts"]
+        assert s["status"] == "ok" and len(e["layers"]) == 2, r
+        assert sum(e["layers"][0]["load"]) == pytest.approx(1.0, abs=1e-5) and 0 <= e["entropy"] <= 1  # 6 decimals
+        assert {"max_load_x_E", "cv", "dead_experts", "drop_fraction", "router_entropy", "z_loss"} <= set(e)
