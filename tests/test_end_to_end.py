@@ -139,6 +139,8 @@ def test_lm_eval_tasks_land_in_the_summary(tmp_path):
                  "--only", "dense", "--quiet"]) == 0
     lm = R.read_json(tmp_path / "res/tiny/dense/seed-0" / R.SUMMARY)["lm_eval"]["ptb_ppl"]
     assert lm["bits_per_byte"] > 0 and lm["word_perplexity"] > 1 and "version" in lm
+    report = (tmp_path / "rep/tiny/README.md").read_text()
+    assert "## lm-evaluation-harness" in report and "ptb_ppl.word_perplexity" in report
 
 
 def test_inference_section_and_measured_flops_land_in_summary(tmp_path):

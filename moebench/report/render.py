@@ -63,6 +63,11 @@ def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str) ->
                      "of active weights read per step (active params x env.param_bytes, default "
                      f"{tables.DEFAULT_PARAM_BYTES}) / step time / peak bandwidth. Peaks are the ones recorded with "
                      "the runs (spec sheet or measured probe).")]
+    lm = sections.lm_eval_table(rs)
+    if lm:
+        blocks += [("h2", "lm-evaluation-harness"), ("table", lm),
+                   ("p", "Tasks from eval.lm_eval, run by lm-evaluation-harness on each finished run's model "
+                         "(moebench/lm_eval_adapter.py); mean over finished seeds.")]
     flops = sections.flop_table(rs)
     if flops:
         blocks += [("h2", "FLOP accounting"), ("table", flops),

@@ -63,3 +63,16 @@ def inference_tables(rs) -> list[tuple[str, Table]]:
                     (["variant", "pruning", "experts dropped (all layers)", "val loss cost (nats)",
                       "weights saved (fraction)", f"tokens/s ratio (b={batch_sizes[-1]})"], prune_rows)))
     return out
+
+
+def lm_eval_table(rs) -> Table | None:
+    """lm-evaluation-harness scores (eval.lm_eval.tasks), mean over finished seeds."""
+    cols = sorted(c for c in rs.runs.columns if c.startswith("lm_eval."))
+    if not cols:
+        return None
+    rows = []
+    for v in rs.variants:
+        ok = rs.ok_runs(v)
+        vals = [[float(x) for x in ok[c].dropna()] for c in cols]
+        rows.append([v] + [fmt(sum(x) / len(x), 4) if x else "n/a" for x in vals])
+    return ["variant"] + [c.removeprefix("lm_eval.") for c in cols], rows

@@ -76,7 +76,8 @@ def _variant_agg(rs, variant: str) -> dict:
 
 def variants_table(rs) -> Table:
     headers = ["variant", "kind", "seeds ok/all", "params total", "params active", "train FLOPs/token",
-               "val loss (mean ± 95% CI)", "val bpb (mean ± 95% CI)", "test ppl", "tokens/s", "peak memory",
+               "tokens/param", "val loss (mean ± 95% CI)", "val bpb (mean ± 95% CI)", "val ppl", "test ppl",
+               "test bpb", "tokens/s", "peak memory",
                "load balance (entropy, max load xE, dead)"]
     rows = []
     for v in rs.variants:
@@ -88,8 +89,9 @@ def variants_table(rs) -> Table:
             bal = (f"{fmt(med('experts.entropy'), 3)}, {fmt(med('experts.max_load_x_E'), 3)}x, "
                    f"{fmt(med('experts.dead_experts'))}")
         rows.append([v, kind, f"{len(ok)}/{len(a['runs'])}", si(med("params_total")), si(med("params_active")),
-                     si(med("train_flops_per_token")), mean_pm(ok["val_loss"].dropna()),
-                     mean_pm(ok["val_bpb"].dropna()), fmt(stats.mean(ok["test_ppl"].dropna())),
+                     si(med("train_flops_per_token")), fmt(med("tokens_per_param"), 3), mean_pm(ok["val_loss"].dropna()),
+                     mean_pm(ok["val_bpb"].dropna()), fmt(stats.mean(ok["val_ppl"].dropna())),
+                     fmt(stats.mean(ok["test_ppl"].dropna())), fmt(stats.mean(ok["test_bpb"].dropna())),
                      si(med("tokens_per_s_median")), mib(med("peak_memory_bytes")), bal])
     return headers, rows
 
