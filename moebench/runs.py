@@ -73,7 +73,7 @@ class StopFlag:
 def _progress(spec: RunSpec, quiet: bool, log):
     tty = sys.stderr.isatty() and not quiet
     bar = tqdm(total=spec.train["steps"], desc=f"{spec.variant} s{spec.seed}", leave=False, disable=not tty,
-               unit="step", dynamic_ncols=True)
+               unit="step", dynamic_ncols=True, position=1)
 
     def update(step, total, rows):
         bar.n = step
@@ -204,7 +204,9 @@ def run_plan(plan: Plan, results_root: Path, force: bool = False, only: list[str
     outcomes: list[Outcome] = []
     data = None
     stop = StopFlag()
-    with stop.installed():
+    suite_bar = tqdm(total=len(specs), desc=f"suite {plan.suite.name}", unit="run", position=0, dynamic_ncols=True,
+                     disable=quiet or not sys.stderr.isatty())
+    with stop.installed(), suite_bar:
         for i, spec in enumerate(specs, 1):
             rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed)
             state = run_state(rd, spec) if rank0 else None
@@ -217,6 +219,7 @@ def run_plan(plan: Plan, results_root: Path, force: bool = False, only: list[str
             if state == "done" and not force:
                 log(f"{head}: already finished with this config, skipped (--force redoes it)")
                 outcomes.append(Outcome(spec, "skipped", R.read_json(rd / R.SUMMARY) if rank0 else {}))
+                suite_bar.update(1)
                 continue
             if state == "stale" or force:
                 if rank0:
@@ -232,6 +235,7 @@ def run_plan(plan: Plan, results_root: Path, force: bool = False, only: list[str
                 log(f"{head}: val loss {f['val_loss']:.4f}, bpb {f['val_bpb']:.4f}, "
                     f"{summary['tokens_per_s_median']:.0f} tok/s, {summary['wall_time_s']:.1f} s")
             outcomes.append(Outcome(spec, summary["status"], summary))
+            suite_bar.update(1)
     return outcomes
 
 
