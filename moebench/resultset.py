@@ -12,6 +12,8 @@ The final metric columns carry the bare metric names so a claim's `metric: val_b
 """
 from __future__ import annotations
 
+import json
+
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +111,8 @@ def _run_row(suite: str, variant: str, seed: int, s: dict | None, cfg: dict) -> 
     if row["tokens"] and row["params_total"]:
         row["tokens_per_param"] = row["tokens"] / row["params_total"]
     row["flops_measured_forward_per_token"] = (s.get("flops_measured") or {}).get("forward")
+    row.update({k: s.get(k) for k in ("world_size", "comm_time_s", "comm_fraction")})
+    row["parallel"] = json.dumps(s.get("parallel"), sort_keys=True) if s.get("parallel") else None
     row.update(_inference_cols(s.get("inference")))
     row.update(_flat("experts", s.get("experts")))  # every scalar statistic the trainer recorded
     row.update(_lm_eval_cols(s.get("lm_eval")))

@@ -63,6 +63,12 @@ def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str) ->
                      "of active weights read per step (active params x env.param_bytes, default "
                      f"{tables.DEFAULT_PARAM_BYTES}) / step time / peak bandwidth. Peaks are the ones recorded with "
                      "the runs (spec sheet or measured probe).")]
+    dist = sections.distributed_table(rs)
+    if dist:
+        blocks += [("h2", "Distributed training"), ("table", dist),
+                   ("p", "Communication time: all-reduce (DDP) and all-to-all (expert parallel) intervals, from the "
+                         "slowest rank, merged where they overlap; tokens/s are summed over ranks, memory is the "
+                         "largest rank's.")]
     lm = sections.lm_eval_table(rs)
     if lm:
         blocks += [("h2", "lm-evaluation-harness"), ("table", lm),

@@ -76,3 +76,16 @@ def lm_eval_table(rs) -> Table | None:
         vals = [[float(x) for x in ok[c].dropna()] for c in cols]
         rows.append([v] + [fmt(sum(x) / len(x), 4) if x else "n/a" for x in vals])
     return ["variant"] + [c.removeprefix("lm_eval.") for c in cols], rows
+
+
+def distributed_table(rs) -> Table | None:
+    """Runs trained on several processes: their layout and the share of step time spent communicating."""
+    if "world_size" not in rs.runs.columns or not (rs.runs["world_size"].fillna(1) > 1).any():
+        return None
+    rows = []
+    for v in rs.variants:
+        ok = rs.ok_runs(v)
+        layout = next((x for x in ok["parallel"] if isinstance(x, str)), "-")
+        rows.append([v, fmt(_median(list(ok["world_size"]))), layout, fmt(_median(list(ok["comm_time_s"])), 4),
+                     fmt(_median(list(ok["comm_fraction"])), 3)])
+    return ["variant", "world size", "layout", "communication s (median over seeds)", "communication fraction"], rows

@@ -74,6 +74,8 @@ def test_nproc_2_data_and_expert_parallel_match_one_process(suite):
         assert all(r["comm_time"] >= 0 for r in rows(rd, "train"))
         assert sorted(f.name for f in rd.iterdir()) == ["config.yaml", "metrics.jsonl", "model.pt", "summary.json"]
     print(f"\nEP comm_fraction (CPU, gloo, 2 ranks): {R.read_json(out / 'tiny/moe/seed-0' / R.SUMMARY)['comm_fraction']:.3f}")
+    report = (path.parent / "rep-ep/tiny/README.md").read_text()
+    assert "## Distributed training" in report and '"expert_parallel": 2' in report
     # model.pt holds every expert (gathered from both ranks): a one-process model loads it
     from moebench.runs import load_trained
 
