@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -85,6 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(commands, f"cmd_{args.command}")(args) or 0
     except UserError as e:
         print(f"moebench: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        print(f"moebench: error: no space left on the device{where}. Finished runs are intact (every file is "
+              "written whole or not at all); free some space and rerun the same command to resume.",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("moebench: interrupted; finished runs are kept, rerun the same command to resume", file=sys.stderr)

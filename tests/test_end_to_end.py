@@ -179,3 +179,25 @@ def test_every_router_trains_in_a_suite_and_writes_expert_statistics(tmp_path):
         assert s["status"] == "ok" and len(e["layers"]) == 2, r
         assert sum(e["layers"][0]["load"]) == pytest.approx(1.0, abs=1e-5) and 0 <= e["entropy"] <= 1  # 6 decimals
         assert {"max_load_x_E", "cv", "dead_experts", "drop_fraction", "router_entropy", "z_loss"} <= set(e)
+
+
+def test_full_disk_is_a_clear_error_and_finished_runs_survive(tmp_path, capsys, monkeypatch):
+    import errno
+
+    suite = write_suite(tmp_path, **{"train.steps": 4, "train.warmup_steps": 0, "eval.test": False})
+    args = ["run", str(suite), "--results", str(tmp_path / "res"), "--reports", str(tmp_path / "rep"), "--quiet"]
+    assert main(args + ["--only", "dense"]) == 0
+    before = (tmp_path / "res/tiny/dense/seed-0" / R.SUMMARY).read_text()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no space left on the device" in err and "Traceback" not in err
+    assert (tmp_path / "res/tiny/dense/seed-0" / R.SUMMARY).read_text() == before
+    assert not (tmp_path / "res/tiny/moe/seed-0" / R.SUMMARY).exists()
+    monkeypatch.undo()
+    assert main(args) == 0  # space is back: the rerun finishes what was missing
+    assert R.read_json(tmp_path / "res/tiny/moe/seed-0" / R.SUMMARY)["status"] == "ok"
