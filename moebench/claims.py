@@ -19,7 +19,6 @@ a finished run saw fewer than `min_tokens_per_param` (default 1.0) training toke
 """
 from __future__ import annotations
 
-import difflib
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 from pydantic import Field, ValidationError, model_validator
@@ -27,7 +26,7 @@ from pydantic import Field, ValidationError, model_validator
 from .claim_base import (  # noqa: F401 - re-exported: claims.py is the public face of claims
     CLAIM_KINDS, FAIL, INCONCLUSIVE, MIN_SEEDS, PASS, ClaimBase, MetricClaim, PairClaim, Verdict, claim_kind,
     gate_reasons, tri)
-from .errors import SuiteValidationError
+from .errors import SuiteValidationError, did_you_mean
 from .report import stats
 
 
@@ -256,17 +255,12 @@ class FlopAccounting(ClaimBase):
 ClaimSpec = Annotated[Union[tuple(CLAIM_KINDS.values())], Field(discriminator="kind")]
 
 
-def _hint(word, options) -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _check_one(i: int, raw, variant_names, problems: list[str]):
     p = f"claims.{i}"
     cls = CLAIM_KINDS.get(raw.get("kind")) if isinstance(raw, dict) else None
     if cls is None:
         kind = raw.get("kind") if isinstance(raw, dict) else None
-        problems.append(f"{p}.kind: unknown claim kind {kind!r}{_hint(kind, CLAIM_KINDS)}; choose from "
+        problems.append(f"{p}.kind: unknown claim kind {kind!r}{did_you_mean(kind, CLAIM_KINDS)}; choose from "
                         f"{sorted(CLAIM_KINDS)}" if isinstance(raw, dict) else f"{p}: must be a mapping")
         return None
     try:
@@ -275,14 +269,14 @@ def _check_one(i: int, raw, variant_names, problems: list[str]):
         for err in e.errors():
             path = ".".join([p, *(str(x) for x in err["loc"])])
             key = err["loc"][-1] if err["loc"] else ""
-            msg = {"extra_forbidden": f"unknown key{_hint(key, cls.model_fields)}", "missing": "required"}.get(
+            msg = {"extra_forbidden": f"unknown key{did_you_mean(key, cls.model_fields)}", "missing": "required"}.get(
                 err["type"], err["msg"].removeprefix("Value error, "))
             problems.append(f"{path}: {msg}")
         return None
     if variant_names is not None:
         refs = [(f"{p}.{k}", getattr(spec, k, None)) for k in ("variant", "baseline")]
         refs += [(f"{p}.variants.{j}", v) for j, v in enumerate(getattr(spec, "variants", None) or [])]
-        problems += [f"{w}: no variant named {v!r}{_hint(v, variant_names)}" for w, v in refs
+        problems += [f"{w}: no variant named {v!r}{did_you_mean(v, variant_names)}" for w, v in refs
                      if v is not None and v not in variant_names]
     return spec
 

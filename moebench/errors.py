@@ -1,4 +1,5 @@
 """Error types that decide the exit code: UserError -> 2, anything else -> 1."""
+import difflib
 
 
 class UserError(Exception):
@@ -24,3 +25,9 @@ class RunFailed(Exception):
     def __init__(self, step: int, reason: str):
         self.step, self.reason = step, reason
         super().__init__(f"step {step}: {reason}")
+
+
+def did_you_mean(word, options) -> str:
+    """' (did you mean 'x'?)' for the closest option, or '' when nothing is close."""
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

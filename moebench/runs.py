@@ -19,7 +19,7 @@ from moebench.distributed import env as D  # [distributed] rank 0 writes; identi
 from moebench.env import environment, resolve_device
 from moebench.errors import RunFailed, UserError
 from moebench.plan import Plan, RunSpec, run_specs
-from moebench.train import Trainer, load_data
+from moebench.train import Trainer, load_data, run_identity
 
 
 @dataclass
@@ -88,14 +88,9 @@ def _progress(spec: RunSpec, quiet: bool, log):
 
 
 def failed_summary(spec: RunSpec, trainer: Trainer | None, err: RunFailed) -> dict:
-    p = spec.plan
     return {
-        "suite": spec.suite, "variant": spec.variant, "seed": spec.seed, "status": "failed",
-        "failure": {"step": err.step, "reason": err.reason}, "config_hash": spec.config_hash, "kind": p["kind"],
-        "matched_to": p["matched_to"], "backend": trainer.backend if trainer else None,
-        "params": {"total": p["params_total"], "active": p["params_active"], "embedding": p["params_embedding"]},
-        "flops_per_token": {"train": p["train_flops_per_token"], "forward": p["forward_flops_per_token"]},
-        "steps": err.step, "final": {}, "lm_eval": {}, "experts": None,
+        **run_identity(spec), "status": "failed", "failure": {"step": err.step, "reason": err.reason},
+        "backend": trainer.backend if trainer else None, "steps": err.step, "final": {}, "lm_eval": {}, "experts": None,
         "env": environment(trainer.device if trainer else resolve_device(spec.train["device"])),
     }
 

@@ -5,7 +5,6 @@ Every problem is collected and reported at once, each prefixed with its dotted p
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 import typing
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from moebench.errors import SuiteValidationError, UserError
+from moebench.errors import SuiteValidationError, UserError, did_you_mean
 from moebench.suite_schema import (
     MOE_FIELDS, BaseSpec, EvalSpec, MatchSpec, ModelFields, ReportSpec, SuiteSpec, TrainSpec, VariantSpec,
 )
@@ -105,11 +104,6 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
             return None
         model = _unwrap(model.model_fields[part].annotation)
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def did_you_mean(word: str, options) -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def pydantic_problems(err: ValidationError, model: type[BaseModel], prefix: str) -> list[str]:

@@ -235,16 +235,11 @@ class Trainer:
         else:
             peak, method = self.par.state_bytes(self.opt) + self.mem_act, CPU_METHOD  # [distributed] shards
         peak = self.par.max_over_ranks(peak)  # [distributed] memory per rank: the largest rank's
-        p = self.spec.plan
         # an independent count of what the trained model computes on one evaluation batch (real routing)
         measured = measured_forward_flops_per_token(self.par.module, self.windows[0, : self.spec.eval["batch_size"]]
                                                     .to(self.device))
         return {
-            "suite": self.spec.suite, "variant": self.spec.variant, "seed": self.spec.train["seed"], "status": "ok",
-            "failure": None, "config_hash": self.spec.config_hash, "kind": p["kind"], "matched_to": p["matched_to"],
-            "backend": self.backend,
-            "params": {"total": p["params_total"], "active": p["params_active"], "embedding": p["params_embedding"]},
-            "flops_per_token": {"train": p["train_flops_per_token"], "forward": p["forward_flops_per_token"]},
+            **run_identity(self.spec), "status": "ok", "failure": None, "backend": self.backend,
             "flops_measured": {"forward": measured, "method": "FlopCounterMode, math SDPA, one eval batch, end of "
                                                               "training"},
             "steps": self.step, "tokens": train[-1]["tokens"], "wall_time_s": self.wall, "final": final,
@@ -254,6 +249,17 @@ class Trainer:
             "experts": evals[-1].get("experts"), "lm_eval": {}, "env": environment(self.device, self.spec.train["dtype"]),
             **self.par.summary_fields(train, self.wall),  # [distributed] world_size, parallel, comm_time_s
         }
+
+
+def run_identity(spec: RunSpec) -> dict:
+    """The summary fields that say which run this is and what the plan counted for it (ok or failed)."""
+    p = spec.plan
+    return {
+        "suite": spec.suite, "variant": spec.variant, "seed": spec.seed, "config_hash": spec.config_hash,
+        "kind": p["kind"], "matched_to": p["matched_to"],
+        "params": {"total": p["params_total"], "active": p["params_active"], "embedding": p["params_embedding"]},
+        "flops_per_token": {"train": p["train_flops_per_token"], "forward": p["forward_flops_per_token"]},
+    }
 
 
 def _jsonl(row: dict) -> str:
