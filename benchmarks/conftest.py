@@ -12,7 +12,7 @@ import torch
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     # a saved benchmark is only comparable with one taken on the same accelerator and thread count
-    from moebench.env import cpu_model
+    from moebench.training.env import cpu_model
 
     machine_info["cpu_model"] = cpu_model()
     machine_info["torch"] = torch.__version__

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from bench_support import paired
-from moebench.commands import plan_suite
+from moebench.cli.commands import plan_suite
 from moebench.plan import run_specs
-from moebench.suite import load_suite
+from moebench.config.suite import load_suite
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "suites" / "quickstart.yaml"
 

@@ -42,8 +42,7 @@ def _tokenizer(corpus: str, tokenizer: str, root: str, corpus_fp: str):
 
 def get_tokenizer(corpus: str, tokenizer: str, cache_dir: Optional[os.PathLike] = None):
     """The tokenizer for `corpus` (the word tokenizer builds/caches its vocabulary from the corpus train split)."""
-    if tokenizer not in tokenizers.TOKENIZERS:
-        raise UserError(tokenizers.unknown_tokenizer_message(tokenizer))
+    tokenizers.TOKENIZERS[tokenizer]  # an unknown name is the user's error, with a did-you-mean
     return _tokenizer(corpus, tokenizer, str(cache.cache_root(cache_dir)), corpora.corpus_fingerprint(corpus))
 
 
@@ -70,5 +69,5 @@ def check_corpus_spec(corpus: str, tokenizer: str) -> list[str]:
     """Problems with a (corpus, tokenizer) pair, as messages; downloads and raises nothing."""
     problems = corpora.corpus_problems(corpus)
     if tokenizer not in tokenizers.TOKENIZERS:
-        problems.append(tokenizers.unknown_tokenizer_message(tokenizer))
+        problems.append(tokenizers.TOKENIZERS.unknown(tokenizer))
     return problems

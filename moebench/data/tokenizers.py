@@ -6,7 +6,6 @@ Every tokenizer has .name, .vocab_size, .eos_id (the token lm-eval conditions on
 from __future__ import annotations
 
 import collections
-import difflib
 import functools
 import hashlib
 import json
@@ -16,31 +15,18 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from moebench.errors import UserError
+from moebench.registry import Registry
 
-TOKENIZERS: dict[str, Callable[[str, Optional[Path]], object]] = {}
-
-
-def register(name: str):
-    def deco(factory):
-        TOKENIZERS[name] = factory
-        return factory
-
-    return deco
+# name -> factory(corpus, cache_dir) -> tokenizer
+TOKENIZERS: Registry[Callable[[str, Optional[Path]], object]] = Registry("tokenizer")
+register = TOKENIZERS.register
 
 
 def tokenizer_names() -> list[str]:
-    return sorted(TOKENIZERS)
-
-
-def unknown_tokenizer_message(name: str) -> str:
-    close = difflib.get_close_matches(name, tokenizer_names(), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown tokenizer {name!r}{hint} (available: {', '.join(tokenizer_names())})"
+    return TOKENIZERS.names()
 
 
 def make_tokenizer(name: str, corpus: str, cache_dir: Optional[Path] = None):
-    if name not in TOKENIZERS:
-        raise UserError(unknown_tokenizer_message(name))
     return TOKENIZERS[name](corpus, cache_dir)
 
 
@@ -136,7 +122,7 @@ def _word(corpus: str, cache_dir: Optional[Path]) -> WordTokenizer:
         except (ValueError, TypeError):
             pass  # torn or foreign file: rebuild below
     words = build_word_vocab(corpora.iter_text(corpus, "train"))
-    from moebench.results import atomic_write_text
+    from moebench.io import atomic_write_text
 
     atomic_write_text(path, json.dumps(list(words)))
     return WordTokenizer(words)

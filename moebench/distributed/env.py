@@ -8,6 +8,7 @@ works on a GPU node too) and the rank's GPU becomes the current device; elsewher
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -16,6 +17,8 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from moebench.errors import UserError
 
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -69,8 +72,6 @@ def teardown(clean: bool = True) -> None:
         try:
             if clean and dist.get_world_size() > 1:
                 dist.barrier()
-            from .expert_parallel import groups
-
             groups.cache_clear()  # a ProcessGroup alive at interpreter exit can abort the process
             dist.destroy_process_group()
         except Exception:  # noqa: BLE001 - tearing down a broken group must not mask the real error
@@ -162,6 +163,29 @@ def broadcast_object(obj):
     box = [obj if is_rank0() else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+@functools.lru_cache(maxsize=None)
+def groups(ep_size: int):
+    """(ep_group, expert_dp_group, ep_rank) for this rank. Every rank must call this (new_group is collective)."""
+    W, r = dist.get_world_size(), dist.get_rank()
+    if W % ep_size:
+        raise UserError(f"train.expert_parallel: {ep_size} does not divide the world size {W}")
+    if ep_size == W:
+        ep_group = None  # the default group
+    else:
+        ep_group = None
+        for g in range(W // ep_size):
+            grp = dist.new_group(list(range(g * ep_size, (g + 1) * ep_size)))
+            if r // ep_size == g:
+                ep_group = grp
+    edp_group = None
+    if W > ep_size:
+        for i in range(ep_size):
+            grp = dist.new_group(list(range(i, W, ep_size)))
+            if r % ep_size == i:
+                edp_group = grp
+    return ep_group, edp_group, r % ep_size
 
 
 class DistributedRunFailed(Exception):

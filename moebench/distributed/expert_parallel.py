@@ -24,7 +24,7 @@ import torch.distributed as dist
 from moebench.errors import UserError
 from moebench.models.experts import Assignment
 
-from .env import comm_timer, world_size
+from .env import comm_timer, groups, world_size
 
 EXPERT_PARAMS = ("w_up", "w_gate", "w_down")
 
@@ -87,29 +87,6 @@ def ep_experts(x, assign: Assignment, w_up, w_gate, w_down, activation: str, *, 
 
 
 # ------------------------------------------------------------------------------------------ layout
-@functools.lru_cache(maxsize=None)
-def groups(ep_size: int):
-    """(ep_group, expert_dp_group, ep_rank) for this rank. Every rank must call this (new_group is collective)."""
-    W, r = dist.get_world_size(), dist.get_rank()
-    if W % ep_size:
-        raise UserError(f"train.expert_parallel: {ep_size} does not divide the world size {W}")
-    if ep_size == W:
-        ep_group = None  # the default group
-    else:
-        ep_group = None
-        for g in range(W // ep_size):
-            grp = dist.new_group(list(range(g * ep_size, (g + 1) * ep_size)))
-            if r // ep_size == g:
-                ep_group = grp
-    edp_group = None
-    if W > ep_size:
-        for i in range(ep_size):
-            grp = dist.new_group(list(range(i, W, ep_size)))
-            if r % ep_size == i:
-                edp_group = grp
-    return ep_group, edp_group, r % ep_size
-
-
 def moe_layers(model: torch.nn.Module):
     from moebench.models.moe import MoELayer
 

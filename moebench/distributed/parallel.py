@@ -30,11 +30,12 @@ from .env import all_reduce_scalars, backend_name, comm_timer, is_distributed, r
 
 
 class Parallel:
-    def __init__(self, model: torch.nn.Module, train: dict, device: torch.device):
+    def __init__(self, model: torch.nn.Module, train, seed: int, device: torch.device):
+        """`train` is the run's TrainSpec (batch_size, parallel, expert_parallel)."""
         self.model, self.module = model, model
         self.world, self.rank = world_size() if is_distributed() else 1, rank() if is_distributed() else 0
-        self.mode = train.get("parallel", "ddp") if self.world > 1 else "single"
-        self.ep = int(train.get("expert_parallel", 1))
+        self.mode = train.parallel if self.world > 1 else "single"
+        self.ep = int(train.expert_parallel)
         self.backend = "nccl" if device.type == "cuda" else "gloo"
         self.expert_names: list[str] = []
         if self.ep > self.world:
@@ -42,7 +43,7 @@ class Parallel:
                             f"`moebench run --nproc {self.ep}` or `torchrun --nproc_per_node={self.ep} -m moebench run`")
         if self.world == 1:
             return
-        B = train["batch_size"]
+        B = train.batch_size
         if B % self.world:
             raise UserError(f"train.batch_size: {B} (the global batch) is not divisible by the {self.world} processes")
         if self.world % self.ep:
@@ -70,7 +71,7 @@ class Parallel:
             self.module = DDP(model, device_ids=ids)
             self.module.register_comm_hook(None, _timed_allreduce_hook)
         if self.rank:  # rank 0 keeps the one-process stream
-            torch.manual_seed(rank_generator_seed(train["seed"]))
+            torch.manual_seed(rank_generator_seed(seed))
 
     # ---------------------------------------------------------------------------------- layout
     def layout(self) -> dict | None:
@@ -162,7 +163,7 @@ class Parallel:
 
     def state_bytes(self, opt) -> int:
         """Parameters + gradients + optimizer state held by this rank (FSDP: its shards)."""
-        from moebench.memory import state_bytes
+        from moebench.training.memory import state_bytes
 
         if self.mode != "fsdp":
             return state_bytes(self.model, opt)

@@ -17,10 +17,11 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from moebench.errors import UserError
+from moebench.registry import Registry
 
+from .activations import ACTIVATIONS
 from .experts import Assignment, ExpertsFn, expert_ffn, reference_experts
 
 
@@ -50,11 +51,9 @@ def torch_grouped_experts(x, assign, w_up, w_gate, w_down, activation):
     tok, w, counts = _sort(assign, E)
     offs = counts.cumsum(0).to(torch.int32)
     xs = x[tok]
-    up = torch._grouped_mm(xs, w_up, offs=offs)
-    if activation == "swiglu":
-        hidden = F.silu(torch._grouped_mm(xs, w_gate, offs=offs)) * up
-    else:
-        hidden = F.gelu(up) if activation == "gelu" else F.relu(up)
+    act = ACTIVATIONS[activation]
+    hidden = act.hidden(torch._grouped_mm(xs, w_up, offs=offs),
+                        torch._grouped_mm(xs, w_gate, offs=offs) if act.gated else None)
     out = torch._grouped_mm(hidden, w_down, offs=offs) * w.to(x.dtype).unsqueeze(1)
     return torch.zeros_like(x).index_add(0, tok, out)
 
@@ -77,20 +76,23 @@ def _triton(x, assign, w_up, w_gate, w_down, activation):
     return triton_experts(x, assign, w_up, w_gate, w_down, activation)
 
 
-BACKENDS: dict[str, Callable] = {
-    "reference": reference_experts,
-    "torch_loop": torch_loop_experts,
-    "torch_grouped": torch_grouped_experts,
-    "torch": torch_fast_experts,
-    "triton": _triton,
-}
+BACKENDS: Registry[ExpertsFn] = Registry("moe_backend")
+for _name, _fn in (("reference", reference_experts), ("torch_loop", torch_loop_experts),
+                   ("torch_grouped", torch_grouped_experts), ("torch", torch_fast_experts), ("triton", _triton)):
+    BACKENDS.add(_name, _fn)
 
 
 def get_backend(name: str) -> ExpertsFn:
-    try:
-        return BACKENDS[name]
-    except KeyError:
-        raise UserError(f"unknown moe_backend {name!r}; choose from {sorted(BACKENDS) + ['auto']}") from None
+    return BACKENDS[name]
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda when a GPU is visible, else cpu; asking for cuda without one is the user's error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device: cuda was asked for but no CUDA GPU is visible; use device: auto or cpu")
+    return torch.device(name)
 
 
 def resolve_backend(name: str, device: torch.device) -> str:

@@ -1,7 +1,7 @@
 """Resolved model configuration: what models/, flops.py and the kernels read. Plain frozen dataclasses."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 
@@ -34,7 +34,7 @@ class ModelConfig:
     n_heads: int
     d_ff: int
     n_kv_heads: Optional[int] = None  # None = n_heads (multi-head); fewer = grouped-query attention
-    activation: str = "gelu"  # gelu | swiglu | relu
+    activation: str = "gelu"  # a name in models.activations.ACTIVATIONS
     pos: str = "rope"  # rope | learned
     norm: str = "layernorm"  # layernorm | rmsnorm
     tie_embeddings: bool = True
@@ -56,10 +56,6 @@ class ModelConfig:
             return False
         return (i - m.n_dense_layers) % m.moe_every == m.moe_every - 1
 
-    @property
-    def n_moe_layers(self) -> int:
-        return sum(self.is_moe_layer(i) for i in range(self.n_layers))
-
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -68,6 +64,3 @@ class ModelConfig:
         d = dict(d)
         moe = d.pop("moe", None)
         return cls(**d, moe=MoEConfig(**moe) if moe else None)
-
-    def with_(self, **kw) -> "ModelConfig":
-        return replace(self, **kw)

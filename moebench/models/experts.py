@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 
-ACTIVATIONS = ("gelu", "swiglu", "relu")
+from .activations import ACTIVATIONS
 
 
 @dataclass(frozen=True)
@@ -30,16 +29,8 @@ class Assignment:
 
 def expert_ffn(h_in: torch.Tensor, w_up, w_gate, w_down, activation: str) -> torch.Tensor:
     """FFN of one expert on its rows (the dense reference for every backend)."""
-    up = h_in @ w_up
-    if activation == "swiglu":
-        hidden = F.silu(h_in @ w_gate) * up
-    elif activation == "gelu":
-        hidden = F.gelu(up)
-    elif activation == "relu":
-        hidden = F.relu(up)
-    else:
-        raise ValueError(f"unknown activation {activation!r}")
-    return hidden @ w_down
+    act = ACTIVATIONS[activation]
+    return act.hidden(h_in @ w_up, h_in @ w_gate if act.gated else None) @ w_down
 
 
 def reference_experts(x, assign: Assignment, w_up, w_gate, w_down, activation: str) -> torch.Tensor:

@@ -6,12 +6,13 @@ import math
 import torch
 import torch.nn as nn
 
+from .activations import ACTIVATIONS
 from .backends import get_backend
 from .config import MoEConfig
 from .experts import Assignment
 from .mlp import MLP
 from .routers import ROUTERS, Routing
-from .stats import layer_counters
+from .counters import layer_counters
 
 
 def capacity_of(n_tokens: int, cfg: MoEConfig) -> int:
@@ -41,13 +42,12 @@ class MoELayer(nn.Module):
     def __init__(self, d_model: int, cfg: MoEConfig, activation: str, backend: str = "torch", n_layers: int = 1):
         super().__init__()
         self.cfg, self.activation = cfg, activation
-        self.backend_name = backend
         self.experts_fn = get_backend(backend)
         E, f = cfg.num_experts, cfg.expert_d_ff
         self.router = ROUTERS[cfg.router](d_model, cfg)
         std, out_std = 0.02, 0.02 / math.sqrt(2 * n_layers)
         self.w_up = nn.Parameter(torch.randn(E, d_model, f) * std)
-        self.w_gate = nn.Parameter(torch.randn(E, d_model, f) * std) if activation == "swiglu" else None
+        self.w_gate = nn.Parameter(torch.randn(E, d_model, f) * std) if ACTIVATIONS[activation].gated else None
         self.w_down = nn.Parameter(torch.randn(E, f, d_model) * out_std)
         self.shared = MLP(d_model, cfg.shared_experts * f, activation, n_layers) if cfg.shared_experts else None
 
@@ -66,7 +66,7 @@ class MoELayer(nn.Module):
         if self.shared is not None:
             y = y + self.shared(flat)
         aux = flat.new_zeros((), dtype=torch.float32)
-        if r.probs is not None and not r.balanced_by_construction and self.cfg.lb_coef:
+        if r.probs is not None and not self.router.balanced_by_construction and self.cfg.lb_coef:
             f_i = torch.bincount(routed.reshape(-1), minlength=E).float() / routed.numel()
             aux = aux + self.cfg.lb_coef * E * (f_i * r.probs.mean(0)).sum()
         if r.logits is not None and self.cfg.z_coef:

@@ -4,6 +4,14 @@ Each router is registered by name (the `router:` field of a variant) and returns
 routers (topk, noisy_topk, switch, hash) give every token k (expert, gate) slots; the MoE layer then applies
 the capacity limit. Expert choice gives each expert its own tokens, so it already holds a flat assignment.
 
+What the rest of moebench needs to know about a router is a class attribute, read by the FLOP count, the MoE
+layer, inference pruning and suite validation (never an `if router == "..."` elsewhere):
+  token_choice              every token picks k experts (False: experts pick tokens; slots per token then
+                            follow the capacity factor)
+  balanced_by_construction  needs no load-balancing loss (hash, expert choice)
+  causal                    a token's routing depends only on that token (expert choice sees the whole group)
+  learned                   has router weights (pruning re-routes through them; hash has none)
+
 - topk        GShard (Lepikhin et al. 2020) / Mixtral (Jiang et al. 2024): softmax over experts, keep the top k;
               `renormalize` rescales the k gates to sum to 1 (Mixtral) or keeps the raw probabilities (GShard).
               With k = 1 renormalize is ignored: a single renormalised gate is always 1, which would cut the
@@ -23,11 +31,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from moebench.registry import Registry
 
 from .config import MoEConfig
 from .experts import Assignment
@@ -40,23 +50,26 @@ class Routing:
     topk_idx: Optional[torch.Tensor] = None  # [T, k] token choice
     topk_weight: Optional[torch.Tensor] = None  # [T, k]
     assignment: Optional[Assignment] = None  # expert choice: already flat
-    balanced_by_construction: bool = False  # no load-balancing loss needed (hash, expert choice)
 
 
-ROUTERS: dict[str, Callable[..., "Router"]] = {}
+ROUTERS: Registry[type] = Registry("router")
 
 
 def register_router(name: str):
     def deco(cls):
-        ROUTERS[name] = cls
         cls.router_name = name
-        return cls
+        return ROUTERS.add(name, cls)
 
     return deco
 
 
 class Router(nn.Module):
     """Learned linear gate d_model -> num_experts, computed in fp32 when router_fp32 (Switch)."""
+
+    token_choice = True
+    balanced_by_construction = False
+    causal = True
+    learned = True
 
     def __init__(self, d_model: int, cfg: MoEConfig):
         super().__init__()
@@ -117,6 +130,11 @@ class NoisyTopKRouter(Router):
 class HashRouter(nn.Module):
     """No parameters: a fixed multiplicative hash of the token id picks k distinct experts."""
 
+    token_choice = True
+    balanced_by_construction = True
+    causal = True
+    learned = False
+
     def __init__(self, d_model: int, cfg: MoEConfig):
         super().__init__()
         self.cfg = cfg
@@ -127,11 +145,15 @@ class HashRouter(nn.Module):
         first = h % E
         idx = (first.unsqueeze(1) + torch.arange(k, device=x.device)) % E
         w = torch.full(idx.shape, 1.0 / k, device=x.device)
-        return Routing(None, None, idx, w, balanced_by_construction=True)
+        return Routing(None, None, idx, w)
 
 
 @register_router("expert_choice")
 class ExpertChoiceRouter(Router):
+    token_choice = False
+    balanced_by_construction = True
+    causal = False
+
     def forward(self, x, token_ids, group):
         logits = self.scores(x)
         probs = logits.softmax(-1)
@@ -147,4 +169,4 @@ class ExpertChoiceRouter(Router):
         tok = (local + offsets).reshape(-1)
         exp = torch.arange(E, device=x.device).view(1, E, 1).expand_as(local).reshape(-1)
         assign = Assignment(tok, exp, w.reshape(-1))
-        return Routing(logits, probs, assignment=assign, balanced_by_construction=True)
+        return Routing(logits, probs, assignment=assign)

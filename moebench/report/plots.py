@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from . import stats  # noqa: E402
+from moebench.analysis import stats  # noqa: E402
 
 SAVE = {"dpi": 100, "format": "png", "metadata": {"Software": None}}
 X_AXES = {"tokens": "training tokens", "flops": "training FLOPs", "wall": "training wall-clock (s)"}

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import yaml
 
-from ..claims import MIN_SEEDS, judge_all, parse_claims
-from ..results import atomic_write_text
-from ..resultset import load_results
+from moebench.analysis.claims import MIN_SEEDS, judge_all
+from moebench.analysis.resultset import load_results
+from moebench.config.claims import parse_claims
+from moebench.io import atomic_write_text
+
 from . import sections, tables
 from .plots import make_plots
 

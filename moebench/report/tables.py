@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import math
 
-from ..claims import Verdict
-from . import stats
+from moebench.analysis import stats
+from moebench.analysis.claims import Verdict
 
 Table = tuple[list[str], list[list[str]]]
 DEFAULT_PARAM_BYTES = 4  # fp32 weights, what a run that does not record env.param_bytes trains with by default

@@ -13,12 +13,12 @@ PTB_LINES = {"train": 42068, "valid": 3370, "test": 3761}
 
 
 def test_unknown_corpus_suggests_close_name(tmp_path):
-    with pytest.raises(UserError, match=r"unknown corpus 'ptbb'; did you mean 'ptb'\?"):
+    with pytest.raises(UserError, match=r"unknown corpus 'ptbb' \(did you mean 'ptb'\?\)"):
         load_tokens("ptbb", "byte", "train", cache_dir=tmp_path)
 
 
 def test_unknown_tokenizer_and_split(tmp_path):
-    with pytest.raises(UserError, match=r"unknown tokenizer 'gtp2'; did you mean 'gpt2'\?"):
+    with pytest.raises(UserError, match=r"unknown tokenizer 'gtp2' \(did you mean 'gpt2'\?\)"):
         load_tokens("ptb", "gtp2", "train", cache_dir=tmp_path)
     with pytest.raises(UserError, match="unknown split 'validation'"):
         load_tokens("ptb", "byte", "validation", cache_dir=tmp_path)

@@ -4,7 +4,7 @@ import os
 import sys
 import time
 
-from moebench import train
+from moebench.training import trainer as train
 from moebench.cli import main
 
 FAIL_RANK, FAIL_STEP = int(os.environ["FAIL_RANK"]), int(os.environ["FAIL_STEP"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from moebench import results as R
+from moebench import io as R
 from moebench.cli import main
 from tests.helpers import tiny
 
@@ -77,7 +77,7 @@ def test_nproc_2_data_and_expert_parallel_match_one_process(suite):
     report = (path.parent / "rep-ep/tiny/README.md").read_text()
     assert "## Distributed training" in report and '"expert_parallel": 2' in report
     # model.pt holds every expert (gathered from both ranks): a one-process model loads it
-    from moebench.runs import load_trained
+    from moebench.evals.load import load_trained
 
     model, *_ = load_trained(out / "tiny/moe/seed-0", "cpu")
     assert model.blocks[0].ffn.w_up.shape[0] == 4
@@ -139,7 +139,7 @@ def test_comm_timer_merges_overlapping_intervals():
 
 
 def test_nproc_strips_itself_for_torchrun():
-    from moebench.distributed.launch import strip_nproc
+    from moebench.cli.launch import strip_nproc
 
     assert strip_nproc(["run", "s.yaml", "--nproc", "2", "--quiet"]) == ["run", "s.yaml", "--quiet"]
     assert strip_nproc(["s.yaml", "--nproc=4"]) == ["s.yaml"]

@@ -9,7 +9,7 @@ from moebench.models.config import MoEConfig
 from moebench.models.experts import Assignment, reference_experts
 from moebench.models.moe import MoELayer, token_choice_assignment
 from moebench.models.routers import ROUTERS, Routing
-from moebench.models.stats import layer_counters, summarize
+from moebench.models.counters import layer_counters, summarize
 
 
 def naive_per_token(x, assign, w_up, w_gate, w_down, activation):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from matplotlib.image import imread
-from test_report_render import make_results
+from tests.report.test_report_render import make_results
 
 from moebench.report.render import write_report
 

@@ -4,9 +4,9 @@ import re
 import shutil
 
 import pytest
-from report_synth import experts_stats, write_run, write_suite
+from tests.synth import experts_stats, write_run, write_suite
 
-from moebench.compare import compare
+from moebench.report.compare import compare
 from moebench.errors import UserError
 from moebench.report.render import DATE_LINE, write_report
 

@@ -1,0 +1,1 @@
+"""ResultSet -> statistics -> claim verdicts; check and compare read results the same way."""

@@ -1,0 +1,233 @@
+"""`moebench check`: a fresh suite's results against a stored baseline, on figures that survive noisy machines.
+
+Speed and memory are judged only as MoE/dense ratios measured in the same suite run (absolute tokens/s moves
+with the machine and its neighbours; the ratio moves much less). Quality (final val loss and bits per byte)
+is judged per variant, with a tolerance that widens with the seed spread. Absolute tokens/s rows are printed
+for information and never fail a check.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import statistics
+from pathlib import Path
+
+from moebench.errors import UserError
+
+from .resultset import load_results
+
+FORMAT = 1
+# Relative, except quality_sigmas; from three runs of suites/ci.yaml on a shared 2-core box (the numbers are
+# in suites/ci.baseline.json "noise"). A baseline's own "tolerance" wins over these, the command line over both.
+DEFAULT_TOLERANCE = {"throughput_ratio": 0.08, "memory_ratio": 0.02, "quality": 0.01, "quality_sigmas": 2.0}
+QUALITY = ("val_loss", "val_bpb")
+
+
+def _median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def _drop_none(x):
+    if isinstance(x, dict):
+        return {k: _drop_none(v) for k, v in x.items() if v is not None}
+    return [_drop_none(v) for v in x] if isinstance(x, list) else x
+
+
+def _suite_hash(suite: dict) -> str:
+    # description and claims do not change a number, and a new optional schema field resolves to None in every
+    # suite.yaml written after it: neither should call for a new baseline
+    core = {k: v for k, v in suite.items() if k not in ("description", "claims", "report")}
+    return hashlib.sha256(json.dumps(_drop_none(core), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _fast_steps(train, variant: str, seeds) -> float | None:
+    """90th percentile of per-step tokens/s over every ok seed's steady steps (the first 10% warm up).
+
+    Why not the runs' medians: on a shared 2-core box a neighbour's burst can slow a whole run many times over
+    (seen while measuring the CI suite), and with 2 seeds that moves a median ratio by as much. Interference
+    only ever slows a step, so the fast end of the pooled steps is what the code does when it gets the CPU.
+    """
+    rows = train[(train["variant"] == variant) & (train["seed"].isin(list(seeds)))]
+    steady = []
+    for _, g in rows.groupby("seed"):
+        g = g.sort_values("step")
+        steady += [float(x) for x in g["tokens_per_s"].iloc[max(3, len(g) // 10):].dropna()]
+    if not steady:
+        return None
+    steady.sort()
+    return steady[min(len(steady) - 1, int(0.9 * len(steady)))]
+
+
+def measure(results_dir: Path) -> dict:
+    """Per-seed figures of every variant and the MoE/dense ratios, from finished runs on disk."""
+    rs = load_results(Path(results_dir))
+    if not len(rs.runs):
+        raise UserError(f"{results_dir}: no runs found (pass results/<suite>/ of a finished suite)")
+    variants, ratios = {}, {}
+    for v in rs.variants:
+        runs = rs.runs[rs.runs["variant"] == v]
+        ok = runs[runs["status"] == "ok"]
+        kind, matched = runs["kind"].dropna(), runs["matched_to"].dropna()
+        variants[v] = {
+            "kind": str(kind.iloc[0]) if len(kind) else None,
+            "matched_to": str(matched.iloc[0]) if len(matched) else None,
+            "seeds": [int(s) for s in ok["seed"]], "runs": len(runs), "ok": len(ok),
+            **{m: rs.seed_values(v, m) for m in (*QUALITY, "tokens_per_s_median", "peak_memory_bytes")},
+            "tokens_per_s_p90": _fast_steps(rs.train, v, ok["seed"]),
+        }
+    for v, d in variants.items():
+        base = variants.get(d["matched_to"] or "")
+        if d["kind"] != "moe" or base is None:
+            continue
+        tp = [d["tokens_per_s_p90"], base["tokens_per_s_p90"]]
+        mem = [_median(d["peak_memory_bytes"]), _median(base["peak_memory_bytes"])]
+        ratios[f"{v}/{d['matched_to']}"] = {
+            "throughput_ratio": tp[0] / tp[1] if None not in tp and tp[1] else None,
+            "memory_ratio": mem[0] / mem[1] if None not in mem and mem[1] else None,
+        }
+    env = rs.env
+    return {"suite": rs.name, "suite_hash": _suite_hash(rs.suite), "variants": variants, "ratios": ratios,
+            "env": {k: env.get(k) for k in ("device_name", "cpu_model", "torch", "git_sha")}}
+
+
+def build_baseline(results_dir: Path, previous: dict | None = None) -> dict:
+    """A baseline from finished results; the tolerance and noise notes of `previous` are kept."""
+    m = measure(results_dir)
+    bad = [f"{v} ({d['ok']}/{d['runs']} runs ok)" for v, d in m["variants"].items() if d["ok"] < d["runs"]]
+    if bad:
+        raise UserError(f"{results_dir}: a baseline needs every run finished ok; not: {', '.join(bad)}")
+    prev = previous or {}
+    return {"format": FORMAT, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "tolerance": prev.get("tolerance", dict(DEFAULT_TOLERANCE)), "noise": prev.get("noise"), **m}
+
+
+def load_baseline(path: Path) -> dict:
+    try:
+        b = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"baseline not found: {path} (write one with --update-baseline)") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"baseline {path} is not valid JSON: {e}") from None
+    if not isinstance(b, dict) or b.get("format") != FORMAT or not isinstance(b.get("variants"), dict) \
+            or not isinstance(b.get("ratios"), dict):
+        raise UserError(f"baseline {path} is malformed (want format {FORMAT} with 'variants' and 'ratios'); "
+                        "rewrite it with --update-baseline")
+    return b
+
+
+def parse_tolerances(items: list[str] | None) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        if not sep or key not in DEFAULT_TOLERANCE:
+            raise UserError(f"--tolerance {item!r}: want KEY=VALUE with KEY one of {', '.join(DEFAULT_TOLERANCE)}")
+        try:
+            out[key] = float(val)
+        except ValueError:
+            raise UserError(f"--tolerance {item!r}: {val!r} is not a number") from None
+        if out[key] < 0:
+            raise UserError(f"--tolerance {item!r}: must be >= 0")
+    return out
+
+
+def _sd(xs) -> float:
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def _row(metric, what, base, cur, allowed, status) -> dict:
+    change = (cur / base - 1) if base and cur is not None else None
+    return {"metric": metric, "what": what, "baseline": base, "current": cur, "change": change,
+            "allowed": allowed, "status": status}
+
+
+def compare_rows(base: dict, cur: dict, tol: dict) -> list[dict]:
+    rows = []
+    for pair, b in sorted(base["ratios"].items()):
+        c = cur["ratios"].get(pair, {})
+        for metric, sign in (("throughput_ratio", -1), ("memory_ratio", +1)):
+            bv, cv, t = b.get(metric), c.get(metric), tol[metric]
+            if bv is None:
+                continue
+            # throughput may only fall by t, memory may only grow by t (relative to the baseline ratio)
+            bad = cv is None or (cv < bv * (1 - t) if sign < 0 else cv > bv * (1 + t))
+            better = cv is not None and (cv > bv * (1 + t) if sign < 0 else cv < bv * (1 - t))
+            rows.append(_row(metric, pair, bv, cv, f"{'-' if sign < 0 else '+'}{t:.0%}",
+                             "REGRESSED" if bad else ("better" if better else "ok")))
+    for v, b in sorted(base["variants"].items()):
+        c = cur["variants"].get(v)
+        if c["ok"] < c["runs"]:
+            rows.append(_row("runs ok", v, b["ok"], c["ok"], "all", "REGRESSED"))
+        for metric in QUALITY:
+            bx, cx = b.get(metric) or [], c.get(metric) or []
+            if not bx:
+                continue
+            bm = statistics.mean(bx)
+            cm = statistics.mean(cx) if cx else None
+            # a difference of two seed means has standard error sd * sqrt(2/n); the floor covers 1-2 seed suites
+            sd = max(_sd(bx), _sd(cx))
+            allow = max(tol["quality"] * bm, tol["quality_sigmas"] * sd * math.sqrt(2 / max(1, len(bx))))
+            bad = cm is None or cm > bm + allow
+            rows.append(_row(metric, v, bm, cm, f"+{allow / bm:.1%}" if bm else f"+{allow:.3g}",
+                             "REGRESSED" if bad else ("better" if cm < bm - allow else "ok")))
+    for v, b in sorted(base["variants"].items()):
+        if b.get("tokens_per_s_p90"):
+            rows.append(_row("tokens/s p90", v, b["tokens_per_s_p90"], cur["variants"][v].get("tokens_per_s_p90"),
+                             "-", "info"))
+    return rows
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, int) or (isinstance(x, float) and abs(x) >= 1000):
+        return f"{x:,.0f}"
+    return f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def format_rows(rows: list[dict]) -> str:
+    cols = ("metric", "what", "baseline", "current", "change", "allowed", "status")
+    cells = [[r["metric"], r["what"], _fmt(r["baseline"]), _fmt(r["current"]),
+              "n/a" if r["change"] is None else f"{r['change']:+.1%}", r["allowed"], r["status"]] for r in rows]
+    widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(x) for x in cells])
+
+
+def compare_to_baseline(results_dir: Path, baseline: dict, tolerance: dict | None = None):
+    """(ok, table, rows). Raises UserError when the results are not of the baseline's suite."""
+    cur = measure(results_dir)
+    if cur["suite"] != baseline.get("suite"):
+        raise UserError(f"{results_dir} holds suite {cur['suite']!r}, the baseline is of {baseline.get('suite')!r}")
+    missing = sorted(set(baseline["variants"]) - set(cur["variants"]))
+    if missing:
+        raise UserError(f"{results_dir}: no runs of baseline variant(s) {', '.join(missing)}")
+    tol = {**DEFAULT_TOLERANCE, **(baseline.get("tolerance") or {}), **(tolerance or {})}
+    rows = compare_rows(baseline, cur, tol)
+    bad = [r for r in rows if r["status"] == "REGRESSED"]
+    checked = [r for r in rows if r["status"] != "info"]
+    head = (f"moebench check: {cur['suite']} at {results_dir} vs baseline of {baseline.get('created', '?')} "
+            f"({(baseline.get('env') or {}).get('device_name', '?')})\n")
+    where = (cur["env"].get("device_name"), (baseline.get("env") or {}).get("device_name"))
+    if where[0] != where[1]:
+        head += f"note: measured on {where[0]}, the baseline on {where[1]}; ratios can differ between machines\n"
+    if cur["suite_hash"] != baseline.get("suite_hash"):
+        head += "note: the suite changed since the baseline was written; if on purpose, rerun with --update-baseline\n"
+    verdict = (f"\n{len(bad)} of {len(checked)} checks REGRESSED: " + ", ".join(f"{r['metric']} {r['what']}"
+                                                                            for r in bad)) if bad else \
+        f"\nall {len(checked)} checks within tolerance"
+    return not bad, head + "\n" + format_rows(rows) + verdict, rows
+
+
+def describe_update(old: dict | None, new: dict) -> str:
+    """What --update-baseline changed, as the check table of the new figures against the old ones."""
+    if not old:
+        return "new baseline (there was none)"
+    try:
+        rows = compare_rows(old, new, {**DEFAULT_TOLERANCE, **(old.get("tolerance") or {})})
+    except (KeyError, TypeError, AttributeError):
+        return "previous baseline was of another shape; replaced"
+    for r in rows:
+        r["status"] = "changed" if r["change"] is None or abs(r["change"]) >= 5e-4 else "same"
+    return "changes from the previous baseline:\n" + format_rows(rows)

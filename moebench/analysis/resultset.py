@@ -1,0 +1,203 @@
+"""Run directories -> ResultSet (pandas), read from disk alone: a report never needs a model or a GPU.
+
+Column names of `runs` (one row per (variant, seed)):
+  suite, variant, seed, status ("ok" | "failed" | "incomplete"), failure_step, failure_reason, kind, matched_to,
+  backend, params_total, params_active, params_embedding, train_flops_per_token, forward_flops_per_token, steps,
+  tokens, wall_time_s, val_loss, val_ppl, val_bpb, test_loss, test_ppl, test_bpb, tokens_per_s_median,
+  step_time_median_s, peak_memory_bytes, peak_memory_method, tokens_per_param,
+  peak_flops, peak_bw, peak_source, param_bytes (from the run's env, for S-MFU / S-MBU),
+  experts.<key> for each scalar in summary "experts" (entropy, max_load_x_E, cv, dead_experts, drop_fraction, ...),
+  lm_eval.<task>.<metric>.
+The final metric columns carry the bare metric names so a claim's `metric: val_bpb` is a column lookup.
+"""
+from __future__ import annotations
+
+import json
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from moebench.errors import UserError
+from moebench.io import CONFIG, METRICS, SUMMARY, read_json, read_metrics
+
+FINAL_KEYS = ("val_loss", "val_ppl", "val_bpb", "test_loss", "test_ppl", "test_bpb")
+CURVE_COLS = ("variant", "seed", "step", "tokens", "flops", "wall", "val_loss", "val_ppl", "val_bpb")
+TRAIN_COLS = ("variant", "seed", "step", "tokens", "flops", "wall", "loss", "aux_loss", "lr", "step_time",
+              "tokens_per_s")
+RUN_COLS = ("suite", "variant", "seed", "status", "failure_step", "failure_reason", "kind", "matched_to", "backend",
+            "params_total", "params_active", "params_embedding", "train_flops_per_token", "forward_flops_per_token",
+            "steps", "tokens", "wall_time_s", *FINAL_KEYS, "tokens_per_s_median", "step_time_median_s",
+            "peak_memory_bytes", "peak_memory_method", "tokens_per_param", "peak_flops", "peak_bw", "peak_source",
+            "param_bytes")
+_SEED_DIR = re.compile(r"^seed-(\d+)$")
+
+
+@dataclass
+class ResultSet:
+    results_dir: Path
+    suite: dict
+    plan: Any
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    train: pd.DataFrame
+    env: dict  # merged env of finished runs: a key with differing values holds them sorted and joined by " | "
+    experts: dict = field(default_factory=dict)  # (variant, seed) -> final summary "experts" dict (per-layer loads)
+    inference: dict = field(default_factory=dict)  # (variant, seed) -> summary "inference" dict (speed, pruning)
+
+    @property
+    def name(self) -> str:
+        return str(self.suite.get("name") or self.results_dir.name)
+
+    @property
+    def variants(self) -> list[str]:
+        return sorted(self.runs["variant"].unique()) if len(self.runs) else []
+
+    def ok_runs(self, variant: str) -> pd.DataFrame:
+        r = self.runs
+        return r[(r["variant"] == variant) & (r["status"] == "ok")]
+
+    def seed_values(self, variant: str, column: str) -> list[float]:
+        """One value per finished seed (missing values dropped); [] for an unknown column."""
+        if column not in self.runs.columns:
+            return []
+        return [float(x) for x in self.ok_runs(variant)[column].dropna()]
+
+    def total_wall_time_s(self) -> float:
+        return float(self.runs["wall_time_s"].fillna(0).sum()) if len(self.runs) else 0.0
+
+
+def _flat(prefix: str, d: dict | None) -> dict:
+    if not isinstance(d, dict):
+        return {}
+    return {f"{prefix}.{k}": v for k, v in sorted(d.items()) if not isinstance(v, (dict, list))}
+
+
+def _lm_eval_cols(lm: dict | None) -> dict:
+    out = {}
+    for task, metrics in sorted((lm or {}).items()):
+        for metric, value in sorted((metrics or {}).items()):
+            # version / n_shot describe the task, they are not scores to compare
+            if metric not in ("version", "n_shot") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[f"lm_eval.{task}.{metric}"] = float(value)
+    return out
+
+
+def _run_row(suite: str, variant: str, seed: int, s: dict | None, cfg: dict) -> dict:
+    if s is None:  # no summary.json yet: killed or still training
+        row = {"suite": suite, "variant": variant, "seed": seed, "status": "incomplete",
+               "kind": cfg.get("kind"), "matched_to": cfg.get("matched_to")}
+        return row
+    failure = s.get("failure") or {}
+    params, fpt, final = s.get("params") or {}, s.get("flops_per_token") or {}, s.get("final") or {}
+    row = {
+        "suite": s.get("suite", suite), "variant": variant, "seed": seed, "status": s.get("status", "ok"),
+        "failure_step": failure.get("step"), "failure_reason": failure.get("reason"),
+        "kind": s.get("kind"), "matched_to": s.get("matched_to"), "backend": s.get("backend"),
+        "params_total": params.get("total"), "params_active": params.get("active"),
+        "params_embedding": params.get("embedding"),
+        "train_flops_per_token": fpt.get("train"), "forward_flops_per_token": fpt.get("forward"),
+        "steps": s.get("steps"), "tokens": s.get("tokens"), "wall_time_s": s.get("wall_time_s"),
+        **{k: final.get(k) for k in FINAL_KEYS},
+        "tokens_per_s_median": s.get("tokens_per_s_median"), "step_time_median_s": s.get("step_time_median_s"),
+        "peak_memory_bytes": s.get("peak_memory_bytes"), "peak_memory_method": s.get("peak_memory_method"),
+    }
+    env = s.get("env") or {}
+    row.update({k: env.get(k) for k in ("peak_flops", "peak_bw", "peak_source", "param_bytes")})
+    if row["tokens"] and row["params_total"]:
+        row["tokens_per_param"] = row["tokens"] / row["params_total"]
+    row["flops_measured_forward_per_token"] = (s.get("flops_measured") or {}).get("forward")
+    row.update({k: s.get(k) for k in ("world_size", "comm_time_s", "comm_fraction")})
+    row["parallel"] = json.dumps(s.get("parallel"), sort_keys=True) if s.get("parallel") else None
+    row.update(_inference_cols(s.get("inference")))
+    row.update(_flat("experts", s.get("experts")))  # every scalar statistic the trainer recorded
+    row.update(_lm_eval_cols(s.get("lm_eval")))
+    return row
+
+
+def _inference_cols(inf: dict | None) -> dict:
+    """inference.tokens_per_s.b<B> and inference.latency_ms.b<B> per batch size, and the weight bytes."""
+    if not inf:
+        return {}
+    out = {"inference.weights_bytes": inf.get("weights_bytes")}
+    for r in inf.get("speed", []):
+        for k in ("tokens_per_s", "latency_ms", "expert_batch_max_over_mean"):
+            out[f"inference.{k}.b{r['batch_size']}"] = r.get(k)
+    return out
+
+
+def _merge_env(envs: list[dict]) -> dict:
+    merged: dict[str, set] = {}
+    for e in envs:
+        for k, v in (e or {}).items():
+            merged.setdefault(k, set()).add(v if isinstance(v, (int, float, bool)) or v is None else str(v))
+    out = {}
+    for k, vals in sorted(merged.items()):
+        vals_l = sorted(vals, key=str)
+        out[k] = vals_l[0] if len(vals_l) == 1 else " | ".join(str(v) for v in vals_l)
+    return out
+
+
+def _seed_dirs(results_dir: Path):
+    for vdir in sorted(p for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        seeds = [(int(m.group(1)), d) for d in vdir.iterdir() if d.is_dir() and (m := _SEED_DIR.match(d.name))]
+        for seed, d in sorted(seeds):
+            yield vdir.name, seed, d
+
+
+def _planned(plan) -> list[tuple[str, int]]:
+    """(variant, seed) of each plan row; a planned run with no directory yet is as unfinished as a killed one."""
+    rows = plan.get("rows", plan.get("runs", [])) if isinstance(plan, dict) else plan or []
+    return sorted({(str(r["variant"]), int(r["seed"])) for r in rows
+                   if isinstance(r, dict) and "variant" in r and isinstance(r.get("seed"), int)})
+
+
+def _frame(rows: list[dict], cols) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    for c in cols:
+        if c not in df.columns:
+            df[c] = pd.Series(dtype="float64")
+    extra = sorted(c for c in df.columns if c not in cols)
+    return df[list(cols) + extra]
+
+
+def load_results(results_dir: Path) -> ResultSet:
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise UserError(f"results directory not found: {results_dir}")
+    suite_path = results_dir / "suite.yaml"
+    suite = (yaml.safe_load(suite_path.read_text(encoding="utf-8")) or {}) if suite_path.exists() else {}
+    plan_path = results_dir / "plan.json"
+    plan = read_json(plan_path) if plan_path.exists() else None
+    suite_name = str(suite.get("name") or results_dir.name)
+
+    runs, curves, train, envs, experts, inference = [], [], [], [], {}, {}
+    for variant, seed, d in _seed_dirs(results_dir):
+        s = read_json(d / SUMMARY) if (d / SUMMARY).exists() else None
+        cfg = (yaml.safe_load((d / CONFIG).read_text(encoding="utf-8")) or {}) if (d / CONFIG).exists() else {}
+        runs.append(_run_row(suite_name, variant, seed, s, cfg if isinstance(cfg, dict) else {}))
+        if s is not None:
+            envs.append(s.get("env") or {})
+            if s.get("experts"):
+                experts[(variant, seed)] = s["experts"]
+            if s.get("inference"):
+                inference[(variant, seed)] = s["inference"]
+        for m in read_metrics(d / METRICS):
+            base = {"variant": variant, "seed": seed}
+            if m.get("kind") == "eval":
+                curves.append({**base, **{k: m.get(k) for k in CURVE_COLS[2:]}})
+            elif m.get("kind") == "train":
+                train.append({**base, **{k: m.get(k) for k in TRAIN_COLS[2:]}})
+
+    seen = {(r["variant"], r["seed"]) for r in runs}
+    runs += [_run_row(suite_name, v, sd, None, {}) for v, sd in _planned(plan) if (v, sd) not in seen]
+    runs_df = _frame(runs, RUN_COLS).sort_values(["variant", "seed"], kind="stable").reset_index(drop=True)
+    curves_df = _frame(curves, CURVE_COLS).sort_values(["variant", "seed", "step"], kind="stable")
+    train_df = _frame(train, TRAIN_COLS).sort_values(["variant", "seed", "step"], kind="stable")
+    return ResultSet(results_dir=results_dir, suite=suite, plan=plan, runs=runs_df,
+                     curves=curves_df.reset_index(drop=True), train=train_df.reset_index(drop=True),
+                     env=_merge_env(envs), experts=experts, inference=inference)

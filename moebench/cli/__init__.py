@@ -1,0 +1,104 @@
+"""Command line: argument parsing and exit codes (0 ok, 1 internal error, 2 user error), nothing else."""
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import sys
+from pathlib import Path
+
+from moebench.errors import UserError
+
+COMMANDS = ("run", "plan", "report", "eval", "compare", "bench", "check")
+
+
+class ArgParser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits 2 already; keep its message short and ours
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def build_parser() -> ArgParser:
+    p = ArgParser(prog="moebench", description="Dense vs Mixture-of-Experts benchmark suites.")
+    sub = p.add_subparsers(dest="command", parser_class=ArgParser)
+
+    r = sub.add_parser("run", help="plan, train every (variant, seed), evaluate, write the report")
+    r.add_argument("suite", type=Path)
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a suite field, e.g. --set train.steps=50 (repeatable)")
+    r.add_argument("--preset", default=None, help="a preset of the suite (e.g. cpu, gpu); default: its first")
+    r.add_argument("--results", type=Path, default=Path("results"), help="results root (default: results/)")
+    r.add_argument("--reports", type=Path, default=None, help="reports root (default: the suite's report.out)")
+    r.add_argument("--force", action="store_true", help="redo runs that already finished")
+    r.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
+    r.add_argument("--quiet", action="store_true", help="no progress output")
+    r.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train on N local processes (torchrun --standalone --nproc_per_node=N)")
+
+    pl = sub.add_parser("plan", help="print params and FLOPs per variant, check FLOP matching; no training")
+    pl.add_argument("suite", type=Path)
+    pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    pl.add_argument("--preset", default=None, help="a preset of the suite (e.g. cpu, gpu); default: its first")
+    pl.add_argument("--json", action="store_true", help="print the plan rows as a JSON list")
+
+    rp = sub.add_parser("report", help="(re)write the report of stored results")
+    rp.add_argument("results_dir", type=Path, help="results/<suite>/")
+    rp.add_argument("--out", type=Path, default=None, help="output directory (default: reports/<suite>/)")
+
+    ev = sub.add_parser("eval", help="run lm-eval tasks on a finished run")
+    ev.add_argument("run_dir", type=Path, help="results/<suite>/<variant>/seed-<n>/")
+    ev.add_argument("--tasks", nargs="+", required=True)
+    ev.add_argument("--limit", type=int, default=None)
+
+    cp = sub.add_parser("compare", help="side-by-side table of two result sets")
+    cp.add_argument("a", type=Path)
+    cp.add_argument("b", type=Path)
+
+    b = sub.add_parser("bench", help="micro-benchmarks")
+    b.add_argument("what", choices=["kernels"])
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--out", default="reports/kernels", help="where the table is saved as <device>.md")
+
+    ck = sub.add_parser("check", help="compare results with a stored baseline (exit 1 on a regression)")
+    ck.add_argument("results_dir", type=Path, help="results/<suite>/")
+    mode = ck.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--baseline", type=Path, help="baseline JSON to compare against")
+    mode.add_argument("--update-baseline", type=Path, metavar="BASELINE", help="write a baseline from the results")
+    ck.add_argument("--tolerance", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a tolerance: throughput_ratio, memory_ratio, quality (relative), quality_sigmas")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "run")  # `moebench suite.yaml` = `moebench run suite.yaml`
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return 2
+        if args.command == "run":  # [distributed] --nproc, torchrun ranks; plain cmd_run in one process
+            from moebench.cli.launch import run_command
+
+            return run_command(args, argv)
+        from moebench.cli import commands
+
+        return getattr(commands, f"cmd_{args.command}")(args) or 0
+    except UserError as e:
+        print(f"moebench: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        print(f"moebench: error: no space left on the device{where}. Finished runs are intact (every file is "
+              "written whole or not at all); free some space and rerun the same command to resume.",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("moebench: interrupted; finished runs are kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

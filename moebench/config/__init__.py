@@ -1,0 +1,1 @@
+"""Suite files -> validated, frozen Suite: schema, loading, presets, --set, extends, claim specs."""

@@ -1,0 +1,152 @@
+"""The suite file's schema (pydantic v2): every field, its type, default and bounds. No logic beyond that."""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+
+Width = Union[PositiveInt, Literal["auto"]]
+MatchOn = Literal["train_flops", "params_active", "params_total", "step_time", "none"]
+
+
+class Strict(BaseModel):
+    # frozen: a validated spec travels end to end (suite -> plan -> RunSpec -> trainer) and nothing edits it
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CorpusSpec(Strict):
+    name: str = "ptb"
+    tokenizer: str = "byte"
+    seq_len: PositiveInt = 128
+
+
+class ModelFields(Strict):
+    """Architecture fields: set in `base`, overridden per variant."""
+
+    d_model: PositiveInt
+    n_layers: PositiveInt
+    n_heads: PositiveInt
+    n_kv_heads: Optional[PositiveInt] = None
+    d_ff: Optional[Width] = None
+    activation: str = "gelu"  # a name in moebench.models.activations.ACTIVATIONS (checked with the variant)
+    pos: Literal["rope", "learned"] = "rope"
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    tie_embeddings: bool = True
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+MOE_FIELDS = (
+    "num_experts", "top_k", "expert_d_ff", "router", "renormalize", "noise_std", "shared_experts",
+    "capacity_factor", "lb_coef", "z_coef", "router_fp32", "router_init_scale", "moe_every", "n_dense_layers",
+    "dead_threshold", "expert_choice_group",
+)
+
+
+class VariantSpec(ModelFields):
+    kind: Optional[Literal["dense", "moe"]] = None  # inferred: moe when num_experts is set
+    description: str = ""
+    extends: Optional[str] = None
+    matched_to: Optional[str] = None  # default: match.baseline (the baseline itself is matched to nothing)
+    match_on: Optional[MatchOn] = None  # default: match.by
+    # MoE fields (only for kind: moe)
+    num_experts: Optional[PositiveInt] = None
+    top_k: PositiveInt = 1
+    expert_d_ff: Optional[Width] = None
+    router: str = "topk"
+    renormalize: bool = True
+    noise_std: NonNegativeFloat = 1.0
+    shared_experts: NonNegativeInt = 0
+    capacity_factor: Union[PositiveFloat, Literal["dropless"]] = "dropless"
+    lb_coef: NonNegativeFloat = 1e-2
+    z_coef: NonNegativeFloat = 1e-3
+    router_fp32: bool = True
+    router_init_scale: PositiveFloat = 0.1
+    moe_every: PositiveInt = 1
+    n_dense_layers: NonNegativeInt = 0
+    dead_threshold: float = Field(0.1, ge=0.0, le=1.0)
+    expert_choice_group: NonNegativeInt = 0
+
+
+class BaseSpec(ModelFields):
+    """`base` may leave any architecture field for the variants to set."""
+
+    d_model: Optional[PositiveInt] = None
+    n_layers: Optional[PositiveInt] = None
+    n_heads: Optional[PositiveInt] = None
+
+
+class TrainSpec(Strict):
+    steps: Optional[PositiveInt] = None
+    tokens: Optional[PositiveInt] = None
+    batch_size: PositiveInt = 16
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: PositiveFloat = 3e-3
+    weight_decay: NonNegativeFloat = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: NonNegativeFloat = 1.0
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: NonNegativeInt = 0
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    moe_backend: str = "auto"
+    checkpoint_every: PositiveInt = 50
+    compile: bool = False
+    threads: Optional[PositiveInt] = None  # CPU intra-op threads (None: torch's default, one per core)
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # data parallel over torchrun's processes (moebench.distributed)
+    expert_parallel: PositiveInt = 1  # shard each MoE layer's experts over this many ranks
+
+
+class LmEvalSpec(Strict):
+    tasks: list[str] = Field(default_factory=list)
+    limit: Optional[PositiveInt] = None
+    batch_size: PositiveInt = 8
+
+
+class EvalSpec(Strict):
+    interval: PositiveInt = 50
+    tokens: PositiveInt = 16384
+    batch_size: Optional[PositiveInt] = None  # default: train.batch_size
+    test: bool = True
+    lm_eval: LmEvalSpec = Field(default_factory=LmEvalSpec)
+
+
+class MatchSpec(Strict):
+    baseline: Optional[str] = None  # default: the first dense variant
+    by: MatchOn = "train_flops"  # (not `on`: YAML 1.1 reads a bare on as true)
+    tolerance: PositiveFloat = 0.05
+    strict: bool = True
+    multiple_of: PositiveInt = 8
+
+
+class PruneSpec(Strict):
+    min_load: list[float] = Field(default_factory=list)  # drop experts with load share < min_load / E
+    drop_least: list[PositiveInt] = Field(default_factory=list)  # drop the k least-used experts per layer
+
+
+class InferenceSpec(Strict):
+    """After training, measure forward speed and memory of each run's model (and of pruned copies)."""
+
+    batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256], min_length=1)
+    repeats: PositiveInt = 3
+    prune: Optional[PruneSpec] = None
+
+
+class ReportSpec(Strict):
+    out: str = "reports"
+    title: Optional[str] = None
+
+
+class SuiteSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    corpus: CorpusSpec = Field(default_factory=CorpusSpec)
+    base: dict[str, Any] = Field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = Field(min_length=1)
+    train: TrainSpec
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    match: MatchSpec = Field(default_factory=MatchSpec)
+    claims: list[Any] = Field(default_factory=list)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+    inference: Optional[InferenceSpec] = None

@@ -1,0 +1,1 @@
+"""Trained models evaluated outside the trainer: lm-evaluation-harness bridge and tasks, loading a run."""

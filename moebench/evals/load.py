@@ -1,0 +1,28 @@
+"""A finished run's model back out of its run directory (for lm-eval, `moebench eval`, inference)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+
+from moebench import io as R
+from moebench.errors import UserError
+
+
+def load_trained(run_dir: Path, device: str = "auto", backend: str = "torch"):
+    """(model in eval mode, tokenizer, seq_len, device) of a finished run; `backend` computes its experts."""
+    from moebench.data import get_tokenizer
+    from moebench.models import ModelConfig, Transformer
+    from moebench.models.backends import resolve_device
+
+    rd = Path(run_dir)
+    if not (rd / R.FINAL_MODEL).exists() or not (rd / R.CONFIG).exists():
+        raise UserError(f"{rd}: not a finished moebench run (needs {R.CONFIG} and {R.FINAL_MODEL})")
+    cfg = yaml.safe_load((rd / R.CONFIG).read_text())
+    dev = resolve_device(device)
+    model = Transformer(ModelConfig.from_dict(cfg["model"]), backend).to(dev)
+    model.load_state_dict(torch.load(rd / R.FINAL_MODEL, map_location=dev, weights_only=True))
+    model.eval()
+    tok = get_tokenizer(cfg["corpus"]["name"], cfg["corpus"]["tokenizer"])
+    return model, tok, cfg["model"]["seq_len"], dev

@@ -1,0 +1,115 @@
+"""Files on disk, a leaf every layer may import: atomic writes (temp file + fsync + rename), JSON, and the
+names of what a run directory holds (training writes them, analysis and evals read them).
+
+Layout, one directory per (variant, seed):
+
+    results/<suite>/
+      suite.yaml                      the resolved suite (all variants, after extends/--set)
+      plan.json                       the plan rows (see plan.py)
+      <variant>/seed-<n>/
+        config.yaml                   the resolved RunSpec (model, corpus, train, eval, plan numbers, config_hash)
+        metrics.jsonl                 one JSON object per line, appended as training goes:
+            {"kind": "train", "step", "tokens", "flops", "wall", "loss", "aux_loss", "lr", "step_time",
+             "tokens_per_s"}
+            {"kind": "eval", "step", "tokens", "flops", "wall", "val_loss", "val_ppl", "val_bpb",
+             "experts": {...expert statistics, see models/stats.py; absent for dense}}
+          "tokens" = training tokens seen so far, "flops" = training FLOPs so far (train_flops_per_token * tokens),
+          "wall" = training wall-clock seconds so far (eval time excluded).
+        checkpoint.pt                 latest training state (model, optimizer, step, RNG, data position)
+        model.pt                      final weights (for lm-eval / inference after the run)
+        summary.json                  written LAST; its presence marks the run finished (ok or failed):
+            {"suite", "variant", "seed", "status": "ok" | "failed", "failure": null | {"step", "reason"},
+             "config_hash", "kind": "dense"|"moe", "matched_to", "backend",
+             "params": {"total", "active", "embedding"},
+             "flops_per_token": {"train", "forward"},
+             "steps", "tokens", "wall_time_s",
+             "final": {"val_loss", "val_ppl", "val_bpb", "test_loss", "test_ppl", "test_bpb"},
+             "tokens_per_s_median", "step_time_median_s",
+             "peak_memory_bytes", "peak_memory_method",
+             "experts": {...final expert statistics} | null,
+             "lm_eval": {task: {metric: value, ..., "version", "n_shot"}} | {},
+             "env": {"git_sha", "git_dirty", "python", "torch", "triton", "device", "device_name",
+                     "cpu_model", "hostname", "date"}}
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SUMMARY = "summary.json"
+METRICS = "metrics.jsonl"
+CONFIG = "config.yaml"
+CHECKPOINT = "checkpoint.pt"
+FINAL_MODEL = "model.pt"
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path):
+    """A binary file that appears at `path` whole, or not at all: written to a temp file in the same
+    directory, fsynced, then renamed over `path`. On any error the temp file is removed and `path` untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_open(path) as f:
+        f.write(data)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o: Any):
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def run_dir(results_root: Path, suite: str, variant: str, seed: int) -> Path:
+    return Path(results_root) / suite / variant / f"seed-{seed}"
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Rows of metrics.jsonl; a torn last line (killed mid-append) is ignored, never fatal."""
+    rows = []
+    p = Path(path)
+    if not p.exists():
+        return rows
+    for line in p.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows

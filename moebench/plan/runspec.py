@@ -1,0 +1,67 @@
+"""RunSpec: one (variant, seed) of a plan, with frozen, typed model / corpus / train / eval specs and a content
+hash of everything that changes what the run computes (the resume and skip key)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+from moebench.config.schema import CorpusSpec, EvalSpec, InferenceSpec, TrainSpec
+from moebench.models.config import ModelConfig
+
+from .plan import Plan, PlanRow
+
+# fields that change how often a run saves, not what it computes
+NOT_HASHED = {"train": ("checkpoint_every",)}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    suite: str
+    variant: str
+    seed: int
+    model: ModelConfig
+    corpus: CorpusSpec
+    train: TrainSpec  # seeds = [seed]; steps and tokens resolved
+    eval: EvalSpec  # batch_size resolved
+    plan: PlanRow  # this variant's plan row
+    inference: Optional[InferenceSpec] = None  # measure the trained model's forward speed
+    config_hash: str = field(default="", compare=False)
+
+    def to_dict(self) -> dict:
+        """Plain data (config.yaml): the canonical dump the hash is computed from."""
+        dump = lambda spec: spec.model_dump(mode="json") if spec is not None else None  # noqa: E731
+        return {"suite": self.suite, "variant": self.variant, "seed": self.seed, "model": self.model.to_dict(),
+                "corpus": dump(self.corpus), "train": dump(self.train), "eval": dump(self.eval),
+                "plan": self.plan.to_dict(), "inference": dump(self.inference), "config_hash": self.config_hash}
+
+    def hashed(self) -> "RunSpec":
+        return replace(self, config_hash=config_hash(self.to_dict()))
+
+
+def config_hash(d: dict) -> str:
+    """Content hash of everything that changes what a run computes: the resume / skip key."""
+    keep = {k: d[k] for k in ("variant", "seed", "model", "corpus", "train", "eval")}
+    if d.get("inference"):
+        keep["inference"] = d["inference"]
+    for section, names in NOT_HASHED.items():
+        keep[section] = {k: v for k, v in keep[section].items() if k not in names}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_specs(plan: Plan, only: list[str] | None = None) -> list[RunSpec]:
+    s = plan.suite
+    steps = s.train.steps or s.train.tokens // (s.train.batch_size * s.corpus.seq_len)
+    ev = s.eval.model_copy(update={"batch_size": s.eval.batch_size or s.train.batch_size})
+    rows = {r.name: r for r in plan.rows}
+    out = []
+    for name in s.variants:
+        if only and name not in only:
+            continue
+        for seed in s.train.seeds:
+            train = s.train.model_copy(update={"seeds": [seed], "steps": steps,
+                                               "tokens": steps * s.train.batch_size * s.corpus.seq_len})
+            out.append(RunSpec(s.name, name, seed, plan.configs[name], s.corpus, train, ev, rows[name],
+                               s.inference).hashed())
+    return out

@@ -1,0 +1,1 @@
+"""RunSpec -> finished run directory: runner (skip/resume), trainer, evaluation, memory, inference, environment."""

@@ -1,0 +1,220 @@
+"""Run every (variant, seed) of a plan into results/<suite>/, skipping finished runs and resuming
+interrupted ones. Post-training measurements (inference, lm-eval) are training/finish.py's."""
+from __future__ import annotations
+
+import io
+import shutil
+import signal
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from moebench import io as R
+from moebench.distributed import env as D  # [distributed] rank 0 writes; identity in one process
+from moebench.models.backends import resolve_device
+from moebench.training.env import environment
+from moebench.errors import RunFailed, UserError
+from moebench.plan import Plan, RunSpec, run_specs
+from moebench.training.trainer import Trainer, load_data, run_identity
+
+
+@dataclass
+class Outcome:
+    spec: RunSpec
+    status: str  # ok | failed | skipped
+    summary: dict
+
+
+def run_state(rd: Path, spec: RunSpec) -> str:
+    """done: finished with this config; stale: something else is there; resume / new."""
+    summary = rd / R.SUMMARY
+    if summary.exists():
+        try:
+            same = R.read_json(summary).get("config_hash") == spec.config_hash
+        except (OSError, ValueError):
+            same = False
+        return "done" if same else "stale"
+    if (rd / R.CONFIG).exists():
+        cfg = yaml.safe_load((rd / R.CONFIG).read_text()) or {}
+        return "resume" if cfg.get("config_hash") == spec.config_hash else "stale"
+    return "new"
+
+
+class StopFlag:
+    """First Ctrl-C / SIGTERM: finish the step, checkpoint, stop. Second Ctrl-C: stop now."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    @contextmanager
+    def installed(self):
+        def handler(signum, frame):
+            if self.requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.requested = True
+            print("\nstopping: finishing this step and saving a checkpoint (Ctrl-C again to abort now)",
+                  file=sys.stderr, flush=True)
+
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+def _progress(spec: RunSpec, quiet: bool, log):
+    tty = sys.stderr.isatty() and not quiet
+    bar = tqdm(total=spec.train.steps, desc=f"{spec.variant} s{spec.seed}", leave=False, disable=not tty,
+               unit="step", dynamic_ncols=True, position=1)
+
+    def update(step, total, rows):
+        bar.n = step
+        ev = next((r for r in rows if r["kind"] == "eval"), None)
+        bar.set_postfix(loss=f"{rows[0]['loss']:.3f}", tok_s=f"{rows[0]['tokens_per_s']:.0f}", refresh=False)
+        bar.refresh()
+        if ev and not tty and not quiet:
+            log(f"  {spec.variant} seed {spec.seed}: step {step}/{total} train {rows[0]['loss']:.4f} "
+                f"val {ev['val_loss']:.4f} bpb {ev['val_bpb']:.4f} ({rows[0]['tokens_per_s']:.0f} tok/s)")
+
+    return bar, update
+
+
+def failed_summary(spec: RunSpec, trainer: Trainer | None, err: RunFailed) -> dict:
+    return {
+        **run_identity(spec), "status": "failed", "failure": {"step": err.step, "reason": err.reason},
+        "backend": trainer.backend if trainer else None, "steps": err.step, "final": {}, "lm_eval": {}, "experts": None,
+        "env": environment(trainer.device if trainer else resolve_device(spec.train.device)),
+    }
+
+
+def train_one(spec: RunSpec, rd: Path, data, stop: StopFlag, quiet: bool, log) -> dict:
+    rank0 = D.is_rank0()
+    if rank0:
+        R.atomic_write_text(rd / R.CONFIG, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    rd.mkdir(parents=True, exist_ok=True)
+    trainer = None
+    bar, update = _progress(spec, quiet, log)
+    try:
+        trainer = Trainer(spec, rd, data, stop, update)
+        if trainer.try_resume():
+            log(f"  {spec.variant} seed {spec.seed}: resuming from step {trainer.step}")
+        else:  # starting at step 0: rows an earlier attempt logged before any checkpoint are void
+            trainer.metrics_path.unlink(missing_ok=True)
+        summary = trainer.run()
+        state = trainer.par.full_state_dict()  # [distributed] collective: unsharded experts / FSDP shards
+        if rank0:
+            buf = io.BytesIO()
+            torch.save(state, buf)
+            R.atomic_write_bytes(rd / R.FINAL_MODEL, buf.getvalue())
+    except RunFailed as err:
+        summary = failed_summary(spec, trainer, err)
+        log(f"  {spec.variant} seed {spec.seed}: FAILED at step {err.step}: {err.reason}")
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as err:  # [distributed] a rank crashed or lost a peer: record it, stop this job
+        if not D.is_distributed():
+            raise
+        raise rank_failed(spec, rd, trainer, err) from err
+    finally:
+        bar.close()
+    if rank0:
+        R.atomic_write_json(rd / R.SUMMARY, summary)
+        (rd / R.CHECKPOINT).unlink(missing_ok=True)
+    _remove_rank_files(rd)
+    D.barrier()
+    return summary
+
+
+# ---------------------------------------------------------------------------------------- [distributed]
+def rank_failed(spec: RunSpec, rd: Path, trainer, err: Exception) -> D.DistributedRunFailed:
+    """Record a rank's failure in the run's summary (the first rank to see it writes it: the failing rank
+    writes before it exits, so its peers, who see a lost connection or a timeout, keep its reason)."""
+    import traceback
+
+    traceback.print_exception(err, file=sys.stderr)  # the failing rank's own traceback, in torchrun's log
+    r = D.rank()
+    step = trainer.step if trainer is not None else 0
+    reason = f"rank {r} of {D.world_size()}: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+    summary = failed_summary(spec, trainer, RunFailed(step, reason))
+    summary["failure"]["rank"] = r
+    if not (rd / R.SUMMARY).exists():
+        R.atomic_write_json(rd / R.SUMMARY, summary)
+    recorded = R.read_json(rd / R.SUMMARY).get("failure") or {}
+    return D.DistributedRunFailed(
+        f"{spec.variant} seed {spec.seed} failed at step {recorded.get('step', step)}: "
+        f"{recorded.get('reason', reason)}; the distributed job stops here (rerun the same command to retry it "
+        f"from its last checkpoint and go on with the remaining runs)")
+
+
+def _remove_rank_files(rd: Path) -> None:
+    """A rank > 0's own metrics mirror and checkpoint (rank 0's files are the run's files)."""
+    if D.rank() != 0:
+        for f in rd.glob(f"*.rank{D.rank()}.*"):
+            f.unlink(missing_ok=True)
+
+
+def _retry_rank_failure(rd: Path) -> bool:
+    """A run a crashed rank failed is retried on the next invocation (it resumes from its checkpoints)."""
+    try:
+        failure = R.read_json(rd / R.SUMMARY).get("failure") or {}
+    except (OSError, ValueError):
+        return False
+    return failure.get("rank") is not None
+
+
+def run_plan(plan: Plan, results_root: Path, force: bool = False, only: list[str] | None = None,
+             quiet: bool = False, log=print) -> list[Outcome]:
+    plan = D.broadcast_object(plan)  # [distributed] rank 0's plan (a step-time match is measured per rank)
+    suite_dir = Path(results_root) / plan.suite.name
+    rank0 = D.is_rank0()
+    if rank0:
+        R.atomic_write_text(suite_dir / "suite.yaml", yaml.safe_dump(plan.suite.raw, sort_keys=False))
+        R.atomic_write_json(suite_dir / "plan.json", [r.to_dict() for r in plan.rows])
+    else:  # [distributed] one voice
+        quiet, log = True, (lambda *a, **k: None)
+    specs = run_specs(plan, only)
+    outcomes: list[Outcome] = []
+    data = None
+    stop = StopFlag()
+    suite_bar = tqdm(total=len(specs), desc=f"suite {plan.suite.name}", unit="run", position=0, dynamic_ncols=True,
+                     disable=quiet or not sys.stderr.isatty())
+    with stop.installed(), suite_bar:
+        for i, spec in enumerate(specs, 1):
+            rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed)
+            state = run_state(rd, spec) if rank0 else None
+            head = f"[{i}/{len(specs)}] {spec.variant} seed {spec.seed}"
+            if state == "done" and not force and _retry_rank_failure(rd):  # [distributed] a crash, not the config
+                log(f"{head}: a rank failed last time ({R.read_json(rd / R.SUMMARY)['failure']['reason']}); retrying")
+                (rd / R.SUMMARY).unlink()
+                state = "resume"
+            state = D.broadcast_object(state)  # [distributed] rank 0 decides, every rank follows
+            if state == "done" and not force:
+                log(f"{head}: already finished with this config, skipped (--force redoes it)")
+                outcomes.append(Outcome(spec, "skipped", R.read_json(rd / R.SUMMARY) if rank0 else {}))
+                suite_bar.update(1)
+                continue
+            if state == "stale" or force:
+                if rank0:
+                    shutil.rmtree(rd, ignore_errors=True)
+                else:
+                    _remove_rank_files(rd)
+            D.barrier()
+            log(f"{head}: {'resuming' if state == 'resume' and not force else 'training'}")
+            data = data or load_data(spec)
+            summary = train_one(spec, rd, data, stop, quiet, log)
+            if summary["status"] == "ok":
+                f = summary["final"]
+                log(f"{head}: val loss {f['val_loss']:.4f}, bpb {f['val_bpb']:.4f}, "
+                    f"{summary['tokens_per_s_median']:.0f} tok/s, {summary['wall_time_s']:.1f} s")
+            outcomes.append(Outcome(spec, summary["status"], summary))
+            suite_bar.update(1)
+    return outcomes

@@ -1,0 +1,120 @@
+"""A table of bad suites -> the one message each must produce (with its path), and exit status 2."""
+import pytest
+import yaml
+
+from moebench.cli import main
+from moebench.errors import SuiteValidationError, UserError
+from moebench.config.suite import apply_overrides, build_suite, load_suite
+from tests.helpers import DELETE, tiny
+
+BAD = [
+    ({"trian": {}}, "trian: unknown key (did you mean 'train'?)"),
+    ({"variants.moe.num_expert": 8}, "variants.moe.num_expert: unknown key (did you mean 'num_experts'?)"),
+    ({"train.lr": -0.001}, "train.lr: Input should be greater than 0 (got -0.001)"),
+    ({"variants.moe.top_k": 9, "variants.moe.num_experts": 8},
+     "variants.moe.top_k: must be <= num_experts (got 9 > 8)"),
+    ({"base.n_heads": 3}, "variants.dense.n_heads: must divide d_model (got d_model 32, n_heads 3)"),
+    ({"variants.dense.top_k": 2}, "variants.dense.top_k: only valid for kind: moe (this variant is dense)"),
+    ({"variants.moe.router": "swich"}, "variants.moe.router: unknown router 'swich' (did you mean 'switch'?)"),
+    ({"variants.moe.extends": "mo"}, "variants.moe.extends: no variant named 'mo'"),
+    ({"variants.moe.extends": "moe"}, "variants.moe.extends: cycle moe -> moe"),
+    ({"train.steps": DELETE}, "train: set exactly one of steps or tokens"),
+    ({"train.batch_size": "big"}, "train.batch_size: Input should be a valid integer"),
+    ({"train.seeds": [1, 1]}, "train.seeds: repeated seeds [1, 1]"),
+    ({"train.warmup_steps": 50}, "train.warmup_steps: must be < the number of steps (got 50 >= 12)"),
+    ({"train.moe_backend": "trition"}, "train.moe_backend: unknown moe_backend 'trition' (did you mean 'triton'?)"),
+    ({"variants.moe.n_dense_layers": 2}, "variants.moe.n_dense_layers: must be < n_layers (got 2 >= 2)"),
+    ({"base.n_kv_heads": 3, "base.n_heads": 4}, "variants.dense.n_kv_heads: must divide n_heads (got 3, n_heads 4)"),
+    ({"variants.moe.matched_to": "dnse"}, "variants.moe.matched_to: no variant named 'dnse' (did you mean 'dense'?)"),
+    ({"match.baseline": "nope"}, "match.baseline: no variant named 'nope'"),
+    ({"variants.moe.capacity_factor": -1}, "variants.moe.capacity_factor"),
+    ({"variants.moe": {"num_experts": 4}}, "variants.moe.expert_d_ff: required for kind: moe"),
+    ({"variants.bad/name": {}}, "variants.bad/name: a variant name must be letters, digits, '_' or '-'"),
+    ({"name": "has space"}, "name: String should match pattern"),
+    ({"corpus.name": "ptbb"}, "corpus: unknown corpus 'ptbb'"),
+]
+
+
+@pytest.mark.parametrize("changes,message", BAD, ids=[m.split(":")[0] for _, m in BAD])
+def test_bad_suite_message(changes, message):
+    with pytest.raises(SuiteValidationError) as e:
+        build_suite(tiny(**changes))
+    assert any(p.startswith(message) for p in e.value.problems), e.value.problems
+
+
+def test_every_problem_reported_at_once():
+    with pytest.raises(SuiteValidationError) as e:
+        build_suite(tiny(**{"train.lr": -1, "trian": 1, "variants.moe.top_k": 7}))
+    text = str(e.value)
+    assert "train.lr" in text and "trian: unknown key" in text
+
+
+def test_semantic_problems_across_variants_reported_together():
+    with pytest.raises(SuiteValidationError) as e:
+        build_suite(tiny(**{"variants.moe.top_k": 7, "variants.dense.top_k": 2, "train.seeds": [0, 0]}))
+    assert len(e.value.problems) == 3, e.value.problems
+
+
+def test_inherited_bad_field_is_reported_once_at_base():
+    with pytest.raises(SuiteValidationError) as e:
+        build_suite(tiny(**{"base.d_modl": 32}))
+    assert e.value.problems == ["base.d_modl: unknown key (did you mean 'd_model'?)"]
+
+
+def test_extends_inherits_and_overrides():
+    d = tiny(**{"variants.moe8": {"extends": "moe", "num_experts": 8}})
+    s = build_suite(d)
+    assert s.variants["moe8"].num_experts == 8 and s.variants["moe8"].top_k == 2
+    assert s.variants["moe8"].router == "topk" and s.variants["moe8"].kind == "moe"
+
+
+def test_set_overrides_parse_yaml_values():
+    d = apply_overrides(tiny(), ["train.steps=50", "variants.moe.num_experts=16", "train.seeds=[1,2]"])
+    assert d["train"]["steps"] == 50 and d["variants"]["moe"]["num_experts"] == 16 and d["train"]["seeds"] == [1, 2]
+    with pytest.raises(UserError, match="expected KEY.PATH=VALUE"):
+        apply_overrides(tiny(), ["train.steps"])
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("name: x\nvariants:\n  dense: {d_ff: 4\ntrain: {steps: 1}\n")
+    with pytest.raises(UserError, match=r"s.yaml:4:\d+: YAML syntax error"):
+        load_suite(p)
+
+
+def test_missing_file():
+    with pytest.raises(UserError, match="suite file not found"):
+        load_suite("/nonexistent/suite.yaml")
+
+
+@pytest.mark.parametrize("content,needle", [
+    (None, "suite file not found"),
+    ("name: x\n  bad: [", "YAML syntax error"),
+    (yaml.safe_dump(tiny(**{"train.lr": -1})), "train.lr: Input should be greater than 0"),
+    (yaml.safe_dump(tiny(**{"variants.moe.expert_d_ff": 512})), "outside the tolerance"),
+])
+def test_cli_user_errors_exit_2_without_traceback(tmp_path, capsys, content, needle):
+    p = tmp_path / "suite.yaml"
+    if content is not None:
+        p.write_text(content)
+    assert main(["plan", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_cli_bad_flag_exits_2(capsys):
+    assert main(["plan", "--no-such-flag", "x.yaml"]) == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_presets_apply_and_name_the_suite(tmp_path):
+    d = tiny()
+    d["presets"] = {"cpu": {"train.steps": 6, "train.seeds": [0, 1]}, "gpu": {"train.steps": 1000, "base.d_model": 64}}
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(d))
+    cpu = load_suite(p)  # the first preset by default
+    assert cpu.name == "tiny-cpu" and cpu.train.steps == 6 and cpu.train.seeds == [0, 1]
+    gpu = load_suite(p, ["train.steps=5"], preset="gpu")  # --set applies after the preset
+    assert gpu.name == "tiny-gpu" and gpu.train.steps == 5 and gpu.variants["dense"].d_model == 64
+    with pytest.raises(UserError, match="no such preset 'gpx'|no such preset"):
+        load_suite(p, preset="gpx")
