@@ -171,50 +171,72 @@ def _retry_rank_failure(rd: Path) -> bool:
     return failure.get("rank") is not None
 
 
+def prepare_suite_dir(plan: Plan, results_root: Path) -> Path:
+    """results/<suite>/ with the resolved suite and the plan rows (rank 0 writes; other ranks only read)."""
+    suite_dir = Path(results_root) / plan.suite.name
+    if D.is_rank0():
+        R.atomic_write_text(suite_dir / "suite.yaml", yaml.safe_dump(plan.suite.raw, sort_keys=False))
+        R.atomic_write_json(suite_dir / "plan.json", [r.to_dict() for r in plan.rows])
+    return suite_dir
+
+
+class DataCache:
+    """Token splits loaded once per process and shared by the runs of one corpus."""
+
+    def __init__(self):
+        self._data = {}
+
+    def __call__(self, spec: RunSpec):
+        key = (spec.corpus.name, spec.corpus.tokenizer, spec.eval.test)
+        if key not in self._data:
+            self._data[key] = load_data(spec)
+        return self._data[key]
+
+
+def run_one(spec: RunSpec, results_root: Path, *, force: bool = False, stop: StopFlag | None = None,
+            quiet: bool = False, log=print, data: DataCache | None = None, head: str = "") -> Outcome:
+    """Skip, resume or train one run into its run directory. Every rank of a distributed job calls it."""
+    rank0 = D.is_rank0()
+    rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed)
+    head = head or f"{spec.variant} seed {spec.seed}"
+    state = run_state(rd, spec) if rank0 else None
+    if state == "done" and not force and _retry_rank_failure(rd):  # [distributed] a crash, not the config
+        log(f"{head}: a rank failed last time ({R.read_json(rd / R.SUMMARY)['failure']['reason']}); retrying")
+        (rd / R.SUMMARY).unlink()
+        state = "resume"
+    state = D.broadcast_object(state)  # [distributed] rank 0 decides, every rank follows
+    if state == "done" and not force:
+        log(f"{head}: already finished with this config, skipped (--force redoes it)")
+        return Outcome(spec, "skipped", R.read_json(rd / R.SUMMARY) if rank0 else {})
+    if state == "stale" or force:
+        if rank0:
+            shutil.rmtree(rd, ignore_errors=True)
+        else:
+            _remove_rank_files(rd)
+    D.barrier()
+    log(f"{head}: {'resuming' if state == 'resume' and not force else 'training'}")
+    summary = train_one(spec, rd, (data or DataCache())(spec), stop or StopFlag(), quiet, log)
+    if summary["status"] == "ok":
+        f = summary["final"]
+        log(f"{head}: val loss {f['val_loss']:.4f}, bpb {f['val_bpb']:.4f}, "
+            f"{summary['tokens_per_s_median']:.0f} tok/s, {summary['wall_time_s']:.1f} s")
+    return Outcome(spec, summary["status"], summary)
+
+
 def run_plan(plan: Plan, results_root: Path, force: bool = False, only: list[str] | None = None,
              quiet: bool = False, log=print) -> list[Outcome]:
     plan = D.broadcast_object(plan)  # [distributed] rank 0's plan (a step-time match is measured per rank)
-    suite_dir = Path(results_root) / plan.suite.name
-    rank0 = D.is_rank0()
-    if rank0:
-        R.atomic_write_text(suite_dir / "suite.yaml", yaml.safe_dump(plan.suite.raw, sort_keys=False))
-        R.atomic_write_json(suite_dir / "plan.json", [r.to_dict() for r in plan.rows])
-    else:  # [distributed] one voice
+    prepare_suite_dir(plan, results_root)
+    if not D.is_rank0():  # [distributed] one voice
         quiet, log = True, (lambda *a, **k: None)
     specs = run_specs(plan, only)
     outcomes: list[Outcome] = []
-    data = None
-    stop = StopFlag()
+    data, stop = DataCache(), StopFlag()
     suite_bar = tqdm(total=len(specs), desc=f"suite {plan.suite.name}", unit="run", position=0, dynamic_ncols=True,
                      disable=quiet or not sys.stderr.isatty())
     with stop.installed(), suite_bar:
         for i, spec in enumerate(specs, 1):
-            rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed)
-            state = run_state(rd, spec) if rank0 else None
-            head = f"[{i}/{len(specs)}] {spec.variant} seed {spec.seed}"
-            if state == "done" and not force and _retry_rank_failure(rd):  # [distributed] a crash, not the config
-                log(f"{head}: a rank failed last time ({R.read_json(rd / R.SUMMARY)['failure']['reason']}); retrying")
-                (rd / R.SUMMARY).unlink()
-                state = "resume"
-            state = D.broadcast_object(state)  # [distributed] rank 0 decides, every rank follows
-            if state == "done" and not force:
-                log(f"{head}: already finished with this config, skipped (--force redoes it)")
-                outcomes.append(Outcome(spec, "skipped", R.read_json(rd / R.SUMMARY) if rank0 else {}))
-                suite_bar.update(1)
-                continue
-            if state == "stale" or force:
-                if rank0:
-                    shutil.rmtree(rd, ignore_errors=True)
-                else:
-                    _remove_rank_files(rd)
-            D.barrier()
-            log(f"{head}: {'resuming' if state == 'resume' and not force else 'training'}")
-            data = data or load_data(spec)
-            summary = train_one(spec, rd, data, stop, quiet, log)
-            if summary["status"] == "ok":
-                f = summary["final"]
-                log(f"{head}: val loss {f['val_loss']:.4f}, bpb {f['val_bpb']:.4f}, "
-                    f"{summary['tokens_per_s_median']:.0f} tok/s, {summary['wall_time_s']:.1f} s")
-            outcomes.append(Outcome(spec, summary["status"], summary))
+            outcomes.append(run_one(spec, results_root, force=force, stop=stop, quiet=quiet, log=log, data=data,
+                                    head=f"[{i}/{len(specs)}] {spec.variant} seed {spec.seed}"))
             suite_bar.update(1)
     return outcomes
