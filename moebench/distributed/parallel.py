@@ -161,19 +161,9 @@ class Parallel:
     def max_over_ranks(self, value: float) -> float:
         return value if self.world == 1 else all_reduce_scalars([float(value)], "max")[0]
 
-    def state_bytes(self, opt) -> int:
-        """Parameters + gradients + optimizer state held by this rank (FSDP: its shards)."""
-        from moebench.training.memory import state_bytes
-
-        if self.mode != "fsdp":
-            return state_bytes(self.model, opt)
-        local = lambda t: t.to_local() if hasattr(t, "to_local") else t  # noqa: E731 - DTensor -> shard
-        seen: dict[int, int] = {}
-        tensors = [t for p in self.model.parameters() for t in (p, p.grad) if t is not None]
-        tensors += [t for st in opt.state.values() for t in st.values() if torch.is_tensor(t)]
-        for t in map(local, tensors):
-            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return sum(seen.values())
+    def local_tensor(self, t: torch.Tensor) -> torch.Tensor:
+        """What this rank holds of a parameter or state tensor (FSDP: its shard of a DTensor)."""
+        return t.to_local() if self.mode == "fsdp" and hasattr(t, "to_local") else t
 
     def full_state_dict(self) -> dict:
         """The one-process state dict (every expert, unsharded). Collective: every rank calls it."""

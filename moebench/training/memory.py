@@ -37,14 +37,12 @@ class SavedActivations:
             yield
 
 
-def state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    seen: dict[int, int] = {}
-    for p in model.parameters():
-        for t in (p, p.grad):
-            if t is not None:
-                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-    for state in optimizer.state.values():
-        for t in state.values():
-            if torch.is_tensor(t):
-                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+def state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer, local=lambda t: t) -> int:
+    """Parameters + gradients + optimizer state, each storage once; `local` maps a tensor to what this process
+    holds of it (an FSDP rank: its shard)."""
+    tensors = [t for p in model.parameters() for t in (p, p.grad) if t is not None]
+    tensors += [t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+    seen = {}
+    for t in map(local, tensors):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
     return sum(seen.values())

@@ -30,7 +30,7 @@ from moebench.registry import Registry
 from .env import environment
 from .evaluate import eval_windows, evaluate
 from .flops_measured import measured_forward_flops_per_token
-from .memory import CPU_METHOD, CUDA_METHOD, SavedActivations
+from .memory import CPU_METHOD, CUDA_METHOD, SavedActivations, state_bytes
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # train.optimizer's choices (the schema's Literal lists the same names; a test checks they agree)
@@ -234,7 +234,8 @@ class Trainer:
         if self.device.type == "cuda":
             peak, method = torch.cuda.max_memory_allocated(self.device), CUDA_METHOD
         else:
-            peak, method = self.par.state_bytes(self.opt) + self.mem_act, CPU_METHOD  # [distributed] shards
+            # [distributed] an FSDP rank holds shards
+            peak, method = state_bytes(self.model, self.opt, self.par.local_tensor) + self.mem_act, CPU_METHOD
         peak = self.par.max_over_ranks(peak)  # [distributed] memory per rank: the largest rank's
         # an independent count of what the trained model computes on one evaluation batch (real routing)
         measured = measured_forward_flops_per_token(self.par.module, self.windows[0, : self.spec.eval.batch_size]

@@ -118,3 +118,12 @@ def test_presets_apply_and_name_the_suite(tmp_path):
     assert gpu.name == "tiny-gpu" and gpu.train.steps == 5 and gpu.variants["dense"].d_model == 64
     with pytest.raises(UserError, match="no such preset 'gpx'|no such preset"):
         load_suite(p, preset="gpx")
+
+
+def test_a_broken_data_layer_is_an_error_not_a_skipped_check(monkeypatch):
+    """Validation used to swallow an ImportError and skip the corpus check: a broken install must surface."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "moebench.data", None)  # import moebench.data now raises ImportError
+    with pytest.raises(ImportError):
+        build_suite(tiny())

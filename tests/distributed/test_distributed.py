@@ -84,15 +84,19 @@ def test_nproc_2_data_and_expert_parallel_match_one_process(suite):
     assert (path.parent / "rep-ep/tiny/README.md").exists()
 
 
-def test_fsdp_matches_one_process(suite):
+def test_fsdp_matches_one_process_and_post_training_work_runs_after_the_group(suite):
+    """Inference and lm-eval are measured on rank 0 after every rank finished (no peer waits at a barrier)."""
     path, ref = suite
     out = path.parent / "fsdp"
     p = run(TORCHRUN + ["-m", "moebench", "run", str(path), "--results", str(out), "--quiet", "--only", "dense",
-                        "--reports", str(path.parent / "rep-fsdp"), "--set", "train.parallel=fsdp"])
+                        "--reports", str(path.parent / "rep-fsdp"), "--set", "train.parallel=fsdp",
+                        "--set", "inference={batch_sizes: [2], repeats: 1}",
+                        "--set", "eval.lm_eval={tasks: [ptb_ppl], limit: 1}"])
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     assert_losses_close(out / "tiny/dense/seed-0", ref / "dense/seed-0", 1e-4)
     s = R.read_json(out / "tiny/dense/seed-0" / R.SUMMARY)
     assert s["parallel"]["mode"] == "fsdp" and s["world_size"] == 2
+    assert s["inference"]["speed"][0]["batch_size"] == 2 and s["lm_eval"]["ptb_ppl"]["word_perplexity"] > 1
 
 
 def test_a_rank_failing_mid_run_fails_the_run_cleanly_and_a_rerun_resumes(suite):

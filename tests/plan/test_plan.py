@@ -120,3 +120,15 @@ def test_step_time_matching_solves_against_measured_time(monkeypatch):
     assert moe.calibration["baseline_step_time_s"] == pytest.approx(0.01 + 64e-4)
     assert len(moe.calibration["probes"]) >= 3
     assert moe.flop_ratio < 1  # matched on time, the slower-per-FLOP MoE gets fewer FLOPs than dense
+
+
+def test_auto_variant_matched_to_a_fixed_variant_declared_after_it():
+    """Planning follows matched_to, not declaration order: moe (auto) -> wide (fixed, itself matched) -> dense."""
+    s = build_suite(tiny(**{"variants": {
+        "moe": {"num_experts": 4, "top_k": 2, "expert_d_ff": "auto", "matched_to": "wide"},
+        "dense": {},
+        "wide": {"d_ff": 128, "matched_to": "dense", "match_on": "none"},
+    }}))
+    rows = {r.name: r for r in make_plan(s, 256).rows}
+    assert rows["moe"].matched_to == "wide"
+    assert rows["moe"].train_flops_per_token == pytest.approx(rows["wide"].train_flops_per_token, rel=0.1)
