@@ -15,17 +15,13 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from moebench.analysis import stats  # noqa: E402
+from moebench.registry import Registry  # noqa: E402
 
 SAVE = {"dpi": 100, "format": "png", "metadata": {"Software": None}}
 X_AXES = {"tokens": "training tokens", "flops": "training FLOPs", "wall": "training wall-clock (s)"}
-PLOTS: dict = {}  # name -> function(rs, verdicts, out_dir) -> list[(title, file)], run in name order
-
-
-def plot(name: str):
-    def register(fn):
-        PLOTS[name] = fn
-        return fn
-    return register
+# name -> function(rs, verdicts, out_dir) -> list[(title, file)], run in name order
+PLOTS: Registry = Registry("plot")
+plot = PLOTS.register
 
 
 def _save(fig, out_dir: Path, fname: str) -> str:
@@ -131,6 +127,6 @@ def speedup(rs, verdicts, out_dir: Path):
 def make_plots(rs, verdicts, out_dir: Path) -> list[tuple[str, str]]:
     sns.set_theme(style="whitegrid")
     out = []
-    for name in sorted(PLOTS):
+    for name in PLOTS.names():
         out += PLOTS[name](rs, verdicts, Path(out_dir))
     return out
