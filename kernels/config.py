@@ -71,19 +71,29 @@ def override(cfg: dict):
 
 
 def get_config(device, E: int, d: int, f: int, T: int, dtype: torch.dtype) -> dict:
+    """Block sizes for this layer shape on `device`. Called on every forward and backward, so the lookup
+    (device-name regex, JSON table, nearest-bucket search) runs once per (device, shape, token bucket) and is
+    cached; `clear_cache()` drops it (after a new table was written). The returned dict is shared: don't mutate.
+    """
     if _override is not None:
         return _override
+    # interpreting() is part of the key: tests switch TRITON_INTERPRET on and off within one process.
+    return _resolve(torch.device(device), interpreting(), E, d, f, token_bucket(T), dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _resolve(device: torch.device, _interp: bool, E: int, d: int, f: int, bucket: int, dtype: torch.dtype) -> dict:
     name = device_name(device)
     if name == "interpreter":
         return INTERPRETER_DEFAULT
     table = _load(name)
-    key = shape_key(E, d, f, T, dtype)
+    key = shape_key(E, d, f, bucket, dtype)
     if key in table:
         return table[key]
     prefix, suffix = key.split(",T=")[0] + ",T=", "," + key.split(",")[-1]
     same_shape = [(k, v) for k, v in table.items() if k.startswith(prefix) and k.endswith(suffix)]
     if same_shape:
-        want = math.log2(token_bucket(T))
+        want = math.log2(bucket)
 
         def dist(item):
             return abs(math.log2(int(item[0].split(",T=")[1].split(",")[0])) - want)
@@ -94,3 +104,4 @@ def get_config(device, E: int, d: int, f: int, T: int, dtype: torch.dtype) -> di
 
 def clear_cache() -> None:
     _load.cache_clear()
+    _resolve.cache_clear()

@@ -20,9 +20,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from moebench.models.experts import ACTIVATIONS, Assignment
-
-from .activation import down_bwd_act, up_act
+from .activation import ACT_CODES, down_bwd_act, up_act
 from .config import get_config, interpreting
 from .grouped_gemm import grouped_mm
 from .grouped_xty import grouped_xty
@@ -131,9 +129,15 @@ def _backward(ctx, dy, _d_pre_u, _d_pre_g):
 experts_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
-def triton_experts(x, assign: Assignment, w_up, w_gate, w_down, activation: str) -> Tensor:
-    """Same contract as moebench.models.experts.reference_experts, computed by the Triton kernels."""
-    if activation not in ACTIVATIONS:
+def triton_experts(x: Tensor, token_idx: Tensor, expert_idx: Tensor, weight: Tensor, w_up: Tensor,
+                   w_gate: Optional[Tensor], w_down: Tensor, activation: str) -> Tensor:
+    """y[t] = sum over assignments a with token_idx[a] == t of weight[a] * FFN_{expert_idx[a]}(x[t]).
+
+    Same contract as moebench.models.experts.reference_experts, with the assignment passed as plain tensors
+    (token_idx, expert_idx: [A] int64; weight: [A]) so this package depends on torch and triton only.
+    w_up, w_gate: [E, d, f]; w_down: [E, f, d]; activation one of ACT_CODES (w_gate only for swiglu).
+    """
+    if activation not in ACT_CODES:
         raise ValueError(f"unknown activation {activation!r}")
     if (activation == "swiglu") != (w_gate is not None):
         raise ValueError("w_gate must be given exactly when activation == 'swiglu'")
@@ -141,6 +145,5 @@ def triton_experts(x, assign: Assignment, w_up, w_gate, w_down, activation: str)
     # weights' own dtype (e.g. fp32 master weights with bf16 activations).
     w_up, w_down = w_up.to(x.dtype), w_down.to(x.dtype)
     w_gate = w_gate.to(x.dtype) if w_gate is not None else None
-    y, _, _ = experts_fwd(x, assign.token_idx, assign.expert_idx, assign.weight, w_up, w_gate, w_down,
-                          activation)
+    y, _, _ = experts_fwd(x, token_idx, expert_idx, weight, w_up, w_gate, w_down, activation)
     return y

@@ -124,7 +124,7 @@ def cmd_bench(args) -> int:
     import torch
 
     from moebench.env import device_name
-    from moebench.kernels.bench import format_table as kernel_table, run_kernel_bench
+    from moebench.kernels.tools.bench import format_table as kernel_table, run_kernel_bench
     from moebench.results import atomic_write_text
 
     rows = run_kernel_bench()

@@ -5,8 +5,9 @@ import json
 
 import torch
 
-from moebench.kernels import config, tune
-from moebench.kernels.bench import format_table, run_kernel_bench
+from moebench.kernels import config
+from moebench.kernels.tools import tune
+from moebench.kernels.tools.bench import format_table, run_kernel_bench
 
 TINY = {"name": "tiny", "E": 4, "k": 2, "d": 32, "f": 48, "activation": "swiglu", "tokens": [64]}
 
@@ -65,5 +66,29 @@ def test_tune_round_trip_under_interpreter(tmp_path, monkeypatch):
     tune.write_config({key: best}, "cpu")
     try:
         assert config.get_config("cpu", 4, 32, 48, 32, torch.float32) == json.loads(json.dumps(best))
+    finally:
+        config.clear_cache()
+
+
+def test_config_lookup_is_cached_per_device_and_bucket(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_name(device):
+        calls.append(device)
+        return "Fake_GPU"
+
+    monkeypatch.setattr(config, "CONFIG_DIR", tmp_path)
+    monkeypatch.setattr(config, "device_name", fake_name)
+    config.clear_cache()
+    try:
+        first = config.get_config("cpu", 8, 64, 128, 3000, torch.bfloat16)
+        assert first == config.gpu_default(torch.bfloat16) and len(calls) == 1
+        # 3000 and 4000 share the 4096 bucket: no second lookup.
+        assert config.get_config("cpu", 8, 64, 128, 4000, torch.bfloat16) is first and len(calls) == 1
+        config.get_config("cpu", 8, 64, 128, 5000, torch.bfloat16)  # bucket 8192: a new lookup
+        assert len(calls) == 2
+        config.clear_cache()
+        config.get_config("cpu", 8, 64, 128, 3000, torch.bfloat16)
+        assert len(calls) == 3
     finally:
         config.clear_cache()

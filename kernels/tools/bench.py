@@ -4,7 +4,7 @@ Active FLOPs only (what the tokens actually use): forward of a gated MLP is 6*T*
 forward+backward 18*T*k*d*f; non-gated 4 and 12. The dense reference is one GEMM [T*k, d] @ [d, 3f] (2f if
 not gated) timed in the same run, so `frac_dense` = dense time / path time says how much of the device's
 achievable GEMM throughput the MoE path keeps, independent of clock and driver.
-Only torch, triton and numpy are imported, so the CLI can run this without the analysis stack.
+Imports moebench.models (the torch backends it compares against), so it lives in kernels/tools.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from .timing import median_ms
+from ..timing import median_ms
 
 GPU_SHAPES = [
     {"name": "coarse", "E": 8, "k": 2, "d": 4096, "f": 14336, "activation": "swiglu",
@@ -33,9 +33,9 @@ def _paths(device: torch.device) -> dict:
 
     paths = {}
     if device.type == "cuda":
-        from .moe_ops import triton_experts
+        from moebench.models.backends import _triton
 
-        paths["triton"] = triton_experts
+        paths["triton"] = _triton
     paths["torch_sort_loop"] = torch_loop_experts
     if hasattr(torch, "_grouped_mm"):
         paths["torch_grouped_mm"] = torch_grouped_experts
