@@ -9,7 +9,10 @@ w.r.t. h. The epilogue recomputes h from the saved pre-activations (h is not sav
 activation memory), then produces
     d_weight[a] = <h_a, g_a>           (gradient of the routing weight, reaching the router)
     dU, dG      = act'(pre) * w_a * g_a  (what the up/gate weight gradients and dX need)
-and writes h back for the dW_down kernel. d_weight partial sums over N tiles meet through an atomic add.
+and writes h back for the dW_down kernel. Each program holds only BLOCK_N of the f columns, so d_weight comes
+out as one partial sum per N tile: stored as dweight[a, n_tile] and summed by the caller in a fixed order
+(deterministic), or, with ATOMIC_DW, added atomically into dweight[a] (faster by one tiny reduction, but the
+order of the adds varies run to run).
 """
 from __future__ import annotations
 
@@ -84,9 +87,9 @@ def _up_act_kernel(x_ptr, tok_ptr, stride_xm, stride_xk,
 def _down_bwd_act_kernel(dy_ptr, tok_ptr, stride_dm, stride_dk,
                          wd_ptr, stride_we, stride_wk, stride_wn,
                          pre_u_ptr, pre_g_ptr, sw_ptr, perm_ptr,
-                         d_u_ptr, d_g_ptr, h_ptr, stride_hm, stride_hn, dweight_ptr,
+                         d_u_ptr, d_g_ptr, h_ptr, stride_hm, stride_hn, dweight_ptr, stride_dwm, stride_dwn,
                          block_expert_ptr, block_start_ptr, seg_end_ptr, K, N,
-                         ACT: tl.constexpr, IS_F64: tl.constexpr, PRECISION: tl.constexpr,
+                         ACT: tl.constexpr, ATOMIC_DW: tl.constexpr, IS_F64: tl.constexpr, PRECISION: tl.constexpr,
                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     e, rows, row_mask = block_rows(block_expert_ptr, block_start_ptr, seg_end_ptr, BLOCK_M)
     if e >= 0:
@@ -123,7 +126,11 @@ def _down_bwd_act_kernel(dy_ptr, tok_ptr, stride_dm, stride_dk,
         # The forward used the rounded h, so the weight gradient does too.
         part = tl.sum(h.to(acc.dtype) * acc, axis=1)
         orig = tl.load(perm_ptr + rows, mask=row_mask, other=0)
-        tl.atomic_add(dweight_ptr + orig, part.to(dweight_ptr.dtype.element_ty), mask=row_mask)
+        dw_ptrs = dweight_ptr + orig * stride_dwm + tl.program_id(1) * stride_dwn
+        if ATOMIC_DW:
+            tl.atomic_add(dw_ptrs, part.to(dweight_ptr.dtype.element_ty), mask=row_mask)
+        else:
+            tl.store(dw_ptrs, part.to(dweight_ptr.dtype.element_ty), mask=row_mask)
 
 
 def _launch_cfg(cfg, sched, n_rows, N):
@@ -156,7 +163,9 @@ def up_act(x, w_up, w_gate, sched, activation: str, cfg: dict):
 
 
 def down_bwd_act(dy, w_down, pre_u, pre_g, sched, activation: str, cfg: dict, dweight):
-    """-> (d_u, d_g or empty, h), sorted order; adds <h_a, g_a> into dweight[a] (a zeroed fp32/fp64 [A])."""
+    """-> (d_u, d_g or empty, h), sorted order, and d_weight partials: `dweight` is either an fp32/fp64
+    [A, cdiv(f, BLOCK_N)] buffer (every entry written: the partial of N tile j for assignment a, in original
+    assignment order; sum over dim 1 to finish) or a zeroed [A] buffer the kernel atomically adds into."""
     E, N, K = w_down.shape  # w_down is [E, f, d]: the GEMM runs over d and produces f columns
     A = sched.sorted_tok.numel()
     gated = activation == "swiglu"
@@ -166,11 +175,14 @@ def down_bwd_act(dy, w_down, pre_u, pre_g, sched, activation: str, cfg: dict, dw
     if A == 0:
         return d_u, d_g, h
     grid, meta = _launch_cfg(cfg, sched, A, N)
+    atomic = dweight.dim() == 1
+    assert atomic or dweight.shape == (A, grid[1]), "dweight must be [A] (atomic) or [A, n_tiles]"
     _down_bwd_act_kernel[grid](dy, sched.sorted_tok, dy.stride(0), dy.stride(1),
                                w_down, w_down.stride(0), w_down.stride(2), w_down.stride(1),
                                pre_u, pre_g if gated else pre_u, sched.sorted_w, sched.perm,
-                               d_u, d_g if gated else d_u, h, h.stride(0), h.stride(1), dweight,
+                               d_u, d_g if gated else d_u, h, h.stride(0), h.stride(1),
+                               dweight, dweight.stride(0), 0 if atomic else dweight.stride(1),
                                sched.block_expert, sched.block_start, sched.seg_end, K, N,
-                               ACT=ACT_CODES[activation], IS_F64=dy.dtype == torch.float64,
+                               ACT=ACT_CODES[activation], ATOMIC_DW=atomic, IS_F64=dy.dtype == torch.float64,
                                PRECISION=dot_precision(dy.dtype), **meta)
     return d_u, d_g, h

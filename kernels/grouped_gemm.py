@@ -3,7 +3,8 @@
 One program computes a BLOCK_M x BLOCK_N tile of one expert's rows (the block schedule in permute.py says
 which expert and which sorted rows). Prologue: A rows are read through an index (`a_idx`), so x is never
 permuted in memory. Epilogue: an optional per-row scale (the routing weight) and either a plain store in
-sorted order or an atomic add into the row's token (the top-k combine, so y never exists per assignment).
+sorted order (the default: combine.py then sums each token's rows in a fixed order) or an atomic add into the
+row's token (the non-deterministic combine, kept for moe_ops.atomic_combine()).
 DUAL_IN adds a second (A, W) product into the same accumulator: the SwiGLU dX is dU @ Wup^T + dG @ Wgate^T.
 Accumulation is fp32 (fp64 for fp64 inputs, which exists only for gradcheck).
 """

@@ -22,8 +22,8 @@ from .routing import chunk_histogram, hist_block
 
 
 @triton.jit
-def _chunk_scatter_kernel(ids_ptr, tok_ptr, w_ptr, base_ptr, perm_ptr, sorted_tok_ptr, sorted_w_ptr,
-                          A, E, BLOCK: tl.constexpr, BLOCK_E: tl.constexpr):
+def _chunk_scatter_kernel(ids_ptr, tok_ptr, w_ptr, base_ptr, perm_ptr, inv_perm_ptr, sorted_tok_ptr,
+                          sorted_w_ptr, A, E, BLOCK: tl.constexpr, BLOCK_E: tl.constexpr):
     c = tl.program_id(0)
     offs = c * BLOCK + tl.arange(0, BLOCK)
     valid = offs < A
@@ -35,6 +35,7 @@ def _chunk_scatter_kernel(ids_ptr, tok_ptr, w_ptr, base_ptr, perm_ptr, sorted_to
     base = tl.load(base_ptr + c * E + ids, mask=valid, other=0)
     pos = base + rank
     tl.store(perm_ptr + pos, offs.to(tl.int64), mask=valid)
+    tl.store(inv_perm_ptr + offs, pos.to(tl.int64), mask=valid)
     tl.store(sorted_tok_ptr + pos, tl.load(tok_ptr + offs, mask=valid, other=0), mask=valid)
     tl.store(sorted_w_ptr + pos, tl.load(w_ptr + offs, mask=valid, other=0.0).to(sorted_w_ptr.dtype.element_ty),
              mask=valid)
@@ -43,6 +44,7 @@ def _chunk_scatter_kernel(ids_ptr, tok_ptr, w_ptr, base_ptr, perm_ptr, sorted_to
 @dataclass
 class SortedAssignments:
     perm: torch.Tensor  # [A] int64: sorted position -> original assignment index
+    inv_perm: torch.Tensor  # [A] int64: original assignment index -> sorted position (where its row is)
     sorted_tok: torch.Tensor  # [A] int64: token of each sorted row
     sorted_w: torch.Tensor  # [A] fp32 (fp64 for fp64 weights): routing weight of each sorted row
     counts: torch.Tensor  # [E] int64
@@ -62,15 +64,16 @@ def sort_by_expert(token_idx, expert_idx, weight, E: int, block_m: int, acc_dtyp
     offsets = torch.cumsum(counts, 0) - counts
     base = (offsets.unsqueeze(0) + torch.cumsum(hist, 0, dtype=torch.int64) - hist).to(torch.int32).contiguous()
     perm = torch.empty(A, device=dev, dtype=torch.int64)
+    inv_perm = torch.empty(A, device=dev, dtype=torch.int64)
     sorted_tok = torch.empty(A, device=dev, dtype=torch.int64)
     sorted_w = torch.empty(A, device=dev, dtype=acc_dtype)
     if A:
         block, block_e = hist_block(E)
-        _chunk_scatter_kernel[(hist.shape[0],)](expert_idx, token_idx, weight, base, perm, sorted_tok, sorted_w,
-                                                A, E, BLOCK=block, BLOCK_E=block_e)
+        _chunk_scatter_kernel[(hist.shape[0],)](expert_idx, token_idx, weight, base, perm, inv_perm, sorted_tok,
+                                                sorted_w, A, E, BLOCK=block, BLOCK_E=block_e)
     block_expert, block_start, seg_end = block_schedule(counts, offsets, A, block_m)
-    return SortedAssignments(perm, sorted_tok, sorted_w, counts, offsets, block_expert, block_start, seg_end,
-                             block_m)
+    return SortedAssignments(perm, inv_perm, sorted_tok, sorted_w, counts, offsets, block_expert, block_start,
+                             seg_end, block_m)
 
 
 def block_schedule(counts: torch.Tensor, offsets: torch.Tensor, A: int, block_m: int):
