@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .grouped_gemm import block_rows, dot_precision, mm_tile
+from .grouped_gemm import DEFAULT_GROUP_M, block_rows, dot_precision, mm_tile, swizzle_tile
 
 ACT_CODES = {"relu": 0, "gelu": 1, "swiglu": 2}
 
@@ -37,12 +37,13 @@ def _gelu_parts(u):
 def _up_act_kernel(x_ptr, tok_ptr, stride_xm, stride_xk,
                    wu_ptr, wg_ptr, stride_we, stride_wk, stride_wn,
                    pre_u_ptr, pre_g_ptr, h_ptr, stride_hm, stride_hn,
-                   block_expert_ptr, block_start_ptr, seg_end_ptr, K, N,
+                   block_expert_ptr, block_start_ptr, seg_end_ptr, n_blocks, K, N,
                    ACT: tl.constexpr, IS_F64: tl.constexpr, PRECISION: tl.constexpr,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    e, rows, row_mask = block_rows(block_expert_ptr, block_start_ptr, seg_end_ptr, BLOCK_M)
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    pid_m, pid_n = swizzle_tile(n_blocks, tl.cdiv(N, BLOCK_N), GROUP_M)
+    e, rows, row_mask = block_rows(pid_m, block_expert_ptr, block_start_ptr, seg_end_ptr, BLOCK_M)
     if e >= 0:
-        offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         n_mask = offs_n < N
         toks = tl.load(tok_ptr + rows, mask=row_mask, other=0)
         if IS_F64:
@@ -88,12 +89,13 @@ def _down_bwd_act_kernel(dy_ptr, tok_ptr, stride_dm, stride_dk,
                          wd_ptr, stride_we, stride_wk, stride_wn,
                          pre_u_ptr, pre_g_ptr, sw_ptr, perm_ptr,
                          d_u_ptr, d_g_ptr, h_ptr, stride_hm, stride_hn, dweight_ptr, stride_dwm, stride_dwn,
-                         block_expert_ptr, block_start_ptr, seg_end_ptr, K, N,
+                         block_expert_ptr, block_start_ptr, seg_end_ptr, n_blocks, K, N,
                          ACT: tl.constexpr, ATOMIC_DW: tl.constexpr, IS_F64: tl.constexpr, PRECISION: tl.constexpr,
-                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    e, rows, row_mask = block_rows(block_expert_ptr, block_start_ptr, seg_end_ptr, BLOCK_M)
+                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    pid_m, pid_n = swizzle_tile(n_blocks, tl.cdiv(N, BLOCK_N), GROUP_M)
+    e, rows, row_mask = block_rows(pid_m, block_expert_ptr, block_start_ptr, seg_end_ptr, BLOCK_M)
     if e >= 0:
-        offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         n_mask = offs_n < N
         toks = tl.load(tok_ptr + rows, mask=row_mask, other=0)
         if IS_F64:
@@ -126,18 +128,21 @@ def _down_bwd_act_kernel(dy_ptr, tok_ptr, stride_dm, stride_dk,
         # The forward used the rounded h, so the weight gradient does too.
         part = tl.sum(h.to(acc.dtype) * acc, axis=1)
         orig = tl.load(perm_ptr + rows, mask=row_mask, other=0)
-        dw_ptrs = dweight_ptr + orig * stride_dwm + tl.program_id(1) * stride_dwn
+        dw_ptrs = dweight_ptr + orig * stride_dwm + pid_n * stride_dwn
         if ATOMIC_DW:
             tl.atomic_add(dw_ptrs, part.to(dweight_ptr.dtype.element_ty), mask=row_mask)
         else:
             tl.store(dw_ptrs, part.to(dweight_ptr.dtype.element_ty), mask=row_mask)
 
 
-def _launch_cfg(cfg, sched, n_rows, N):
+def _launch_cfg(cfg, sched, N):
+    """-> (1-D grid, n_blocks, N tiles, launch meta): row blocks x N tiles, ordered by swizzle_tile."""
     assert cfg["BLOCK_M"] == sched.block_m, "the schedule was built for another BLOCK_M"
-    grid = (sched.block_expert.numel(), triton.cdiv(N, cfg["BLOCK_N"]))
-    return grid, dict(BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
-                      num_warps=cfg.get("num_warps", 4), num_stages=cfg.get("num_stages", 3))
+    n_blocks, n_tiles = sched.block_expert.numel(), triton.cdiv(N, cfg["BLOCK_N"])
+    return (n_blocks * n_tiles,), n_blocks, n_tiles, dict(
+        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
+        GROUP_M=cfg.get("GROUP_M", DEFAULT_GROUP_M), num_warps=cfg.get("num_warps", 4),
+        num_stages=cfg.get("num_stages", 3))
 
 
 def up_act(x, w_up, w_gate, sched, activation: str, cfg: dict):
@@ -152,11 +157,11 @@ def up_act(x, w_up, w_gate, sched, activation: str, cfg: dict):
         return pre_u, pre_g, h
     wg = w_gate if gated else w_up
     assert wg.stride() == w_up.stride(), "w_up and w_gate must share a layout"
-    grid, meta = _launch_cfg(cfg, sched, A, N)
+    grid, n_blocks, _, meta = _launch_cfg(cfg, sched, N)
     _up_act_kernel[grid](x, sched.sorted_tok, x.stride(0), x.stride(1),
                          w_up, wg, w_up.stride(0), w_up.stride(1), w_up.stride(2),
                          pre_u, pre_g if gated else pre_u, h, h.stride(0), h.stride(1),
-                         sched.block_expert, sched.block_start, sched.seg_end, K, N,
+                         sched.block_expert, sched.block_start, sched.seg_end, n_blocks, K, N,
                          ACT=ACT_CODES[activation], IS_F64=x.dtype == torch.float64,
                          PRECISION=dot_precision(x.dtype), **meta)
     return pre_u, pre_g, h
@@ -174,15 +179,15 @@ def down_bwd_act(dy, w_down, pre_u, pre_g, sched, activation: str, cfg: dict, dw
     h = torch.empty_like(pre_u)
     if A == 0:
         return d_u, d_g, h
-    grid, meta = _launch_cfg(cfg, sched, A, N)
+    grid, n_blocks, n_tiles, meta = _launch_cfg(cfg, sched, N)
     atomic = dweight.dim() == 1
-    assert atomic or dweight.shape == (A, grid[1]), "dweight must be [A] (atomic) or [A, n_tiles]"
+    assert atomic or dweight.shape == (A, n_tiles), "dweight must be [A] (atomic) or [A, n_tiles]"
     _down_bwd_act_kernel[grid](dy, sched.sorted_tok, dy.stride(0), dy.stride(1),
                                w_down, w_down.stride(0), w_down.stride(2), w_down.stride(1),
                                pre_u, pre_g if gated else pre_u, sched.sorted_w, sched.perm,
                                d_u, d_g if gated else d_u, h, h.stride(0), h.stride(1),
                                dweight, dweight.stride(0), 0 if atomic else dweight.stride(1),
-                               sched.block_expert, sched.block_start, sched.seg_end, K, N,
+                               sched.block_expert, sched.block_start, sched.seg_end, n_blocks, K, N,
                                ACT=ACT_CODES[activation], ATOMIC_DW=atomic, IS_F64=dy.dtype == torch.float64,
                                PRECISION=dot_precision(dy.dtype), **meta)
     return d_u, d_g, h

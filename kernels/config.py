@@ -1,7 +1,8 @@
 """Block-size configs: tuned JSON per GPU (written by tune.py), else a default that fits the device.
 
 configs/<gpu>.json maps "E=..,d=..,f=..,T=..,dtype=.." (T = token count rounded up to a power of two) to
-{"gemm": {BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages}, "xty": {BLOCK_K, BLOCK_N, BLOCK_R, ...}}.
+{"gemm": {BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages}, "xty": {BLOCK_K, BLOCK_N, BLOCK_R, ...}}.
+GROUP_M (launch-order swizzle, see grouped_gemm.swizzle_tile) may be missing from a table entry: it defaults to 8.
 A shape without an entry takes the entry with the same E, d, f, dtype and the nearest token bucket, then the
 default. Under the interpreter the cost is per program, not per FLOP, so the default there is big tiles.
 """
@@ -19,7 +20,7 @@ import torch
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
-INTERPRETER_DEFAULT = {"gemm": {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64},
+INTERPRETER_DEFAULT = {"gemm": {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8},
                        "xty": {"BLOCK_K": 64, "BLOCK_N": 128, "BLOCK_R": 128}}
 
 
@@ -46,7 +47,8 @@ def gpu_default(dtype: torch.dtype) -> dict:
     # fp32 tiles are twice as big: two pipeline stages keep the SwiGLU kernel (x, W_up, W_gate tiles) under
     # the H100's 227 KB of shared memory.
     stages = 3 if dtype in (torch.float16, torch.bfloat16) else 2
-    return {"gemm": {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "num_warps": 4, "num_stages": stages},
+    return {"gemm": {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 4,
+                     "num_stages": stages},
             "xty": {"BLOCK_K": 64, "BLOCK_N": 128, "BLOCK_R": 64, "num_warps": 4, "num_stages": stages}}
 
 

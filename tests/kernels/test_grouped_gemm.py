@@ -1,10 +1,15 @@
 """The grouped GEMM and grouped X^T Y kernels on their own, in the modes moe_ops does not exercise."""
 from __future__ import annotations
 
+import pytest
 import torch
+import triton
+import triton.language as tl
 
-from moebench.kernels.config import INTERPRETER_DEFAULT
-from moebench.kernels.grouped_gemm import grouped_mm
+from kernel_helpers import all_to_one_assign, make_weights
+from moebench.kernels.config import INTERPRETER_DEFAULT, override
+from moebench.kernels.grouped_gemm import grouped_mm, swizzle_tile
+from moebench.kernels.moe_ops import triton_experts
 from moebench.kernels.grouped_xty import grouped_xty
 from moebench.kernels.permute import sort_by_expert
 
@@ -60,3 +65,43 @@ def test_xty_per_expert_with_gather_and_scale():
         torch.testing.assert_close(dw_a[e], xs.t() @ y2[sel], rtol=1e-5, atol=1e-4)
         torch.testing.assert_close(dw_b[e], xs.t() @ y3[sel], rtol=1e-5, atol=1e-4)
     assert (dw[2] == 0).all()  # the empty expert's gradient is written, as zeros
+
+
+@triton.jit
+def _swizzle_probe(out_ptr, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
+    pid_m, pid_n = swizzle_tile(num_pid_m, num_pid_n, GROUP_M)
+    tl.store(out_ptr + 2 * tl.program_id(0), pid_m)
+    tl.store(out_ptr + 2 * tl.program_id(0) + 1, pid_n)
+
+
+@pytest.mark.parametrize("m,n,group", [(7, 3, 1), (7, 3, 2), (7, 3, 8), (16, 5, 4), (1, 1, 8)])
+def test_swizzle_visits_every_tile_once_in_groups(m, n, group):
+    out = torch.empty(m * n, 2, dtype=torch.int32)
+    _swizzle_probe[(m * n,)](out, m, n, GROUP_M=group)
+    tiles = [tuple(r) for r in out.tolist()]
+    assert sorted(tiles) == [(i, j) for i in range(m) for j in range(n)]  # a permutation of all tiles
+    # Program p belongs to group p // (group * n), which holds exactly row blocks [g*group, (g+1)*group).
+    for p, (pm, pn) in enumerate(tiles):
+        assert pm // group == p // (group * n)
+    if group == 1:  # no grouping is plain row-major order
+        assert tiles == [(i, j) for i in range(m) for j in range(n)]
+
+
+def test_group_m_does_not_change_results():
+    gen = torch.Generator().manual_seed(4)
+    assign = all_to_one_assign(40, 5, gen)  # 5 row blocks of 16 for expert 0, more for the others
+    x = torch.randn(40, 24, generator=gen)
+    w = make_weights(5, 24, 40, "swiglu", torch.float32, gen)
+    dy = torch.randn(40, 24, generator=gen)
+    outs = []
+    for group in (1, 3, 8):
+        cfg = {"gemm": {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": group},
+               "xty": INTERPRETER_DEFAULT["xty"]}
+        leaves = [t.clone().requires_grad_() for t in (x, assign.weight) + w]
+        with override(cfg):
+            y = triton_experts(leaves[0], assign.token_idx, assign.expert_idx, *leaves[1:], "swiglu")
+            y.backward(dy)
+        outs.append([y.detach()] + [t.grad for t in leaves])
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            assert torch.equal(a, b)
