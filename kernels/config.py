@@ -2,7 +2,8 @@
 
 configs/<gpu>.json maps "E=..,d=..,f=..,T=..,dtype=.." (T = token count rounded up to a power of two) to
 {"gemm": {BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages}, "xty": {BLOCK_K, BLOCK_N, BLOCK_R, ...}}.
-GROUP_M (launch-order swizzle, see grouped_gemm.swizzle_tile) may be missing from a table entry: it defaults to 8.
+GROUP_M (launch-order swizzle, grouped_gemm.swizzle_tile) and ROWS_PER_SPLIT (dW row splits, grouped_xty) may be
+missing from a table entry: they default to 8 and 512.
 A shape without an entry takes the entry with the same E, d, f, dtype and the nearest token bucket, then the
 default. Under the interpreter the cost is per program, not per FLOP, so the default there is big tiles.
 """
@@ -21,7 +22,7 @@ import torch
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 INTERPRETER_DEFAULT = {"gemm": {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8},
-                       "xty": {"BLOCK_K": 64, "BLOCK_N": 128, "BLOCK_R": 128}}
+                       "xty": {"BLOCK_K": 64, "BLOCK_N": 128, "BLOCK_R": 128, "ROWS_PER_SPLIT": 256}}
 
 
 def interpreting() -> bool:
@@ -49,7 +50,8 @@ def gpu_default(dtype: torch.dtype) -> dict:
     stages = 3 if dtype in (torch.float16, torch.bfloat16) else 2
     return {"gemm": {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 4,
                      "num_stages": stages},
-            "xty": {"BLOCK_K": 64, "BLOCK_N": 128, "BLOCK_R": 64, "num_warps": 4, "num_stages": stages}}
+            "xty": {"BLOCK_K": 64, "BLOCK_N": 128, "BLOCK_R": 64, "ROWS_PER_SPLIT": 512, "num_warps": 4,
+                    "num_stages": stages}}
 
 
 @functools.lru_cache(maxsize=None)

@@ -76,18 +76,40 @@ def sort_by_expert(token_idx, expert_idx, weight, E: int, block_m: int, acc_dtyp
                              seg_end, block_m)
 
 
-def block_schedule(counts: torch.Tensor, offsets: torch.Tensor, A: int, block_m: int):
-    """Per-block (expert, first row) for a grid of cdiv(A, block_m) + E blocks; all device ops, no sync."""
+def _segments(counts: torch.Tensor, offsets: torch.Tensor, A: int, size: int):
+    """Cut each expert's rows into pieces of `size` rows. -> (piece expert [-1 unused], piece start row,
+    pieces per expert nb, first piece of each expert) over a static cdiv(A, size) + E pieces."""
     E = counts.numel()
-    n_blocks = triton.cdiv(A, block_m) + E
-    nb = (counts + block_m - 1) // block_m
+    n_pieces = triton.cdiv(A, size) + E  # sum_e ceil(c_e / size) <= A / size + E, whatever the routing
+    nb = (counts + size - 1) // size
     cum = torch.cumsum(nb, 0)
-    b = torch.arange(n_blocks, device=counts.device, dtype=torch.int64)
+    first = cum - nb
+    b = torch.arange(n_pieces, device=counts.device, dtype=torch.int64)
     e = torch.searchsorted(cum, b, right=True)
     valid = e < E
     e_c = e.clamp(max=E - 1)
-    start = offsets[e_c] + (b - (cum[e_c] - nb[e_c])) * block_m
-    block_expert = torch.where(valid, e_c, -1).to(torch.int32)
-    block_start = torch.where(valid, start, 0).to(torch.int32)
+    start = offsets[e_c] + (b - first[e_c]) * size
+    return torch.where(valid, e_c, -1).to(torch.int32), torch.where(valid, start, 0).to(torch.int32), nb, first
+
+
+def block_schedule(counts: torch.Tensor, offsets: torch.Tensor, A: int, block_m: int):
+    """Per-block (expert, first row) for a grid of cdiv(A, block_m) + E blocks; all device ops, no sync."""
+    block_expert, block_start, _, _ = _segments(counts, offsets, A, block_m)
     seg_end = (offsets + counts).to(torch.int32)
     return block_expert, block_start, seg_end
+
+
+@dataclass
+class SplitSchedule:
+    """Row splits for the weight-gradient kernel (grouped_xty): expert e's rows in pieces of `rows` rows."""
+    split_expert: torch.Tensor  # [n_splits] int32, -1 for unused slots
+    split_start: torch.Tensor  # [n_splits] int32: first sorted row of the split
+    n_splits: torch.Tensor  # [E] int32: splits of each expert (0 for an empty expert)
+    first_split: torch.Tensor  # [E] int32: index of each expert's first split
+    rows: int
+
+
+def split_schedule(counts: torch.Tensor, offsets: torch.Tensor, A: int, rows: int) -> SplitSchedule:
+    """Like block_schedule with `rows` per piece: a static cdiv(A, rows) + E slots, no host sync."""
+    split_expert, split_start, nb, first = _segments(counts, offsets, A, rows)
+    return SplitSchedule(split_expert, split_start, nb.to(torch.int32), first.to(torch.int32), rows)

@@ -105,3 +105,52 @@ def test_group_m_does_not_change_results():
     for other in outs[1:]:
         for a, b in zip(outs[0], other):
             assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_xty_hot_expert_is_split_and_reduced_in_order(dtype):
+    from moebench.kernels.grouped_xty import rows_per_split
+    from moebench.kernels.permute import split_schedule
+
+    gen = torch.Generator().manual_seed(5)
+    A = 90
+    exp = torch.zeros(A, dtype=torch.int64)
+    exp[70:] = 3  # expert 0: 70 rows (hot), 3: 20 rows (one split), 1 and 2: empty
+    tok = torch.randint(0, T, (A,), generator=gen)
+    s = sort_by_expert(tok, exp, torch.rand(A, generator=gen), E, INTERPRETER_DEFAULT["gemm"]["BLOCK_M"])
+    cfg = {"BLOCK_K": 16, "BLOCK_N": 16, "BLOCK_R": 16, "ROWS_PER_SPLIT": 16}
+    rows = rows_per_split(cfg, A, E)
+    assert rows == 32  # mean rows per expert (23) rounded up to BLOCK_R, above ROWS_PER_SPLIT
+    split = split_schedule(s.counts, s.offsets, A, rows)
+    assert split.n_splits.tolist() == [3, 0, 0, 1] and split.split_expert.numel() == 3 + E
+    x = torch.randn(T, K, generator=gen, dtype=dtype)
+    y, y2 = torch.randn(2, A, N, generator=gen, dtype=dtype)
+    dw, dw2 = grouped_xty(x, y, s, cfg, x_idx=s.sorted_tok, y2=y2)
+    e_sorted = exp[s.perm]
+    tol = dict(rtol=1e-5, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    for e in range(E):
+        sel = e_sorted == e
+        xs = x[s.sorted_tok[sel]]
+        torch.testing.assert_close(dw[e], xs.t() @ y[sel], **tol)
+        torch.testing.assert_close(dw2[e], xs.t() @ y2[sel], **tol)
+    assert (dw[1] == 0).all() and (dw2[2] == 0).all()
+
+
+def test_split_schedule_covers_each_experts_rows_once():
+    from moebench.kernels.permute import split_schedule
+
+    counts = torch.tensor([0, 100, 3, 0, 40])
+    offsets = torch.cumsum(counts, 0) - counts
+    A, rows = int(counts.sum()), 16
+    sp = split_schedule(counts, offsets, A, rows)
+    assert sp.split_expert.numel() == -(-A // rows) + 5  # static: depends on A and E only
+    owner = torch.full((A,), -1)
+    for s, (e, start) in enumerate(zip(sp.split_expert.tolist(), sp.split_start.tolist())):
+        if e < 0:
+            continue
+        assert sp.first_split[e] <= s < sp.first_split[e] + sp.n_splits[e]
+        end = min(start + rows, int(offsets[e] + counts[e]))
+        assert start < end and (owner[start:end] == -1).all()
+        owner[start:end] = e
+    assert torch.equal(owner, torch.repeat_interleave(torch.arange(5), counts))
+    assert sp.n_splits.tolist() == [0, 7, 1, 0, 3]

@@ -160,11 +160,12 @@ def test_is_available_on_cpu_under_interpreter(monkeypatch):
 @pytest.mark.parametrize("act", ["gelu", "swiglu"])
 def test_multi_tile_paths_with_small_blocks(act):
     """With 16-wide blocks every loop runs several times: several row blocks per expert, several K steps,
-    several N tiles (so d_weight has several per-tile partials) and several row chunks in the dW kernel."""
+    several N tiles (so d_weight has several per-tile partials) and several row splits of the hot expert in
+    the dW kernel (reduced in split order)."""
     from moebench.kernels.config import override
 
     small = {"gemm": {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16},
-             "xty": {"BLOCK_K": 16, "BLOCK_N": 16, "BLOCK_R": 16}}
+             "xty": {"BLOCK_K": 16, "BLOCK_N": 16, "BLOCK_R": 16, "ROWS_PER_SPLIT": 16}}
     gen = torch.Generator().manual_seed(9)
     assign = all_to_one_assign(T, E, gen)  # expert 0: 37 rows = 3 row blocks
     x = torch.randn(T, D, generator=gen)
