@@ -167,6 +167,15 @@ def up_act(x, w_up, w_gate, sched, activation: str, cfg: dict):
     return pre_u, pre_g, h
 
 
+def kernel_cfg(gemm_cfg: dict, overrides: dict | None) -> dict:
+    """Block config of one activation kernel: the GEMM config with its optional section ("up_act" or
+    "bwd_act") on top. Both epilogues hold more tiles than a plain GEMM (SwiGLU up: two accumulators; backward:
+    the accumulator plus pre-activations, h, dU, dG), so at the GEMM's 64x128 tile and 4 warps they spill on
+    sm_80 / sm_90 (compile_check); the GPU default gives them 8 warps (and the backward 64 columns).
+    BLOCK_M cannot differ: all row-blocked kernels share one schedule."""
+    return {**gemm_cfg, **(overrides or {}), "BLOCK_M": gemm_cfg["BLOCK_M"]}
+
+
 def down_bwd_act(dy, w_down, pre_u, pre_g, sched, activation: str, cfg: dict, dweight):
     """-> (d_u, d_g or empty, h), sorted order, and d_weight partials: `dweight` is either an fp32/fp64
     [A, cdiv(f, BLOCK_N)] buffer (every entry written: the partial of N tile j for assignment a, in original
@@ -181,7 +190,7 @@ def down_bwd_act(dy, w_down, pre_u, pre_g, sched, activation: str, cfg: dict, dw
         return d_u, d_g, h
     grid, n_blocks, n_tiles, meta = _launch_cfg(cfg, sched, N)
     atomic = dweight.dim() == 1
-    assert atomic or dweight.shape == (A, n_tiles), "dweight must be [A] (atomic) or [A, n_tiles]"
+    assert atomic or dweight.shape == (A, n_tiles), "dweight must be [A] (atomic) or [A, cdiv(f, BLOCK_N)]"
     _down_bwd_act_kernel[grid](dy, sched.sorted_tok, dy.stride(0), dy.stride(1),
                                w_down, w_down.stride(0), w_down.stride(2), w_down.stride(1),
                                pre_u, pre_g if gated else pre_u, sched.sorted_w, sched.perm,

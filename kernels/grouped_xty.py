@@ -30,6 +30,8 @@ from .grouped_gemm import dot_precision
 from .permute import split_schedule
 
 DEFAULT_ROWS_PER_SPLIT = 512  # config key xty.ROWS_PER_SPLIT
+# The reduction is elementwise over two fp32 tiles (DUAL): 8 warps keep it far from the register limit.
+REDUCE_WARPS = 8
 
 
 @triton.jit
@@ -109,14 +111,16 @@ def _split_reduce_kernel(part_ptr, part2_ptr, stride_ps, stride_pk, stride_pn,
         else:
             acc = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
         acc2 = tl.zeros_like(acc)
-        p_off = first.to(tl.int64) * stride_ps + offs_k[:, None].to(tl.int64) * stride_pk + offs_n[None, :] * stride_pn
-        p1 = part_ptr + p_off
-        p2 = part2_ptr + p_off
+        # Scalar 64-bit slot pointers stepped per split + one 32-bit in-slot offset tile (K*N < 2^31): two
+        # tiles of 64-bit pointers would not fit in registers next to two fp32 accumulators.
+        p_off = offs_k[:, None] * stride_pk + offs_n[None, :] * stride_pn
+        p1 = part_ptr + first.to(tl.int64) * stride_ps
+        p2 = part2_ptr + first.to(tl.int64) * stride_ps
         for _ in range(0, n):  # split order: the fixed summation order
-            acc += tl.load(p1, mask=mask, other=0.0)
+            acc += tl.load(p1 + p_off, mask=mask, other=0.0)
             p1 += stride_ps
             if DUAL:
-                acc2 += tl.load(p2, mask=mask, other=0.0)
+                acc2 += tl.load(p2 + p_off, mask=mask, other=0.0)
                 p2 += stride_ps
         off = e.to(tl.int64) * stride_oe + offs_k[:, None].to(tl.int64) * stride_ok + offs_n[None, :] * stride_on
         tl.store(out_ptr + off, acc.to(out_ptr.dtype.element_ty), mask=mask)
@@ -162,5 +166,5 @@ def grouped_xty(x, y, sched, cfg: dict, *, x_idx=None, y_idx=None, scale=None, y
     _split_reduce_kernel[(E,) + tiles](
         part, part2, part.stride(0), part.stride(1), part.stride(2), out, out2, out.stride(0), out.stride(1),
         out.stride(2), splits.n_splits, splits.first_split, K, N, DUAL=y2 is not None,
-        IS_F64=x.dtype == torch.float64, BLOCK_K=bk, BLOCK_N=bn, num_warps=cfg.get("num_warps", 4))
+        IS_F64=x.dtype == torch.float64, BLOCK_K=bk, BLOCK_N=bn, num_warps=REDUCE_WARPS)
     return (out, out2) if y2 is not None else out

@@ -26,7 +26,7 @@ import torch
 import triton
 from torch import Tensor
 
-from .activation import ACT_CODES, down_bwd_act, up_act
+from .activation import ACT_CODES, down_bwd_act, kernel_cfg, up_act
 from .combine import combine_rows, token_segments
 from .config import get_config, interpreting
 from .grouped_gemm import grouped_mm
@@ -88,7 +88,7 @@ def fwd_impl(x: Tensor, token_idx: Tensor, expert_idx: Tensor, weight: Tensor, w
     x, w_up, w_down = x.contiguous(), w_up.contiguous(), w_down.contiguous()
     w_gate = w_gate.contiguous() if w_gate is not None else None
     cfg, sched = _setup(x, token_idx, expert_idx, weight, w_up)
-    pre_u, pre_g, h = up_act(x, w_up, w_gate, sched, activation, cfg["gemm"])
+    pre_u, pre_g, h = up_act(x, w_up, w_gate, sched, activation, kernel_cfg(cfg["gemm"], cfg.get("up_act")))
     if _ATOMIC_COMBINE:
         y = torch.zeros(x.shape, device=x.device, dtype=_acc_dtype(x))
         grouped_mm(h, w_down, sched, cfg["gemm"], scale=sched.sorted_w, out=y, out_idx=sched.sorted_tok)
@@ -120,11 +120,12 @@ def bwd_impl(dy: Tensor, x: Tensor, token_idx: Tensor, expert_idx: Tensor, weigh
     gated = activation == "swiglu"
     A, f = token_idx.shape[0], w_up.shape[2]
     atomic = _ATOMIC_COMBINE
+    bcfg = kernel_cfg(cfg["gemm"], cfg.get("bwd_act"))
     if atomic:
         dweight = torch.zeros(A, device=x.device, dtype=_acc_dtype(x))
     else:  # one partial per (assignment, N tile of f), summed below in a fixed order
-        dweight = torch.empty((A, triton.cdiv(f, cfg["gemm"]["BLOCK_N"])), device=x.device, dtype=_acc_dtype(x))
-    d_u, d_g, h = down_bwd_act(dy, w_down, pre_u, pre_g, sched, activation, cfg["gemm"], dweight)
+        dweight = torch.empty((A, triton.cdiv(f, bcfg["BLOCK_N"])), device=x.device, dtype=_acc_dtype(x))
+    d_u, d_g, h = down_bwd_act(dy, w_down, pre_u, pre_g, sched, activation, bcfg, dweight)
     if not atomic:
         dweight = dweight.sum(1)
     tok = sched.sorted_tok

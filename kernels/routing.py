@@ -56,6 +56,13 @@ def _softmax_topk_kernel(logits_ptr, probs_ptr, w_ptr, idx_ptr, T, E, stride_lt,
     tl.store(idx_ptr + out_off, top_i.to(tl.int64), mask=out_mask)
 
 
+def topk_blocks(T: int, E: int) -> tuple[int, int]:
+    """(BLOCK_T, BLOCK_E) of the softmax+top-k kernel: all E columns in one tile, ~4k elements per program.
+    Enough rows to amortise a program; an 8k tile (128 x 64) used 255 registers and spilled (compile_check)."""
+    block_e = triton.next_power_of_2(E)
+    return max(1, min(triton.next_power_of_2(max(T, 1)), 4096 // block_e)), block_e
+
+
 def softmax_topk(logits: torch.Tensor, k: int, renormalize: bool = False):
     """logits [T, E] -> (probs [T, E] fp32, topk_weight [T, k] fp32, topk_idx [T, k] int64).
 
@@ -72,9 +79,7 @@ def softmax_topk(logits: torch.Tensor, k: int, renormalize: bool = False):
     idx = torch.empty((T, k), device=dev, dtype=torch.int64)
     if T == 0:
         return probs, w, idx
-    block_e = triton.next_power_of_2(E)
-    # Keep the tile near 8k elements: enough rows per program to amortise launch cost, bounded registers.
-    block_t = max(1, min(triton.next_power_of_2(T), 8192 // block_e))
+    block_t, block_e = topk_blocks(T, E)
     grid = (triton.cdiv(T, block_t),)
     _softmax_topk_kernel[grid](logits, probs, w, idx, T, E, logits.stride(0), logits.stride(1),
                                K=k, K_P2=triton.next_power_of_2(k), RENORM=renormalize,
