@@ -3,7 +3,7 @@
 configs/<gpu>.json maps "E=..,d=..,f=..,T=..,dtype=.." (T = token count rounded up to a power of two) to
 {"gemm": {BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages}, "xty": {BLOCK_K, BLOCK_N, BLOCK_R, ...}}.
 GROUP_M (launch-order swizzle, grouped_gemm.swizzle_tile) and ROWS_PER_SPLIT (dW row splits, grouped_xty) may be
-missing from a table entry: they default to 8 and 512. Optional "up_act" / "bwd_act" sections override the "gemm"
+missing from a table entry: they default to 8 and 512 (and SPLIT_BELOW_TILES to 1024). Optional "up_act" / "bwd_act" sections override the "gemm"
 keys (not BLOCK_M) for the forward / backward activation kernels (activation.kernel_cfg).
 A shape without an entry takes the entry with the same E, d, f, dtype and the nearest token bucket, then the
 default. Under the interpreter the cost is per program, not per FLOP, so the default there is big tiles.
@@ -52,8 +52,8 @@ def gpu_default(dtype: torch.dtype) -> dict:
     return {"gemm": {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 4,
                      "num_stages": stages},
             # 8 warps: with 4, the dual (dW_up + dW_gate) variant spills on sm_80 (compile_check)
-            "xty": {"BLOCK_K": 64, "BLOCK_N": 128, "BLOCK_R": 64, "ROWS_PER_SPLIT": 512, "num_warps": 8,
-                    "num_stages": stages},
+            "xty": {"BLOCK_K": 64, "BLOCK_N": 128, "BLOCK_R": 64, "ROWS_PER_SPLIT": 512, "SPLIT_BELOW_TILES": 1024,
+                    "num_warps": 8, "num_stages": stages},
             # The activation kernels' heavier epilogues spill at 64x128 with 4 warps (activation.kernel_cfg).
             "up_act": {"num_warps": 8},
             "bwd_act": {"BLOCK_N": 64, "num_warps": 8}}

@@ -13,8 +13,12 @@ long after the rest of the grid is idle. So each expert's sorted rows are cut in
 The grid has a static size, cdiv(A, rows) + E slots (like the GEMMs' block schedule), so it needs no host
 sync. `rows` = max(ROWS_PER_SPLIT, mean rows per expert), rounded up to BLOCK_R: a hot expert then spreads
 over about as many programs as a balanced routing gives every expert, and the partial buffer stays at most
-2E slots (~2x an fp32 dW) instead of growing with the token count. (A literal ROWS_PER_SPLIT cap would need
-A / ROWS_PER_SPLIT fp32 slots: 15 GB for the coarse bench shape at 64k tokens.)
+2E slots (2x an fp32 dW; allocated every time, written only for experts that really split) instead of growing
+with the token count. A literal ROWS_PER_SPLIT cap would need cdiv(A, ROWS_PER_SPLIT) + E slots: for the coarse
+bench shape (E=8, d=4096, f=14336) at 64k tokens, 264 x 235 MB = 62 GB per buffer, against 16 x 235 MB = 3.8 GB
+here. And coarse shapes do not need the split at all: an expert's dW there is 64 x 112 tiles, so even one
+expert holding every row keeps the whole GPU busy. So when an expert's dW has at least SPLIT_BELOW_TILES tiles
+(config key, default 1024, about 8 waves of 132 SMs) nothing is split and no partial buffer is allocated.
 
 Like the forward, X and Y rows can be gathered by token index (x and dy are never permuted), Y rows can be
 scaled by the routing weight, and DUAL computes a second product sharing the X loads (dW_up and dW_gate both
@@ -30,6 +34,7 @@ from .grouped_gemm import dot_precision
 from .permute import split_schedule
 
 DEFAULT_ROWS_PER_SPLIT = 512  # config key xty.ROWS_PER_SPLIT
+DEFAULT_SPLIT_BELOW_TILES = 1024  # config key xty.SPLIT_BELOW_TILES
 # The reduction is elementwise over two fp32 tiles (DUAL): 8 warps keep it far from the register limit.
 REDUCE_WARPS = 8
 
@@ -128,11 +133,17 @@ def _split_reduce_kernel(part_ptr, part2_ptr, stride_ps, stride_pk, stride_pn,
             tl.store(out2_ptr + off, acc2.to(out2_ptr.dtype.element_ty), mask=mask)
 
 
-def rows_per_split(cfg: dict, A: int, E: int) -> int:
-    """Split size: max(ROWS_PER_SPLIT, mean rows per expert), a multiple of BLOCK_R (see the module doc)."""
+def split_plan(cfg: dict, A: int, E: int, K: int, N: int) -> tuple[int, bool]:
+    """-> (rows per split, whether experts can have several splits); static: shapes and config only.
+
+    No split when an expert's dW already has SPLIT_BELOW_TILES tiles (its programs fill the GPU alone);
+    else max(ROWS_PER_SPLIT, mean rows per expert) rounded up to BLOCK_R (see the module docstring)."""
+    tiles = triton.cdiv(K, cfg["BLOCK_K"]) * triton.cdiv(N, cfg["BLOCK_N"])
+    if tiles >= cfg.get("SPLIT_BELOW_TILES", DEFAULT_SPLIT_BELOW_TILES):
+        return max(A, 1), False  # every expert's rows fit one split
     br = cfg["BLOCK_R"]
     rows = max(cfg.get("ROWS_PER_SPLIT", DEFAULT_ROWS_PER_SPLIT), triton.cdiv(A, max(E, 1)), 1)
-    return triton.cdiv(rows, br) * br
+    return triton.cdiv(rows, br) * br, True
 
 
 def grouped_xty(x, y, sched, cfg: dict, *, x_idx=None, y_idx=None, scale=None, y2=None, out_dtype=None):
@@ -144,11 +155,13 @@ def grouped_xty(x, y, sched, cfg: dict, *, x_idx=None, y_idx=None, scale=None, y
     out = torch.empty((E, K, N), device=x.device, dtype=out_dtype)
     out2 = torch.empty_like(out) if y2 is not None else out
     bk, bn, br = cfg["BLOCK_K"], cfg["BLOCK_N"], cfg["BLOCK_R"]
-    splits = split_schedule(sched.counts, sched.offsets, A, rows_per_split(cfg, A, E))
+    rows, may_split = split_plan(cfg, A, E, K, N)
+    splits = split_schedule(sched.counts, sched.offsets, A, rows)
     n_slots = splits.split_expert.numel()
     acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    # Allocated for every slot (the count of multi-split experts is on the device), written only by them.
-    part = torch.empty((n_slots, K, N), device=x.device, dtype=acc_dtype)
+    # Allocated for every slot (which experts split is known on the device only), written only by those that
+    # do; a 1-element stand-in when no expert can split (the kernels then never touch it).
+    part = torch.empty((n_slots, K, N) if may_split else (1, 1, 1), device=x.device, dtype=acc_dtype)
     part2 = torch.empty_like(part) if y2 is not None else part
     tiles = (triton.cdiv(K, bk), triton.cdiv(N, bn))
     y2_ = y2 if y2 is not None else y

@@ -84,7 +84,7 @@ def _setup(x, token_idx, expert_idx, weight, w_up):
 # The op bodies are plain functions first (fwd_impl, bwd_impl), wrapped as custom ops below: a test can then
 # run them under a TorchFunctionMode, which does not see inside a custom op's dispatch.
 def fwd_impl(x: Tensor, token_idx: Tensor, expert_idx: Tensor, weight: Tensor, w_up: Tensor,
-                w_gate: Optional[Tensor], w_down: Tensor, activation: str) -> tuple[Tensor, Tensor, Tensor]:
+             w_gate: Optional[Tensor], w_down: Tensor, activation: str) -> tuple[Tensor, Tensor, Tensor]:
     x, w_up, w_down = x.contiguous(), w_up.contiguous(), w_down.contiguous()
     w_gate = w_gate.contiguous() if w_gate is not None else None
     cfg, sched = _setup(x, token_idx, expert_idx, weight, w_up)
@@ -111,8 +111,8 @@ def _(x, token_idx, expert_idx, weight, w_up, w_gate, w_down, activation):
 
 
 def bwd_impl(dy: Tensor, x: Tensor, token_idx: Tensor, expert_idx: Tensor, weight: Tensor, w_up: Tensor,
-                w_gate: Optional[Tensor], w_down: Tensor, pre_u: Tensor, pre_g: Tensor,
-                activation: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+             w_gate: Optional[Tensor], w_down: Tensor, pre_u: Tensor, pre_g: Tensor,
+             activation: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     x, w_up, w_down = x.contiguous(), w_up.contiguous(), w_down.contiguous()
     w_gate = w_gate.contiguous() if w_gate is not None else None
     dy = dy.to(x.dtype).contiguous()

@@ -109,7 +109,7 @@ def test_group_m_does_not_change_results():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_xty_hot_expert_is_split_and_reduced_in_order(dtype):
-    from moebench.kernels.grouped_xty import rows_per_split
+    from moebench.kernels.grouped_xty import split_plan
     from moebench.kernels.permute import split_schedule
 
     gen = torch.Generator().manual_seed(5)
@@ -119,8 +119,8 @@ def test_xty_hot_expert_is_split_and_reduced_in_order(dtype):
     tok = torch.randint(0, T, (A,), generator=gen)
     s = sort_by_expert(tok, exp, torch.rand(A, generator=gen), E, INTERPRETER_DEFAULT["gemm"]["BLOCK_M"])
     cfg = {"BLOCK_K": 16, "BLOCK_N": 16, "BLOCK_R": 16, "ROWS_PER_SPLIT": 16}
-    rows = rows_per_split(cfg, A, E)
-    assert rows == 32  # mean rows per expert (23) rounded up to BLOCK_R, above ROWS_PER_SPLIT
+    rows, may_split = split_plan(cfg, A, E, K, N)
+    assert rows == 32 and may_split  # mean rows per expert (23) rounded up to BLOCK_R, above ROWS_PER_SPLIT
     split = split_schedule(s.counts, s.offsets, A, rows)
     assert split.n_splits.tolist() == [3, 0, 0, 1] and split.split_expert.numel() == 3 + E
     x = torch.randn(T, K, generator=gen, dtype=dtype)
@@ -154,3 +154,31 @@ def test_split_schedule_covers_each_experts_rows_once():
         owner[start:end] = e
     assert torch.equal(owner, torch.repeat_interleave(torch.arange(5), counts))
     assert sp.n_splits.tolist() == [0, 7, 1, 0, 3]
+
+
+def test_split_plan_splits_only_where_an_experts_tiles_cannot_fill_the_gpu():
+    from moebench.kernels.config import gpu_default
+    from moebench.kernels.grouped_xty import split_plan
+
+    cfg = gpu_default(torch.bfloat16)["xty"]
+    # Coarse (E=8, d=4096, f=14336) at 64k tokens x top-2: 64 x 112 tiles per expert -> no split, no buffer.
+    assert split_plan(cfg, 131072, 8, 4096, 14336) == (131072, False)
+    # Fine-grained (E=128, d=2048, f=768) at 16k tokens x top-8: 32 x 6 tiles -> split at the mean load.
+    rows, may_split = split_plan(cfg, 131072, 128, 2048, 768)
+    assert may_split and rows == 1024 and rows % cfg["BLOCK_R"] == 0
+    # Few rows: ROWS_PER_SPLIT is the floor.
+    assert split_plan(cfg, 1000, 128, 2048, 768) == (512, True)
+
+
+def test_xty_without_split_matches_reference():
+    gen = torch.Generator().manual_seed(6)
+    tok, exp, w, s = _setup(gen)
+    x = torch.randn(T, K, generator=gen)
+    y = torch.randn(2 * T, N, generator=gen)
+    cfg = {**INTERPRETER_DEFAULT["xty"], "SPLIT_BELOW_TILES": 1}  # every expert one split: direct writes only
+    dw = grouped_xty(x, y, s, cfg, x_idx=s.sorted_tok)
+    e_sorted = exp[s.perm]
+    for e in range(E):
+        sel = e_sorted == e
+        torch.testing.assert_close(dw[e], x[s.sorted_tok[sel]].t() @ y[sel], rtol=1e-5, atol=1e-4)
+    assert (dw[2] == 0).all()
