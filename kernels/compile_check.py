@@ -189,14 +189,14 @@ def lower(v: Variant, dtype: str, target: GPUTarget) -> Result:
 
 
 def format_table(results: list[Result]) -> str:
-    head = f"{'kernel':22s} {'variant':58s} {'sm':>3s} {'dtype':5s} {'regs':>4s} {'spill B':>7s} {'smem B':>7s} " \
+    head = f"{'kernel':22s} {'variant':76s} {'sm':>3s} {'dtype':5s} {'regs':>4s} {'spill B':>7s} {'smem B':>7s} " \
            f"{'s':>5s}  status"
     lines = [head, "-" * len(head)]
     for r in results:
         status = "ok" if r.ok and r.spill_bytes == 0 else ("SPILL" if r.ok else f"FAIL {r.error}")
         if status == "SPILL" and not r.default:
             status = "spill (opt-in variant)"
-        lines.append(f"{r.name:22s} {r.label:58s} {r.sm:>3d} {r.dtype:5s} {r.regs:>4d} {r.spill_bytes:>7d} "
+        lines.append(f"{r.name:22s} {r.label:76s} {r.sm:>3d} {r.dtype:5s} {r.regs:>4d} {r.spill_bytes:>7d} "
                      f"{r.smem:>7d} {r.seconds:>5.1f}  {status}")
     return "\n".join(lines)
 

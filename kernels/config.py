@@ -1,10 +1,11 @@
-"""Block-size configs: tuned JSON per GPU (written by tune.py), else a default that fits the device.
+"""Block-size configs: tuned JSON per GPU (written by tools/tune.py), else a default that fits the device.
 
 configs/<gpu>.json maps "E=..,d=..,f=..,T=..,dtype=.." (T = token count rounded up to a power of two) to
 {"gemm": {BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages}, "xty": {BLOCK_K, BLOCK_N, BLOCK_R, ...}}.
-GROUP_M (launch-order swizzle, grouped_gemm.swizzle_tile) and ROWS_PER_SPLIT (dW row splits, grouped_xty) may be
-missing from a table entry: they default to 8 and 512 (and SPLIT_BELOW_TILES to 1024). Optional "up_act" / "bwd_act" sections override the "gemm"
-keys (not BLOCK_M) for the forward / backward activation kernels (activation.kernel_cfg).
+GROUP_M (launch-order swizzle, grouped_gemm.swizzle_tile), ROWS_PER_SPLIT and SPLIT_BELOW_TILES (dW row
+splits, grouped_xty) may be missing from a table entry: they default to 8, 512 and 1024. Optional "up_act" /
+"bwd_act" sections override the "gemm" keys (not BLOCK_M) for the forward / backward activation kernels
+(activation.kernel_cfg).
 A shape without an entry takes the entry with the same E, d, f, dtype and the nearest token bucket, then the
 default. Under the interpreter the cost is per program, not per FLOP, so the default there is big tiles.
 """
