@@ -7,22 +7,27 @@ Two custom ops, so torch.compile treats each as one opaque node with a fake (sha
 register_autograd ties them together (it builds the autograd.Function). The expert sort is recomputed in
 backward rather than saved: it is a few tiny kernels, deterministic, and gives exactly the forward's order.
 
-Kernel sequence, forward: sort -> up GEMM (gather x, SwiGLU/GELU/ReLU epilogue) -> down GEMM (routing weight
-and scatter-add into y in the epilogue). Backward: sort -> dY@W_down^T (gather dy; activation backward,
-d_weight and h recompute in the epilogue) -> dW_down, dW_up(+dW_gate) grouped X^T Y -> dX (dU@W_up^T +
-dG@W_gate^T, scatter-add into dx). y, dx and d_weight sum through fp32 atomics, so they are not bitwise
-deterministic run to run; the weight gradients are.
+Kernel sequence, forward: sort -> up GEMM (gather x, SwiGLU/GELU/ReLU epilogue) -> down GEMM (routing weight in
+the epilogue, one row per assignment) -> combine (each token sums its rows in assignment order). Backward:
+sort -> dY@W_down^T (gather dy; activation backward, d_weight partials and h recompute in the epilogue) ->
+dW_down, dW_up(+dW_gate) grouped X^T Y -> dX rows (dU@W_up^T + dG@W_gate^T) -> combine.
+
+Every output is bitwise deterministic run to run: no float atomics, every sum has a fixed order (combine.py
+for y and dx, a torch sum over N-tile partials for d_weight, per-expert sums in grouped_xty). The older atomic
+combine (fp32 atomic adds for y, dx, d_weight: one pass less, order varies) stays behind `atomic_combine()`.
+Nothing here reads a device value on the host, so the ops run under CUDA graphs without a sync.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import torch
+import triton
 from torch import Tensor
 
-from moebench.models.experts import ACTIVATIONS, Assignment
-
-from .activation import down_bwd_act, up_act
+from .activation import ACT_CODES, down_bwd_act, kernel_cfg, up_act
+from .combine import combine_rows, token_segments
 from .config import get_config, interpreting
 from .grouped_gemm import grouped_mm
 from .grouped_xty import grouped_xty
@@ -53,6 +58,21 @@ def _acc_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+_ATOMIC_COMBINE = False
+
+
+@contextlib.contextmanager
+def atomic_combine(enabled: bool = True):
+    """Within the block, sum y, dx and d_weight with fp32 atomics (not bitwise reproducible) instead of the
+    default fixed-order combine. For benchmarking the difference only."""
+    global _ATOMIC_COMBINE
+    prev, _ATOMIC_COMBINE = _ATOMIC_COMBINE, enabled
+    try:
+        yield
+    finally:
+        _ATOMIC_COMBINE = prev
+
+
 def _setup(x, token_idx, expert_idx, weight, w_up):
     E, d, f = w_up.shape
     cfg = get_config(x.device, E, d, f, x.shape[0], x.dtype)
@@ -61,16 +81,26 @@ def _setup(x, token_idx, expert_idx, weight, w_up):
     return cfg, sched
 
 
-@torch.library.custom_op("moebench::experts_fwd", mutates_args=())
-def experts_fwd(x: Tensor, token_idx: Tensor, expert_idx: Tensor, weight: Tensor, w_up: Tensor,
-                w_gate: Optional[Tensor], w_down: Tensor, activation: str) -> tuple[Tensor, Tensor, Tensor]:
+# The op bodies are plain functions first (fwd_impl, bwd_impl), wrapped as custom ops below: a test can then
+# run them under a TorchFunctionMode, which does not see inside a custom op's dispatch.
+def fwd_impl(x: Tensor, token_idx: Tensor, expert_idx: Tensor, weight: Tensor, w_up: Tensor,
+             w_gate: Optional[Tensor], w_down: Tensor, activation: str) -> tuple[Tensor, Tensor, Tensor]:
     x, w_up, w_down = x.contiguous(), w_up.contiguous(), w_down.contiguous()
     w_gate = w_gate.contiguous() if w_gate is not None else None
     cfg, sched = _setup(x, token_idx, expert_idx, weight, w_up)
-    pre_u, pre_g, h = up_act(x, w_up, w_gate, sched, activation, cfg["gemm"])
-    y = torch.zeros(x.shape, device=x.device, dtype=_acc_dtype(x))
-    grouped_mm(h, w_down, sched, cfg["gemm"], scale=sched.sorted_w, out=y, out_idx=sched.sorted_tok)
-    return y.to(x.dtype), pre_u, pre_g
+    pre_u, pre_g, h = up_act(x, w_up, w_gate, sched, activation, kernel_cfg(cfg["gemm"], cfg.get("up_act")))
+    if _ATOMIC_COMBINE:
+        y = torch.zeros(x.shape, device=x.device, dtype=_acc_dtype(x))
+        grouped_mm(h, w_down, sched, cfg["gemm"], scale=sched.sorted_w, out=y, out_idx=sched.sorted_tok)
+        return y.to(x.dtype), pre_u, pre_g
+    # One weighted row per assignment, in sorted order (x.dtype, as the torch backends' per-expert outputs),
+    # then each token sums its rows in assignment order with an fp32 accumulator.
+    rows = grouped_mm(h, w_down, sched, cfg["gemm"], scale=sched.sorted_w)
+    src, start = token_segments(token_idx, sched.inv_perm, x.shape[0])
+    return combine_rows(rows, src, start, x.shape[0]), pre_u, pre_g
+
+
+experts_fwd = torch.library.custom_op("moebench::experts_fwd", fwd_impl, mutates_args=())
 
 
 @experts_fwd.register_fake
@@ -80,17 +110,24 @@ def _(x, token_idx, expert_idx, weight, w_up, w_gate, w_down, activation):
             x.new_empty((A, f) if activation == "swiglu" else (0, f)))
 
 
-@torch.library.custom_op("moebench::experts_bwd", mutates_args=())
-def experts_bwd(dy: Tensor, x: Tensor, token_idx: Tensor, expert_idx: Tensor, weight: Tensor, w_up: Tensor,
-                w_gate: Optional[Tensor], w_down: Tensor, pre_u: Tensor, pre_g: Tensor,
-                activation: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def bwd_impl(dy: Tensor, x: Tensor, token_idx: Tensor, expert_idx: Tensor, weight: Tensor, w_up: Tensor,
+             w_gate: Optional[Tensor], w_down: Tensor, pre_u: Tensor, pre_g: Tensor,
+             activation: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     x, w_up, w_down = x.contiguous(), w_up.contiguous(), w_down.contiguous()
     w_gate = w_gate.contiguous() if w_gate is not None else None
     dy = dy.to(x.dtype).contiguous()
     cfg, sched = _setup(x, token_idx, expert_idx, weight, w_up)
     gated = activation == "swiglu"
-    dweight = torch.zeros(token_idx.shape[0], device=x.device, dtype=_acc_dtype(x))
-    d_u, d_g, h = down_bwd_act(dy, w_down, pre_u, pre_g, sched, activation, cfg["gemm"], dweight)
+    A, f = token_idx.shape[0], w_up.shape[2]
+    atomic = _ATOMIC_COMBINE
+    bcfg = kernel_cfg(cfg["gemm"], cfg.get("bwd_act"))
+    if atomic:
+        dweight = torch.zeros(A, device=x.device, dtype=_acc_dtype(x))
+    else:  # one partial per (assignment, N tile of f), summed below in a fixed order
+        dweight = torch.empty((A, triton.cdiv(f, bcfg["BLOCK_N"])), device=x.device, dtype=_acc_dtype(x))
+    d_u, d_g, h = down_bwd_act(dy, w_down, pre_u, pre_g, sched, activation, bcfg, dweight)
+    if not atomic:
+        dweight = dweight.sum(1)
     tok = sched.sorted_tok
     dw_down = grouped_xty(h, dy, sched, cfg["xty"], y_idx=tok, scale=sched.sorted_w, out_dtype=w_down.dtype)
     if gated:
@@ -98,10 +135,19 @@ def experts_bwd(dy: Tensor, x: Tensor, token_idx: Tensor, expert_idx: Tensor, we
     else:
         dw_up = grouped_xty(x, d_u, sched, cfg["xty"], x_idx=tok, out_dtype=w_up.dtype)
         dw_gate = w_up.new_empty(0)
-    dx = torch.zeros(x.shape, device=x.device, dtype=_acc_dtype(x))
-    grouped_mm(d_u, w_up.transpose(1, 2), sched, cfg["gemm"], out=dx, out_idx=tok,
-               a2=d_g if gated else None, w2=w_gate.transpose(1, 2) if gated else None)
-    return dx.to(x.dtype), dw_up, dw_gate, dw_down, dweight.to(weight.dtype)
+    dual = dict(a2=d_g if gated else None, w2=w_gate.transpose(1, 2) if gated else None)
+    if atomic:
+        dx = torch.zeros(x.shape, device=x.device, dtype=_acc_dtype(x))
+        grouped_mm(d_u, w_up.transpose(1, 2), sched, cfg["gemm"], out=dx, out_idx=tok, **dual)
+        dx = dx.to(x.dtype)
+    else:
+        rows = grouped_mm(d_u, w_up.transpose(1, 2), sched, cfg["gemm"], **dual)
+        src, start = token_segments(token_idx, sched.inv_perm, x.shape[0])
+        dx = combine_rows(rows, src, start, x.shape[0])
+    return dx, dw_up, dw_gate, dw_down, dweight.to(weight.dtype)
+
+
+experts_bwd = torch.library.custom_op("moebench::experts_bwd", bwd_impl, mutates_args=())
 
 
 @experts_bwd.register_fake
@@ -131,9 +177,15 @@ def _backward(ctx, dy, _d_pre_u, _d_pre_g):
 experts_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
-def triton_experts(x, assign: Assignment, w_up, w_gate, w_down, activation: str) -> Tensor:
-    """Same contract as moebench.models.experts.reference_experts, computed by the Triton kernels."""
-    if activation not in ACTIVATIONS:
+def triton_experts(x: Tensor, token_idx: Tensor, expert_idx: Tensor, weight: Tensor, w_up: Tensor,
+                   w_gate: Optional[Tensor], w_down: Tensor, activation: str) -> Tensor:
+    """y[t] = sum over assignments a with token_idx[a] == t of weight[a] * FFN_{expert_idx[a]}(x[t]).
+
+    Same contract as moebench.models.experts.reference_experts, with the assignment passed as plain tensors
+    (token_idx, expert_idx: [A] int64; weight: [A]) so this package depends on torch and triton only.
+    w_up, w_gate: [E, d, f]; w_down: [E, f, d]; activation one of ACT_CODES (w_gate only for swiglu).
+    """
+    if activation not in ACT_CODES:
         raise ValueError(f"unknown activation {activation!r}")
     if (activation == "swiglu") != (w_gate is not None):
         raise ValueError("w_gate must be given exactly when activation == 'swiglu'")
@@ -141,6 +193,5 @@ def triton_experts(x, assign: Assignment, w_up, w_gate, w_down, activation: str)
     # weights' own dtype (e.g. fp32 master weights with bf16 activations).
     w_up, w_down = w_up.to(x.dtype), w_down.to(x.dtype)
     w_gate = w_gate.to(x.dtype) if w_gate is not None else None
-    y, _, _ = experts_fwd(x, assign.token_idx, assign.expert_idx, assign.weight, w_up, w_gate, w_down,
-                          activation)
+    y, _, _ = experts_fwd(x, token_idx, expert_idx, weight, w_up, w_gate, w_down, activation)
     return y

@@ -3,6 +3,11 @@
 Softmax and top-k run in one pass over a [BLOCK_T, E] tile held in registers: the logits are read once and the
 probabilities never make a round trip to memory before selection. Top-k is k rounds of argmax-and-mask, which
 is cheap because k and E are small (k <= 8, E <= 256 in every suite).
+
+`routing_topk` is the differentiable entry point for models (the moebench::softmax_topk custom op, so
+torch.compile keeps it as one node): forward is the fused kernel; backward is a few torch ops on [T, E]
+(cheap next to the expert GEMMs) that route the gradients of both the probabilities (the load-balancing loss
+reads them) and the top-k weights (the language-model loss), through the renormalisation when it is on.
 """
 from __future__ import annotations
 
@@ -51,13 +56,21 @@ def _softmax_topk_kernel(logits_ptr, probs_ptr, w_ptr, idx_ptr, T, E, stride_lt,
     tl.store(idx_ptr + out_off, top_i.to(tl.int64), mask=out_mask)
 
 
+def topk_blocks(T: int, E: int) -> tuple[int, int]:
+    """(BLOCK_T, BLOCK_E) of the softmax+top-k kernel: all E columns in one tile, ~4k elements per program.
+    Enough rows to amortise a program; an 8k tile (128 x 64) used 255 registers and spilled (compile_check)."""
+    block_e = triton.next_power_of_2(E)
+    return max(1, min(triton.next_power_of_2(max(T, 1)), 4096 // block_e)), block_e
+
+
 def softmax_topk(logits: torch.Tensor, k: int, renormalize: bool = False):
     """logits [T, E] -> (probs [T, E] fp32, topk_weight [T, k] fp32, topk_idx [T, k] int64).
 
     Weights are the softmax probabilities of the chosen experts, in descending order; with renormalize=True
     they are divided by their sum (Mixtral style) so each token's k weights add to 1.
     """
-    assert logits.dim() == 2, "logits must be [T, E]"
+    if not (logits.dim() == 2):
+        raise ValueError("logits must be [T, E]")
     T, E = logits.shape
     if not 1 <= k <= E:
         raise ValueError(f"k={k} must be in [1, E={E}]")
@@ -67,14 +80,70 @@ def softmax_topk(logits: torch.Tensor, k: int, renormalize: bool = False):
     idx = torch.empty((T, k), device=dev, dtype=torch.int64)
     if T == 0:
         return probs, w, idx
-    block_e = triton.next_power_of_2(E)
-    # Keep the tile near 8k elements: enough rows per program to amortise launch cost, bounded registers.
-    block_t = max(1, min(triton.next_power_of_2(T), 8192 // block_e))
+    block_t, block_e = topk_blocks(T, E)
     grid = (triton.cdiv(T, block_t),)
     _softmax_topk_kernel[grid](logits, probs, w, idx, T, E, logits.stride(0), logits.stride(1),
                                K=k, K_P2=triton.next_power_of_2(k), RENORM=renormalize,
                                BLOCK_T=block_t, BLOCK_E=block_e)
     return probs, w, idx
+
+
+@torch.library.custom_op("moebench::softmax_topk", mutates_args=())
+def _softmax_topk_op(logits: torch.Tensor, k: int, renormalize: bool) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                 torch.Tensor]:
+    return softmax_topk(logits.contiguous(), k, renormalize)
+
+
+@_softmax_topk_op.register_fake
+def _(logits, k, renormalize):
+    T, E = logits.shape
+    f32 = torch.float32
+    return logits.new_empty((T, E), dtype=f32), logits.new_empty((T, k), dtype=f32), \
+        logits.new_empty((T, k), dtype=torch.int64)
+
+
+def _topk_setup_context(ctx, inputs, output):
+    logits, _, renormalize = inputs
+    probs, w, idx = output
+    ctx.renormalize = renormalize
+    ctx.logits_dtype = logits.dtype
+    ctx.save_for_backward(probs, w, idx)
+
+
+def _topk_backward(ctx, d_probs, d_w, _d_idx):
+    """d logits from d probs and d topk_weight.
+
+    Without renormalisation w_j = p[idx_j], so d p[idx_j] += d w_j. With it, w_j = p[idx_j] / S,
+    S = sum_l p[idx_l], so d p[idx_j] += (d w_j - sum_l d w_l * w_l) / S. Then softmax backward:
+    d logits = p * (d p - sum_e d p_e * p_e).
+    """
+    probs, w, idx = ctx.saved_tensors
+    g = d_probs.float() if d_probs is not None else torch.zeros_like(probs)
+    if d_w is not None:
+        d_w = d_w.float()
+        if ctx.renormalize:
+            s = probs.gather(1, idx).sum(-1, keepdim=True)
+            d_sel = (d_w - (d_w * w).sum(-1, keepdim=True)) / s
+        else:
+            d_sel = d_w
+        # The k indices of a row are distinct, so this scatter writes each element once (deterministic).
+        g = g + torch.zeros_like(probs).scatter(1, idx, d_sel)
+    d_logits = probs * (g - (g * probs).sum(-1, keepdim=True))
+    return d_logits.to(ctx.logits_dtype), None, None
+
+
+_softmax_topk_op.register_autograd(_topk_backward, setup_context=_topk_setup_context)
+
+
+def routing_topk(logits: torch.Tensor, k: int, renormalize: bool = False):
+    """Differentiable fused router: logits [T, E] -> (probs [T, E] fp32, topk_weight [T, k] fp32,
+    topk_idx [T, k] int64), as `probs = logits.softmax(-1); w, idx = probs.topk(k)` (and w / w.sum(-1) with
+    renormalize). Gradients reach the logits through both probs and topk_weight."""
+    if logits.dim() != 2:
+        raise ValueError("logits must be [T, E]")
+    if not 1 <= k <= logits.shape[1]:
+        raise ValueError(f"k={k} must be in [1, E={logits.shape[1]}]")
+    return _softmax_topk_op(logits, k, renormalize)
 
 
 @triton.jit

@@ -73,7 +73,8 @@ def torch_fast_experts(x, assign, w_up, w_gate, w_down, activation):
 def _triton(x, assign, w_up, w_gate, w_down, activation):
     from moebench.kernels.moe_ops import triton_experts
 
-    return triton_experts(x, assign, w_up, w_gate, w_down, activation)
+    # moebench.kernels takes plain tensors (it imports nothing from moebench): unpack the Assignment here.
+    return triton_experts(x, assign.token_idx, assign.expert_idx, assign.weight, w_up, w_gate, w_down, activation)
 
 
 BACKENDS: Registry[ExpertsFn] = Registry("moe_backend")

@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import torch
 
+from moebench.kernels.moe_ops import triton_experts
 from moebench.models.experts import Assignment, expert_ffn
+
+
+def triton_assign(x, assign, w_up, w_gate, w_down, activation):
+    """triton_experts with reference_experts' signature (an Assignment), so tests can swap the two."""
+    return triton_experts(x, assign.token_idx, assign.expert_idx, assign.weight, w_up, w_gate, w_down,
+                          activation)
 
 
 def topk_assign(T, E, k, gen, capacity=None, empty_expert=None):

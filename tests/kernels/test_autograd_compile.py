@@ -22,8 +22,8 @@ def test_gradcheck_fp64(act):
     weight = assign.weight.double().requires_grad_()
 
     def fn(x, weight, w_up, w_down, *gate):
-        return triton_experts(x, Assignment(assign.token_idx, assign.expert_idx, weight), w_up,
-                              gate[0] if gate else None, w_down, act)
+        return triton_experts(x, assign.token_idx, assign.expert_idx, weight, w_up, gate[0] if gate else None,
+                              w_down, act)
 
     inputs = (x, weight, w_up, w_down) + ((w_gate,) if w_gate is not None else ())
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True)
@@ -54,7 +54,7 @@ def test_torch_compile_forward_backward():
 
     # A layer-like function around the op: the surrounding torch code is compiled, the op stays opaque.
     def layer(x, weight, w_up, w_gate, w_down):
-        y = triton_experts(x, Assignment(a.token_idx, a.expert_idx, weight), w_up, w_gate, w_down, "swiglu")
+        y = triton_experts(x, a.token_idx, a.expert_idx, weight, w_up, w_gate, w_down, "swiglu")
         return (y * 2.0 + x).square().mean()
 
     compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)

@@ -5,8 +5,9 @@ import json
 
 import torch
 
-from moebench.kernels import config, tune
-from moebench.kernels.bench import format_table, run_kernel_bench
+from moebench.kernels import config
+from moebench.kernels.tools import tune
+from moebench.kernels.tools.bench import GPU_SHAPES, format_table, run_kernel_bench
 
 TINY = {"name": "tiny", "E": 4, "k": 2, "d": 32, "f": 48, "activation": "swiglu", "tokens": [64]}
 
@@ -23,6 +24,10 @@ def test_cpu_bench_rows_and_table(capsys):
         flops = 6 * 64 * 2 * 32 * 48
         assert abs(r["fwd_tflops"] - flops / r["fwd_ms"] / 1e9) < 1e-12
     assert by_path["dense_gemm"]["fwd_frac_dense"] == 1.0
+    g = by_path["torch_grouped_mm"]
+    assert g["fwd_vs_grouped_mm"] == 1.0
+    loop = by_path["torch_sort_loop"]
+    assert loop["fwd_bwd_vs_grouped_mm"] == g["fwd_bwd_ms"] / loop["fwd_bwd_ms"]
     table = format_table(rows)
     assert table.splitlines()[0].startswith("| shape |") and "skipped: no GPU" in table
     assert len([ln for ln in table.splitlines() if ln.startswith("| tiny")]) == len(rows)
@@ -67,3 +72,33 @@ def test_tune_round_trip_under_interpreter(tmp_path, monkeypatch):
         assert config.get_config("cpu", 4, 32, 48, 32, torch.float32) == json.loads(json.dumps(best))
     finally:
         config.clear_cache()
+
+
+def test_config_lookup_is_cached_per_device_and_bucket(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_name(device):
+        calls.append(device)
+        return "Fake_GPU"
+
+    monkeypatch.setattr(config, "CONFIG_DIR", tmp_path)
+    monkeypatch.setattr(config, "device_name", fake_name)
+    config.clear_cache()
+    try:
+        first = config.get_config("cpu", 8, 64, 128, 3000, torch.bfloat16)
+        assert first == config.gpu_default(torch.bfloat16) and len(calls) == 1
+        # 3000 and 4000 share the 4096 bucket: no second lookup.
+        assert config.get_config("cpu", 8, 64, 128, 4000, torch.bfloat16) is first and len(calls) == 1
+        config.get_config("cpu", 8, 64, 128, 5000, torch.bfloat16)  # bucket 8192: a new lookup
+        assert len(calls) == 2
+        config.clear_cache()
+        config.get_config("cpu", 8, 64, 128, 3000, torch.bfloat16)
+        assert len(calls) == 3
+    finally:
+        config.clear_cache()
+
+
+def test_gpu_bench_covers_the_issue_shapes():
+    want = {(8, 2, 4096, 14336), (64, 8, 2048, 1024), (128, 8, 2048, 768)}
+    got = {(s["E"], s["k"], s["d"], s["f"]) for s in GPU_SHAPES if s["activation"] == "swiglu"}
+    assert want <= got

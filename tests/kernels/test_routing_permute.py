@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from moebench.kernels.permute import sort_by_expert
-from moebench.kernels.routing import expert_counts, softmax_topk
+from moebench.kernels.routing import expert_counts, routing_topk, softmax_topk
 
 
 @pytest.mark.parametrize("T,E,k", [(1, 4, 1), (37, 5, 2), (96, 8, 4), (50, 64, 8)])
@@ -65,3 +65,64 @@ def test_sort_is_stable_and_schedule_covers_rows(A, E):
         assert (owner[start:end] == -1).all()
         owner[start:end] = e
     assert torch.equal(owner, exp[s.perm])
+
+
+@pytest.mark.parametrize("T,E,k", [(37, 5, 2), (50, 64, 8), (20, 8, 1)])
+@pytest.mark.parametrize("renorm", [False, True])
+def test_routing_topk_forward_backward_matches_torch(T, E, k, renorm):
+    gen = torch.Generator().manual_seed(T + E + k)
+    logits = torch.randn(T, E, generator=gen)
+    g_probs, g_w = torch.randn(T, E, generator=gen), torch.randn(T, k, generator=gen)
+
+    def run(fn):
+        leaf = logits.clone().requires_grad_()
+        probs, w, idx = fn(leaf)
+        # Both outputs carry gradient, as in training (balance loss on probs, LM loss through w).
+        ((probs * g_probs).sum() + (w * g_w).sum()).backward()
+        return probs.detach(), w.detach(), idx, leaf.grad
+
+    def ref(x):
+        probs = x.softmax(-1)
+        w, idx = probs.topk(k, dim=-1)
+        if renorm:
+            w = w / w.sum(-1, keepdim=True)
+        return probs, w, idx
+
+    got, want = run(lambda x: routing_topk(x, k, renorm)), run(ref)
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1])
+    assert torch.equal(got[2], want[2])
+    torch.testing.assert_close(got[3], want[3], rtol=1e-5, atol=1e-6)
+    assert got[3].abs().max() > 0
+
+
+def test_routing_topk_grad_through_weights_only_and_half_logits():
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(16, 6, generator=gen).half().requires_grad_()
+    _, w, _ = routing_topk(logits, 2, renormalize=True)
+    w[:, 0].sum().backward()  # probs unused: its gradient arrives as None
+    assert logits.grad.dtype == torch.float16
+    ref = logits.detach().float().requires_grad_()
+    rw, _ = ref.softmax(-1).topk(2)
+    (rw / rw.sum(-1, keepdim=True))[:, 0].sum().backward()
+    torch.testing.assert_close(logits.grad.float(), ref.grad, rtol=1e-2, atol=1e-3)
+    with pytest.raises(ValueError):
+        routing_topk(logits, 7)
+
+
+def test_routing_topk_opcheck_and_compile():
+    from moebench.kernels.routing import _softmax_topk_op
+
+    logits = torch.randn(24, 8, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    torch.library.opcheck(_softmax_topk_op, (logits, 3, True),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration",
+                                      "test_aot_dispatch_dynamic"))
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: routing_topk(x, 3, True)[1].square().sum(), backend="aot_eager",
+                             fullgraph=True)
+    leaf = logits.detach().clone().requires_grad_()
+    compiled(leaf).backward()
+    ref = logits.detach().clone().requires_grad_()
+    w, _ = ref.softmax(-1).topk(3)
+    (w / w.sum(-1, keepdim=True)).square().sum().backward()
+    torch.testing.assert_close(leaf.grad, ref.grad, rtol=1e-5, atol=1e-6)

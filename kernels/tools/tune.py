@@ -5,7 +5,7 @@ Every candidate is timed on the whole layer forward+backward (what training pays
 config, then the X^T Y config (weight-gradient kernels) with the GEMM winner fixed: two 1-D searches instead
 of their product. Candidates that fail to compile (shared memory, registers) are skipped. Usage on a GPU machine:
 
-    python -m moebench.kernels.tune            # the bench shapes, every token bucket
+    python -m moebench.kernels.tools.tune           # the bench shapes, every token bucket
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import json
 import torch
 
 from .bench import GPU_SHAPES, _inputs
-from .config import CONFIG_DIR, clear_cache, device_name, gpu_default, override, shape_key
-from .timing import median_ms
+from ..config import CONFIG_DIR, clear_cache, device_name, gpu_default, override, shape_key
+from ..timing import median_ms
 
 
 def gemm_candidates() -> list[dict]:
@@ -34,13 +34,13 @@ def xty_candidates() -> list[dict]:
 
 
 def _time_layer(inputs, activation, device, cfg, warmup=2, reps=5) -> float:
-    from .moe_ops import triton_experts
+    from ..moe_ops import triton_experts
 
     x, assign, w_up, w_gate, w_down = inputs
     params = [p for p in (x, assign.weight, w_up, w_gate, w_down) if p is not None]
 
     def step():
-        y = triton_experts(x, assign, w_up, w_gate, w_down, activation)
+        y = triton_experts(x, assign.token_idx, assign.expert_idx, assign.weight, w_up, w_gate, w_down, activation)
         torch.autograd.grad(y, params, torch.ones_like(y))
 
     with override(cfg):
