@@ -89,3 +89,10 @@ def test_optimizer_choices_match_the_registry():
     from moebench.training.trainer import OPTIMIZERS
 
     assert set(typing.get_args(TrainSpec.model_fields["optimizer"].annotation)) == set(OPTIMIZERS.names())
+
+
+def test_every_activation_is_known_to_the_kernels():
+    from moebench.kernels.activation import ACT_CODES
+    from moebench.models.activations import ACTIVATIONS
+
+    assert set(ACTIVATIONS.names()) <= set(ACT_CODES)
