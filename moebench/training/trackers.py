@@ -176,15 +176,14 @@ class WandbTracker(Tracker):
         super().__init__(spec, run_dir, start_step)
         import wandb
 
-        os.environ.setdefault("WANDB_MODE", "offline")
-        os.environ.setdefault("WANDB_SILENT", "true")
-        d = self.run_dir / WANDB_DIR
-        d.mkdir(parents=True, exist_ok=True)
         self.wandb = wandb
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", f"moebench-{spec.suite}"), dir=str(d),
+        # wandb puts its files in <dir>/wandb/offline-run-*; offline unless the user chose a mode (WANDB_MODE)
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", f"moebench-{spec.suite}"),
+                              dir=str(self.run_dir), mode=os.environ.get("WANDB_MODE", "offline"),
                               name=f"{spec.variant}-seed{spec.seed}", group=spec.variant,
                               id=f"{spec.suite}-{spec.variant}-s{spec.seed}-{spec.config_hash}"[:128],
-                              resume="allow", config=spec.to_dict(), reinit="create_new")
+                              resume="allow", config=spec.to_dict(), reinit="create_new",
+                              settings=wandb.Settings(silent=True, console="off"))
 
     def scalars(self, step, values):
         self.run.log(values, step=step)

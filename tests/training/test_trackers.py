@@ -105,3 +105,17 @@ def test_rows_become_scalars_and_load_matrices():
     assert img.shape == (3, 1, 3)
     assert img[:, 0, 0].tolist() == [0.0, 0.0, 1.0]  # starved: blue
     assert img[:, 0, 2].tolist() == [1.0, 0.0, 0.0]  # 3x the even share: red
+
+
+def test_wandb_offline_run_holds_the_same_history(tmp_path, monkeypatch):
+    from tests.training.wandb_records import history
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the default: offline, nothing leaves the machine
+    spec = next(s for s in run_specs(plan_suite(build_suite(tiny(track=["wandb"])))) if s.variant == "moe")
+    run_one(spec, tmp_path, quiet=True, log=lambda *a: None)
+    rd = R.run_dir(tmp_path, spec.suite, spec.variant, spec.seed)
+    rows = history(rd / trackers.WANDB_DIR)
+    assert [(r["_step"], float32(r["train/loss"])) for r in rows] == logged(rd, "train", "loss")
+    ev = [(r["_step"], float32(r["eval/val_loss"])) for r in rows if "eval/val_loss" in r]
+    assert ev == logged(rd, "eval", "val_loss")
+    assert sum("eval/expert_load/path" in r for r in rows) == 3  # the heatmap image at every eval
