@@ -143,3 +143,29 @@ def test_exportable_configs_have_no_problems():
     assert hf_problems(ModelConfig(**BASE, moe=MoEConfig(num_experts=4, top_k=1, expert_d_ff=8,
                                                          router="noisy_topk"))) == []
     assert "pos: learned" in hf_problems(ModelConfig(**{**BASE, "pos": "learned"}))[0]
+
+
+def test_rope_and_rmsnorm_match_transformers_conventions():
+    """The details the exact export rests on, checked directly: moebench's RoPE rotates the two halves of each
+    head as Llama's rotate_half does (theta 10000), and nn.RMSNorm's default eps is what config.json records."""
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm, LlamaRotaryEmbedding, apply_rotary_pos_emb
+
+    from moebench.evals.export import ROPE_THETA, rms_eps
+    from moebench.models.transformer import apply_rope, rope_cache
+
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 4, 16, 8), torch.randn(2, 2, 16, 8)
+    cos, sin = rope_cache(16, 8, "cpu", ROPE_THETA)
+    rot = LlamaRotaryEmbedding(LlamaConfig(hidden_size=32, num_attention_heads=4, head_dim=8,
+                                           max_position_embeddings=16,
+                                           rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA}))
+    hc, hs = rot(q, torch.arange(16)[None])
+    hq, hk = apply_rotary_pos_emb(q, k, hc, hs)
+    assert torch.allclose(apply_rope(q, cos, sin), hq, atol=1e-6) and torch.allclose(apply_rope(k, cos, sin), hk,
+                                                                                     atol=1e-6)
+    ours = torch.nn.RMSNorm(32)
+    assert ours.eps is None  # so torch uses finfo(float32).eps, which the export writes as rms_norm_eps
+    theirs = LlamaRMSNorm(32, eps=rms_eps())
+    x = torch.randn(4, 32) * 1e-4  # small activations, where eps matters
+    assert torch.allclose(ours(x), theirs(x), rtol=1e-6, atol=0)
