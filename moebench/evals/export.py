@@ -24,9 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
-from moebench import io as R
 from moebench.errors import UserError
 from moebench.models.config import ModelConfig
 
@@ -142,12 +140,10 @@ def export_hf(run_dir: Path, out: Path) -> Exported:
     from moebench.models.weights import load_weights
 
     from .hf_tokenizer import write_tokenizer
+    from .load import read_run
 
     rd, out = Path(run_dir), Path(out)
-    weights = R.final_model(rd)
-    if weights is None or not (rd / R.CONFIG).exists():
-        raise UserError(f"{rd}: not a finished moebench run (needs {R.CONFIG} and {R.FINAL_MODEL})")
-    run = yaml.safe_load((rd / R.CONFIG).read_text(encoding="utf-8"))
+    weights, run = read_run(rd)
     cfg = ModelConfig.from_dict(run["model"])
     problems = hf_problems(cfg)
     if problems:

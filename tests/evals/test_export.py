@@ -169,3 +169,16 @@ def test_rope_and_rmsnorm_match_transformers_conventions():
     theirs = LlamaRMSNorm(32, eps=rms_eps())
     x = torch.randn(4, 32) * 1e-4  # small activations, where eps matters
     assert torch.allclose(ours(x), theirs(x), rtol=1e-6, atol=0)
+
+
+def test_export_without_transformers_names_the_extra(exported, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from moebench.evals import export
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(export.importlib.util, "find_spec", lambda n, *a: None if n == "transformers" else real(n, *a))
+    rd, _ = exported["dense"]
+    assert main(["export", str(rd), "--out", str(tmp_path / "hf")]) == 2
+    assert "needs transformers: pip install 'moebench[export]'" in capsys.readouterr().err
+    assert not (tmp_path / "hf").exists()
