@@ -23,7 +23,8 @@ from tests.helpers import tiny
 SUITE = tiny(**{"base": {"d_model": 32, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "d_ff": 64, "arch": "llama"},
                 "variants": {"dense": {}, "moe": {"arch": "mixtral", "num_experts": 4, "expert_d_ff": "auto",
                                                   "tie_embeddings": False}}})
-TRICKY = ["héllo wörld ✓ 日本語\n", "Ċ and ĠĠ are bytes here", "a <|endoftext|> b", "  two  spaces\n\n", "N'T 's 1,000"]
+TRICKY = ["héllo wörld ✓ 日本語\n", "Ċ and ĠĠ are bytes here", "a <|endoftext|> b", "  two  spaces\n\n",
+          "N'T 's 1,000"]
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,8 @@ def test_round_trip_keeps_every_tensor_and_ties(tmp_path, tie):
 def _run_dir(tmp_path, m):
     rd = tmp_path / "run"
     rd.mkdir()
-    (rd / R.CONFIG).write_text(yaml.safe_dump({"model": m.cfg.to_dict(), "corpus": {"name": "ptb", "tokenizer": "byte"}}))
+    run = {"model": m.cfg.to_dict(), "corpus": {"name": "ptb", "tokenizer": "byte"}}
+    (rd / R.CONFIG).write_text(yaml.safe_dump(run))
     return rd
 
 
