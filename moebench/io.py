@@ -15,8 +15,10 @@ Layout, one directory per (variant, seed):
              "experts": {...expert statistics, see models/stats.py; absent for dense}}
           "tokens" = training tokens seen so far, "flops" = training FLOPs so far (train_flops_per_token * tokens),
           "wall" = training wall-clock seconds so far (eval time excluded).
-        checkpoint.pt                 latest training state (model, optimizer, step, RNG, data position)
-        model.pt                      final weights (for lm-eval / inference after the run)
+        checkpoint.pt                 latest training state (model, optimizer, step, RNG), tensors and plain data
+                                      only: it loads with torch.load(weights_only=True)
+        model.safetensors             final weights (for lm-eval / inference / export after the run); run
+                                      directories written before it hold model.pt (still read, weights_only)
         summary.json                  written LAST; its presence marks the run finished (ok or failed):
             {"suite", "variant", "seed", "status": "ok" | "failed", "failure": null | {"step", "reason"},
              "config_hash", "kind": "dense"|"moe", "matched_to", "backend",
@@ -44,7 +46,8 @@ SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"
 CHECKPOINT = "checkpoint.pt"
-FINAL_MODEL = "model.pt"
+FINAL_MODEL = "model.safetensors"
+LEGACY_FINAL_MODEL = "model.pt"  # before safetensors; read with torch.load(weights_only=True)
 
 
 @contextlib.contextmanager
@@ -91,6 +94,14 @@ def _json_default(o: Any):
 
 def run_dir(results_root: Path, suite: str, variant: str, seed: int) -> Path:
     return Path(results_root) / suite / variant / f"seed-{seed}"
+
+
+def final_model(rd: Path) -> Path | None:
+    """The final-weights file of a run directory (model.safetensors, or an old run's model.pt), or None."""
+    for name in (FINAL_MODEL, LEGACY_FINAL_MODEL):
+        if (Path(rd) / name).exists():
+            return Path(rd) / name
+    return None
 
 
 def read_json(path: Path) -> Any:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from moebench.errors import UserError
 
-COMMANDS = ("run", "plan", "report", "eval", "compare", "bench", "check")
+COMMANDS = ("run", "plan", "report", "eval", "compare", "bench", "check", "export", "publish")
 
 
 class ArgParser(argparse.ArgumentParser):
@@ -33,6 +33,9 @@ def build_parser() -> ArgParser:
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="train on N local processes (torchrun --standalone --nproc_per_node=N)")
+    r.add_argument("--track", action="append", default=[], metavar="NAME",
+                   help="also stream every run to this experiment tracker (tensorboard, wandb; repeatable; adds to "
+                        "the suite's track:)")
 
     pl = sub.add_parser("plan", help="print params and FLOPs per variant, check FLOP matching; no training")
     pl.add_argument("suite", type=Path)
@@ -57,6 +60,15 @@ def build_parser() -> ArgParser:
     b.add_argument("what", choices=["kernels"])
     b.add_argument("--json", action="store_true")
     b.add_argument("--out", default="reports/kernels", help="where the table is saved as <device>.md")
+
+    ex = sub.add_parser("export", help="a finished run as a transformers model directory (Llama / Mixtral)")
+    ex.add_argument("run_dir", type=Path, help="results/<suite>/<variant>/seed-<n>/")
+    ex.add_argument("--format", choices=["hf"], default="hf", help="hf: transformers (safetensors, config.json)")
+    ex.add_argument("--out", type=Path, required=True, help="the model directory to write (new or empty)")
+
+    pb = sub.add_parser("publish", help="one static site (GitHub Pages) from a directory of reports")
+    pb.add_argument("reports_dir", type=Path, help="the reports root (reports/), one sub-directory per suite")
+    pb.add_argument("--out", type=Path, required=True, help="the site directory to write")
 
     ck = sub.add_parser("check", help="compare results with a stored baseline (exit 1 on a regression)")
     ck.add_argument("results_dir", type=Path, help="results/<suite>/")

@@ -36,8 +36,15 @@ def format_table(rows: list[dict], columns) -> str:
 
 
 def suite_from_args(args) -> Suite:
-    """The suite a `run` / `plan` command line asks for (file, --preset, --set), on every rank alike."""
-    return load_suite(args.suite, args.overrides, args.preset)
+    """The suite a `run` / `plan` command line asks for (file, --preset, --set, --track), on every rank alike."""
+    import dataclasses
+
+    suite = load_suite(args.suite, args.overrides, args.preset)
+    extra = [t for t in getattr(args, "track", None) or [] if t not in suite.track]
+    if not extra:
+        return suite
+    track = suite.track + tuple(dict.fromkeys(extra))
+    return dataclasses.replace(suite, track=track, raw={**suite.raw, "track": list(track)})
 
 
 def cmd_plan(args) -> int:
@@ -59,8 +66,10 @@ def cmd_run(args) -> int:
     from moebench.distributed.env import teardown
     from moebench.training.finish import finish_runs
     from moebench.training.runner import run_plan
+    from moebench.training.trackers import check_trackers
 
     suite = suite_from_args(args)
+    check_trackers(suite.track)  # an unknown or uninstalled tracker fails here, before anything is written
     if args.only:
         unknown = [v for v in args.only if v not in suite.variants]
         if unknown:
@@ -111,6 +120,23 @@ def cmd_eval(args) -> int:
         summary.setdefault("lm_eval", {}).update(res)
         R.atomic_write_json(summary_path, summary)
     print(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from moebench.evals.export import export_hf
+
+    done = export_hf(args.run_dir, args.out)
+    print(f"exported {args.run_dir} as {done.arch} to {done.out}")
+    print(done.note)
+    return 0
+
+
+def cmd_publish(args) -> int:
+    from moebench.report.publish import publish
+
+    index = publish(args.reports_dir, args.out)
+    print(f"site: {index} (open it in a browser, or serve {args.out} with GitHub Pages)")
     return 0
 
 

@@ -23,6 +23,9 @@ class CorpusSpec(Strict):
 class ModelFields(Strict):
     """Architecture fields: set in `base`, overridden per variant."""
 
+    # a shorthand for the fields of an architecture transformers has (config/suite.py ARCHS expands it), so
+    # the trained model exports exactly (`moebench export --format hf`)
+    arch: Optional[Literal["llama", "mixtral"]] = None
     d_model: PositiveInt
     n_layers: PositiveInt
     n_heads: PositiveInt
@@ -150,3 +153,6 @@ class SuiteSpec(Strict):
     claims: list[Any] = Field(default_factory=list)
     report: ReportSpec = Field(default_factory=ReportSpec)
     inference: Optional[InferenceSpec] = None
+    # experiment trackers every run streams to (names in moebench.training.trackers.TRACKERS, checked there,
+    # with the package each needs, before training)
+    track: list[str] = Field(default_factory=list)

@@ -21,6 +21,18 @@ from .schema import MOE_FIELDS, BaseSpec, EvalSpec, MatchSpec, ReportSpec, Suite
 
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
+# `arch:` shorthands: the fields that make a variant the transformers architecture of that name, so it exports
+# exactly (moebench.evals.export). Llama: RMSNorm, SwiGLU, RoPE. Mixtral adds softmax top-k routing with the k
+# gates renormalised, no capacity limit, every block MoE, no shared expert; top_k defaults to Mixtral's 2 and
+# must be >= 2 (moebench keeps a single gate's raw probability so the router gets a gradient; Mixtral makes it 1).
+_LLAMA = {"norm": "rmsnorm", "activation": "swiglu", "pos": "rope"}
+ARCHS = {
+    "llama": _LLAMA,
+    "mixtral": {**_LLAMA, "router": "topk", "renormalize": True, "capacity_factor": "dropless", "shared_experts": 0,
+                "moe_every": 1, "n_dense_layers": 0},
+}
+ARCH_DEFAULTS = {"mixtral": {"top_k": 2}}
+
 
 @dataclass(frozen=True)
 class Suite:
@@ -36,6 +48,7 @@ class Suite:
     inference: Any  # InferenceSpec | None
     raw: dict = field(repr=False)  # the resolved suite as plain data (written to results/<suite>/suite.yaml)
     path: Path | None = None
+    track: tuple[str, ...] = ()  # experiment trackers (moebench.training.trackers)
 
     @property
     def baseline(self) -> str:
@@ -212,6 +225,33 @@ def check_variant(name: str, v: VariantSpec, own_keys: set, seq_len: int, proble
         problems.append(f"{p}.expert_choice_group: must be <= corpus.seq_len ({seq_len})")
 
 
+def expand_arch(name: str, merged: dict, explicit: set, problems: list[str]) -> dict:
+    """`arch: mixtral` -> the fields it stands for. A field set next to it (in the variant, or in base when base
+    sets the arch) that contradicts it is a problem; values merely inherited from elsewhere are replaced."""
+    arch = merged.get("arch")
+    if arch not in ARCHS:
+        return merged  # absent, or a bad value the schema reports
+    p = f"variants.{name}"
+    moe = merged.get("num_experts") is not None
+    if arch == "llama" and moe:
+        problems.append(f"{p}.arch: llama is dense but num_experts is set (use arch: mixtral for an MoE variant)")
+    if arch == "mixtral" and not moe:
+        problems.append(f"{p}.arch: mixtral needs num_experts (a dense variant: use arch: llama)")
+    out = dict(merged)
+    for key, value in ARCHS[arch].items():
+        if key in explicit and merged.get(key) != value:
+            problems.append(f"{p}.{key}: {merged.get(key)!r} contradicts arch: {arch} (which needs {value!r}; "
+                            f"drop arch or this field)")
+        if key not in MOE_FIELDS or moe:
+            out[key] = value
+    for key, value in ARCH_DEFAULTS.get(arch, {}).items():
+        out.setdefault(key, value)
+    if arch == "mixtral" and moe and out.get("top_k") == 1:
+        problems.append(f"{p}.top_k: arch: mixtral needs top_k >= 2 (Mixtral renormalises a single gate to 1, "
+                        f"moebench keeps its raw probability); use top_k: 2")
+    return out
+
+
 def check_matching(suite_variants: dict[str, VariantSpec], match: MatchSpec,
                    problems: list[str]) -> dict[str, VariantSpec]:
     """The variants with matched_to and match_on filled in (default: the suite's baseline and match.by)."""
@@ -281,7 +321,8 @@ def build_suite(data: dict, path: Path | None = None) -> Suite:
     merged = resolve_variant_dicts(spec.base, spec.variants, problems)
     variants: dict[str, VariantSpec] = {}
     for name, d in merged.items():
-        d = dict(d)
+        explicit = set(spec.variants[name]) | (set(spec.base) if "arch" in spec.base else set())
+        d = expand_arch(name, dict(d), explicit, problems)
         d.setdefault("kind", "moe" if d.get("num_experts") is not None else "dense")
         sub: list[str] = []
         v = validate_model(VariantSpec, d, f"variants.{name}", sub)
@@ -305,7 +346,7 @@ def build_suite(data: dict, path: Path | None = None) -> Suite:
     raw["variants"] = {n: v.model_dump(mode="json", exclude={"extends"}) for n, v in variants.items()}
     raw.pop("base")
     return Suite(spec.name, spec.description, spec.corpus, variants, spec.train, spec.eval, spec.match,
-                 claims, spec.report, spec.inference, raw, Path(path) if path else None)
+                 claims, spec.report, spec.inference, raw, Path(path) if path else None, tuple(spec.track))
 
 
 def check_train(spec: SuiteSpec, problems: list[str]) -> None:

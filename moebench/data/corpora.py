@@ -163,7 +163,22 @@ def _hf(spec: str, arg: str) -> Corpus:
     if not hub_id:
         raise UserError(f"corpus {spec!r}: expected hf:<dataset id>[:<config>], "
                         "e.g. hf:Salesforce/wikitext:wikitext-2-raw-v1")
+    local = Path(hub_id).expanduser()
+    if local.is_dir():
+        # a dataset repository checked out (or laid out) in a folder: the same loader, no hub needed; the
+        # fingerprint follows its files so an edit rebuilds the token cache
+        return hf_corpus(spec, False, f"hf-local:{local.resolve()}:{config}:{_folder_fingerprint(local)}", "\n\n",
+                         (str(local.resolve()), config or None), {})
     return hf_corpus(spec, True, spec, "\n\n", (hub_id, config or None), {})
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.relative_to(folder).parts)
+    h = hashlib.sha256()
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def _local(builder: str, sep: str):

@@ -3,11 +3,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import yaml
 
 from moebench import io as R
 from moebench.errors import UserError
+
+
+def read_run(run_dir: Path) -> tuple[Path, dict]:
+    """(final weights file, config.yaml as plain data) of a finished run; UserError if it is not one."""
+    rd = Path(run_dir)
+    weights = R.final_model(rd)
+    if weights is None or not (rd / R.CONFIG).exists():
+        raise UserError(f"{rd}: not a finished moebench run (needs {R.CONFIG} and {R.FINAL_MODEL})")
+    return weights, yaml.safe_load((rd / R.CONFIG).read_text(encoding="utf-8"))
 
 
 def load_trained(run_dir: Path, device: str = "auto", backend: str = "torch"):
@@ -15,14 +23,12 @@ def load_trained(run_dir: Path, device: str = "auto", backend: str = "torch"):
     from moebench.data import get_tokenizer
     from moebench.models import ModelConfig, Transformer
     from moebench.models.backends import resolve_device
+    from moebench.models.weights import load_weights
 
-    rd = Path(run_dir)
-    if not (rd / R.FINAL_MODEL).exists() or not (rd / R.CONFIG).exists():
-        raise UserError(f"{rd}: not a finished moebench run (needs {R.CONFIG} and {R.FINAL_MODEL})")
-    cfg = yaml.safe_load((rd / R.CONFIG).read_text())
+    weights, cfg = read_run(run_dir)
     dev = resolve_device(device)
     model = Transformer(ModelConfig.from_dict(cfg["model"]), backend).to(dev)
-    model.load_state_dict(torch.load(rd / R.FINAL_MODEL, map_location=dev, weights_only=True))
+    model.load_state_dict(load_weights(weights, dev))
     model.eval()
     tok = get_tokenizer(cfg["corpus"]["name"], cfg["corpus"]["tokenizer"])
     return model, tok, cfg["model"]["seq_len"], dev

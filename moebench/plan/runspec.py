@@ -27,6 +27,7 @@ class RunSpec:
     eval: EvalSpec  # batch_size resolved
     plan: PlanRow  # this variant's plan row
     inference: Optional[InferenceSpec] = None  # measure the trained model's forward speed
+    track: tuple[str, ...] = ()  # experiment trackers it streams to (not hashed: they change no number)
     config_hash: str = field(default="", compare=False)
 
     def to_dict(self) -> dict:
@@ -34,7 +35,8 @@ class RunSpec:
         dump = lambda spec: spec.model_dump(mode="json") if spec is not None else None  # noqa: E731
         return {"suite": self.suite, "variant": self.variant, "seed": self.seed, "model": self.model.to_dict(),
                 "corpus": dump(self.corpus), "train": dump(self.train), "eval": dump(self.eval),
-                "plan": self.plan.to_dict(), "inference": dump(self.inference), "config_hash": self.config_hash}
+                "plan": self.plan.to_dict(), "inference": dump(self.inference), "track": list(self.track),
+                "config_hash": self.config_hash}
 
     def hashed(self) -> "RunSpec":
         return replace(self, config_hash=config_hash(self.to_dict()))
@@ -63,5 +65,5 @@ def run_specs(plan: Plan, only: list[str] | None = None) -> list[RunSpec]:
             train = s.train.model_copy(update={"seeds": [seed], "steps": steps,
                                                "tokens": steps * s.train.batch_size * s.corpus.seq_len})
             out.append(RunSpec(s.name, name, seed, plan.configs[name], s.corpus, train, ev, rows[name],
-                               s.inference).hashed())
+                               s.inference, s.track).hashed())
     return out

@@ -114,7 +114,12 @@ def to_markdown(blocks) -> str:
     return "\n\n".join(render[b[0]](b) for b in blocks) + "\n"
 
 
-def _html_table(t) -> str:
+STYLE = ("body{font-family:sans-serif;max-width:1150px;margin:auto;padding:1em}table{border-collapse:collapse;"
+         "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}img{max-width:100%}"
+         ".pass{background:#c8f0c8}.fail{background:#f4c4c4}.inconclusive{background:#eee8b0}")
+
+
+def html_table(t) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in t[0])
     body = "\n".join("<tr>" + "".join(f"<td{_cls(c)}>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in t[1])
     return f"<table>\n<tr>{head}</tr>\n{body}\n</table>"
@@ -133,16 +138,13 @@ def to_html(blocks, img_dir: Path) -> str:
         "h1": lambda b: f"<h1>{esc(b[1])}</h1>", "h2": lambda b: f"<h2>{esc(b[1])}</h2>",
         "h3": lambda b: f"<h3>{esc(b[1])}</h3>", "p": lambda b: f"<p>{esc(b[1])}</p>",
         "list": lambda b: "<ul>\n" + "\n".join(f"<li>{esc(i)}</li>" for i in b[1]) + "\n</ul>",
-        "table": lambda b: _html_table(b[1]), "img": img,
+        "table": lambda b: html_table(b[1]), "img": img,
         "details": lambda b: f"<details><summary>{esc(b[1])}</summary>\n<pre>{esc(b[2])}</pre>\n</details>",
     }
-    style = ("body{font-family:sans-serif;max-width:1150px;margin:auto;padding:1em}table{border-collapse:collapse;"
-             "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}img{max-width:100%}"
-             ".pass{background:#c8f0c8}.fail{background:#f4c4c4}.inconclusive{background:#eee8b0}")
     title = next((b[1] for b in blocks if b[0] == "h1"), "moebench report")
     body = "\n".join(render[b[0]](b) for b in blocks)
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
-            f"<style>{style}</style></head>\n<body>\n{body}\n</body></html>\n")
+            f"<style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
 
 
 def _csv(df, path: Path) -> None:

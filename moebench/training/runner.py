@@ -2,7 +2,6 @@
 interrupted ones. Post-training measurements (inference, lm-eval) are training/finish.py's."""
 from __future__ import annotations
 
-import io
 import shutil
 import signal
 import sys
@@ -10,16 +9,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 import yaml
 from tqdm import tqdm
 
 from moebench import io as R
 from moebench.distributed import env as D  # [distributed] rank 0 writes; identity in one process
 from moebench.models.backends import resolve_device
+from moebench.models.weights import weights_bytes
 from moebench.training.env import environment
 from moebench.errors import RunFailed, UserError
 from moebench.plan import Plan, RunSpec, run_specs
+from moebench.training.trackers import open_trackers
 from moebench.training.trainer import Trainer, load_data, run_identity
 
 
@@ -109,14 +109,16 @@ def train_one(spec: RunSpec, rd: Path, data, stop: StopFlag, quiet: bool, log) -
             log(f"  {spec.variant} seed {spec.seed}: resuming from step {trainer.step}")
         else:  # starting at step 0: rows an earlier attempt logged before any checkpoint are void
             trainer.metrics_path.unlink(missing_ok=True)
+        trainer.trackers = open_trackers(spec, rd, trainer.step, rank0)
         summary = trainer.run()
+        trainer.trackers.finish(summary)
         state = trainer.par.full_state_dict()  # [distributed] collective: unsharded experts / FSDP shards
         if rank0:
-            buf = io.BytesIO()
-            torch.save(state, buf)
-            R.atomic_write_bytes(rd / R.FINAL_MODEL, buf.getvalue())
+            R.atomic_write_bytes(rd / R.FINAL_MODEL, weights_bytes(state))
     except RunFailed as err:
         summary = failed_summary(spec, trainer, err)
+        if trainer is not None:
+            trainer.trackers.finish(summary)
         log(f"  {spec.variant} seed {spec.seed}: FAILED at step {err.step}: {err.reason}")
     except (UserError, KeyboardInterrupt):
         raise

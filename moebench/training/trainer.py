@@ -31,6 +31,7 @@ from .env import environment
 from .evaluate import eval_windows, evaluate
 from .flops_measured import measured_forward_flops_per_token
 from .memory import CPU_METHOD, CUDA_METHOD, SavedActivations, state_bytes
+from .trackers import Trackers
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # train.optimizer's choices (the schema's Literal lists the same names; a test checks they agree)
@@ -109,6 +110,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=dtype == torch.float16)
         self.windows = eval_windows(data.valid.tokens, spec.eval.tokens, spec.model.seq_len)
         self.step, self.wall, self.mem_act = 0, 0.0, 0
+        self.trackers = Trackers([])  # the runner opens the suite's trackers once it knows the start step
 
     # ------------------------------------------------------------ checkpoint
     def save_checkpoint(self) -> None:
@@ -124,7 +126,8 @@ class Trainer:
 
     def try_resume(self) -> bool:
         path = self.ckpt_path
-        state = torch.load(path, map_location=self.device, weights_only=False) if path.exists() else None
+        # weights_only: a checkpoint holds tensors and plain data only, so opening one runs no code
+        state = torch.load(path, map_location=self.device, weights_only=True) if path.exists() else None
         if state is not None and (state.get("config_hash") != self.spec.config_hash
                                   or state.get("layout") != self.par.layout()):
             state = None
@@ -210,6 +213,7 @@ class Trainer:
                     lines.append(self.eval_row(row))
                 log.write("".join(_jsonl(r) for r in lines))
                 log.flush()
+                self.trackers.log(lines)  # mirrors of the rows just written (TensorBoard, W&B)
                 if self.progress:
                     self.progress(self.step, t.steps, lines)
                 if self.step % t.checkpoint_every == 0 and not last:

