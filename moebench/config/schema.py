@@ -138,6 +138,24 @@ class ReportSpec(Strict):
     title: Optional[str] = None
 
 
+class SweepSize(Strict):
+    """One size of a sweep: `base` overrides (d_model, n_layers, n_heads, d_ff, ...) and its token budget."""
+
+    base: dict[str, Any] = Field(min_length=1)
+    tokens_per_param: Optional[PositiveFloat] = None  # x the baseline's total params at this size
+    steps: Optional[PositiveInt] = None
+
+
+class SweepSpec(Strict):
+    """Every variant at every size (`auto` widths re-solved per size); a loss-vs-compute fit per variant."""
+
+    sizes: dict[str, SweepSize] = Field(min_length=2)
+    tokens_per_param: Optional[PositiveFloat] = None  # default budget of a size that states none
+    # L(C) = L_inf + A C^-alpha: "shared" fits one L_inf for all variants (bounded to [0, the lowest loss));
+    # a number fixes it (Marin found a free per-variant L_inf too optimistic)
+    l_inf: Union[Literal["shared"], NonNegativeFloat] = "shared"
+
+
 class SuiteSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -150,3 +168,4 @@ class SuiteSpec(Strict):
     claims: list[Any] = Field(default_factory=list)
     report: ReportSpec = Field(default_factory=ReportSpec)
     inference: Optional[InferenceSpec] = None
+    sweep: Optional[SweepSpec] = None
