@@ -24,7 +24,7 @@ def human(x) -> str:
     if isinstance(x, float) and abs(x) < 10:
         return f"{x:.3f}"
     if isinstance(x, (int, float)):
-        for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        for unit, div in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
             if abs(x) >= div:
                 return f"{x / div:.2f}{unit}"
         return str(int(x))
