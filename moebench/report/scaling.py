@@ -101,9 +101,9 @@ def multiplier_plot(fit, boots, points, baseline: str, out_dir: Path) -> str | N
         if lo_l < hi_l:
             grid = np.linspace(lo_l, hi_l, GRID)
             ax.plot(grid, [scaling.multiplier(fit, baseline, v, x) for x in grid], color=pal[v], label=f"{v} (fit)")
-            samples = np.array([[scaling.multiplier(b, baseline, v, x) for x in grid] for b in boots])
-            ax.fill_between(grid, np.nanpercentile(samples, 2.5, axis=0), np.nanpercentile(samples, 97.5, axis=0),
-                            color=pal[v], alpha=0.2, lw=0)
+            # order statistics, as the claim's interval: a resample that never reaches L gives inf or nan
+            band = np.array([scaling.interval([scaling.multiplier(b, baseline, v, x) for b in boots]) for x in grid])
+            ax.fill_between(grid, band[:, 0], np.minimum(band[:, 1], 1e6), color=pal[v], alpha=0.2, lw=0)
         direct = [r for r in scaling.direct_multipliers(points, baseline, v) if r["multiplier"] is not None]
         ax.scatter([r["loss"] for r in direct], [r["multiplier"] for r in direct], color=pal[v], marker="D", s=24,
                    zorder=3, label=f"{v} measured per size (no fit)")
