@@ -94,7 +94,7 @@ def test_multiplier_edge_cases():
 
 # ------------------------------------------------------------------ the claim, on sweep run directories
 
-def sweep_dir(tmp_path, multiplier: float, sd: float, claim: dict, seeds=3):
+def sweep_dir(tmp_path, multiplier: float, sd: float, claim: dict, seeds=3, params_total=1000):
     rng = np.random.default_rng(1)
     sizes = {f"s{i}": {"base": {"d_model": 8 * (i + 1)}} for i in range(len(TOKENS_PER_STEP))}
     d = write_suite(tmp_path, claims=[claim], sweep={"sizes": sizes, "l_inf": "shared"})
@@ -104,7 +104,7 @@ def sweep_dir(tmp_path, multiplier: float, sd: float, claim: dict, seeds=3):
             for seed in range(seeds):
                 loss = float(true_loss(flops * 1000, m) + rng.normal(0, sd))
                 write_run(d, variant, seed, [loss], tokens_per_step=tps, flops_per_token=6e4, size=f"s{i}",
-                          experts={"entropy": 1.0} if variant == "moe" else None)
+                          params_total=params_total, experts={"entropy": 1.0} if variant == "moe" else None)
     return d
 
 
@@ -130,11 +130,30 @@ def test_compute_multiplier_claim(tmp_path, multiplier, sd, expected):
         assert n["multiplier"] == pytest.approx(2.0, rel=0.1)
 
 
-def test_compute_multiplier_gates_and_extrapolation(tmp_path):
-    v = judge(sweep_dir(tmp_path, 2.0, 0.005, CLAIM, seeds=1), CLAIM)
-    assert v.verdict == INCONCLUSIVE and "need 2" in v.reason
+GATES = {  # a run of one size of a compared variant that is not a clean finished one holds the verdict
+    "one_seed": (dict(seeds=1), None, "moe@s0 has 1 finished seed(s), need 2"),
+    "failed": (dict(), dict(status="failed", failure={"step": 50, "reason": "loss is NaN"}),
+               "moe@s2/seed-3 failed at step 50: loss is NaN"),
+    "incomplete": (dict(), dict(finished=False), "moe@s2/seed-3 incomplete"),
+    "tokens_per_param": (dict(params_total=10_000_000), None, "too few tokens per parameter"),
+}
+
+
+@pytest.mark.parametrize("gate", sorted(GATES))
+def test_compute_multiplier_gates(tmp_path, gate):
+    make, extra_run, message = GATES[gate]
+    d = sweep_dir(tmp_path, 2.0, 0.005, CLAIM, **make)
+    if extra_run is not None:
+        write_run(d, "moe", 3, [2.0], size="s2", **extra_run)
+    v = judge(d, CLAIM)
+    assert v.verdict == INCONCLUSIVE and message in v.reason, v.reason
+    if gate != "one_seed":
+        assert v.numbers["ungated_verdict"] == PASS
+
+
+def test_compute_multiplier_extrapolation(tmp_path):
     far = {**CLAIM, "loss": 1.51}  # below every measured loss: only an extrapolation reaches it
-    v = judge(sweep_dir(tmp_path / "b", 2.0, 0.005, far), far)
+    v = judge(sweep_dir(tmp_path, 2.0, 0.005, far), far)
     assert v.verdict == INCONCLUSIVE and "would extrapolate" in v.reason
 
 
