@@ -108,7 +108,7 @@ def multiplier_plot(fit, boots, points, baseline: str, out_dir: Path) -> str | N
         ax.scatter([r["loss"] for r in direct], [r["multiplier"] for r in direct], color=pal[v], marker="D", s=24,
                    zorder=3, label=f"{v} measured per size (no fit)")
     ax.axhline(1.0, color="black", lw=1, ls="--")
-    ax.set(xlabel="val loss", ylabel=f"compute multiplier vs {baseline}",
+    ax.set(xlabel="val loss", ylabel=f"compute multiplier vs {baseline} (log scale)", yscale="log",
            title=f"C_{baseline}(L) / C_variant(L): how many times more compute {baseline} needs for loss L")
     ax.title.set_fontsize(9)
     ax.invert_xaxis()  # lower loss (more compute) to the right
