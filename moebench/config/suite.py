@@ -18,7 +18,8 @@ from moebench.errors import SuiteValidationError, UserError, did_you_mean
 
 from .claims import validate_claims
 from .sweep import build_sizes, claim_names
-from .schema import MOE_FIELDS, BaseSpec, EvalSpec, MatchSpec, ReportSpec, SuiteSpec, TrainSpec, VariantSpec
+from .schema import (MOE_FIELDS, BaseSpec, EvalSpec, MatchSpec, ReportSpec, SuiteSpec, SweepSpec, TrainSpec,
+                     VariantSpec)
 
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -37,7 +38,7 @@ class Suite:
     inference: Any  # InferenceSpec | None
     raw: dict = field(repr=False)  # the resolved suite as plain data (written to results/<suite>/suite.yaml)
     path: Path | None = None
-    sweep: Any = None  # SweepSpec | None
+    sweep: SweepSpec | None = None
     sizes: dict[str, "Suite"] = field(default_factory=dict)  # a sweep's sizes, each a resolved suite of its own
 
     @property
