@@ -15,7 +15,8 @@ seeds of each (variant, size) resampled with replacement, deviations from the ce
 sqrt(n/(n-1)) so a resampled mean has the unbiased seed variance s^2/n even at 3 seeds), refitting every resample
 from the point estimate, with a fixed RNG so a report is reproducible. In simulation (two variants, 4 sizes over
 3 decades of compute, 3 seeds, seed sd 0.01 nats, true multiplier 2.0, 150 repetitions) the point estimate's
-median was 1.97 and the percentile 95% interval covered the truth 91% of the time: a slightly narrow interval.
+median was 1.97 and the percentile 95% interval covered the truth 91% of the time: a slightly narrow interval;
+with no true effect (multiplier 1, `min: 1.0`) the compute_multiplier claim PASSed 2.7% of the time, FAILed 0%.
 """
 from __future__ import annotations
 

@@ -60,6 +60,20 @@ def test_multiplier_is_recovered_and_its_interval_covers_the_truth():
     assert hits / reps >= 0.9
 
 
+def test_no_true_multiplier_gives_no_pass():
+    """Null calibration: two variants from the same law (multiplier 1) judged against min 1.0 PASS in <= 5% of
+    repetitions (these 60 give 2 PASSes; 150 repetitions at 200 resamples measured 2.7% PASS, 0% FAIL)."""
+    rng = np.random.default_rng(123)
+    passes, reps = 0, 60
+    for r in range(reps):
+        pts = points(rng, multiplier=1.0)
+        fit = S.fit(pts)
+        L = target(fit, pts)
+        lo, _ = S.interval(S.multiplier(b, "dense", "moe", L) for b in S.bootstrap(pts, fit, n_boot=100, seed=r))
+        passes += lo >= 1.0
+    assert passes / reps <= 0.05
+
+
 def test_bootstrap_is_reproducible():
     pts = points(np.random.default_rng(3))
     fit = S.fit(pts)
