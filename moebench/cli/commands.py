@@ -48,8 +48,8 @@ def plan_table(plan) -> str:
     if plan.suite.sweep is None:
         return format_table([r.to_dict() for r in plan.rows], PLAN_COLUMNS)
     per_step = plan.suite.train.batch_size * plan.suite.corpus.seq_len
-    rows = [{**r.to_dict(), "tokens": r.steps * per_step, "train_flops": r.train_flops_per_token * r.steps * per_step}
-            for r in plan.rows]
+    rows = [{**r.to_dict(), "tokens": r.steps * per_step,
+             "train_flops": r.train_flops_per_token * r.steps * per_step} for r in plan.rows]
     return format_table(rows, SWEEP_COLUMNS)
 
 

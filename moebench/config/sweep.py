@@ -26,7 +26,8 @@ def build_sizes(data: dict, spec, build: Callable, problems: list[str]) -> dict:
     """name -> the resolved Suite of each size (empty without a sweep); problems are appended, each once."""
     if spec.sweep is None:
         problems.extend(f"claims.{i}.kind: compute_multiplier needs a sweep: section (sizes to fit over)"
-                        for i, c in enumerate(spec.claims) if isinstance(c, dict) and c.get("kind") == "compute_multiplier")
+                        for i, c in enumerate(spec.claims)
+                        if isinstance(c, dict) and c.get("kind") == "compute_multiplier")
         return {}
     out = {}
     known = set(problems)

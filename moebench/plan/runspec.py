@@ -36,7 +36,8 @@ class RunSpec:
         dump = lambda spec: spec.model_dump(mode="json") if spec is not None else None  # noqa: E731
         return {"suite": self.suite, "variant": self.variant, "seed": self.seed, "model": self.model.to_dict(),
                 "corpus": dump(self.corpus), "train": dump(self.train), "eval": dump(self.eval),
-                "plan": self.plan.to_dict(), "inference": dump(self.inference), "size": self.size, "config_hash": self.config_hash}
+                "plan": self.plan.to_dict(), "inference": dump(self.inference), "size": self.size,
+                "config_hash": self.config_hash}
 
     @property
     def key(self) -> str:

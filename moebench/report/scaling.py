@@ -36,7 +36,8 @@ def params_table(fit: scaling.Fit, boots: list, points: list) -> Table:
     for v, c in fit.curves.items():
         pts = [p for p in points if p.variant == v]
         res = np.log(fit.loss(v, [p.flops for p in pts])) - np.log([p.loss for p in pts])
-        rows.append([v, f"{fmt(fit.l_inf)} {_ci([b.l_inf for b in boots])}" if fit.shared else f"{fmt(fit.l_inf)} (fixed)",
+        l_inf = f"{fmt(fit.l_inf)} {_ci([b.l_inf for b in boots])}" if fit.shared else f"{fmt(fit.l_inf)} (fixed)"
+        rows.append([v, l_inf,
                      f"{fmt(float(np.exp(c.log_a)))} {_ci([float(np.exp(b.curves[v].log_a)) for b in boots])}",
                      f"{fmt(c.alpha)} {_ci([b.curves[v].alpha for b in boots])}",
                      fmt(float(np.sqrt(np.mean(res ** 2)))), str(len({p.size for p in pts})), str(len(pts))])
@@ -47,8 +48,8 @@ def params_table(fit: scaling.Fit, boots: list, points: list) -> Table:
 def residuals_table(fit: scaling.Fit, points: list, baseline: str | None) -> Table:
     rows = []
     for v in fit.curves:
-        direct = {r["size"]: r for r in scaling.direct_multipliers(points, baseline, v)} if baseline and v != baseline \
-            else {}
+        direct = ({r["size"]: r for r in scaling.direct_multipliers(points, baseline, v)}
+                  if baseline and v != baseline else {})
         for size, c, loss, n in scaling.cells(points, v):
             pred = float(fit.loss(v, c))
             d = direct.get(size, {}).get("multiplier")
@@ -96,7 +97,8 @@ def multiplier_plot(fit, boots, points, baseline: str, out_dir: Path) -> str | N
     for v in others:
         # losses both fits reach inside their measured compute: the multiplier is read there only
         ends = [float(fit.loss(u, c)) for u in (v, baseline)
-                for c in (min(p.flops for p in points if p.variant == u), max(p.flops for p in points if p.variant == u))]
+                for c in (min(p.flops for p in points if p.variant == u),
+                          max(p.flops for p in points if p.variant == u))]
         lo_l, hi_l = max(ends[1], ends[3]), min(ends[0], ends[2])
         if lo_l < hi_l:
             grid = np.linspace(lo_l, hi_l, GRID)
@@ -133,8 +135,9 @@ def scaling_blocks(rs, img_dir: Path) -> list:
     blocks = head + [("p", (
         f"Per variant, final validation loss against training FLOPs (train FLOPs/token x tokens) of every finished "
         f"seed at every size, fitted as L(C) = L_inf + A (C/C0)^-alpha with a Huber loss on log residuals; L_inf is "
-        f"{'one value shared by all variants, bounded to [0, the lowest loss)' if fit.shared else 'fixed by sweep.l_inf'}"
-        f". Intervals: {len(boots)} bootstrap resamples of the seeds of each (variant, size), fixed RNG. "
+        + ("one value shared by all variants, bounded to [0, the lowest loss)" if fit.shared
+           else "fixed by sweep.l_inf")
+        + f". Intervals: {len(boots)} bootstrap resamples of the seeds of each (variant, size), fixed RNG. "
         f"The compute multiplier C_{baseline}(L) / C_variant(L) is how many times more training compute {baseline} "
         f"needs to reach loss L; the measured column interpolates {baseline}'s points (in log C) with no fit, so the "
         f"fit can be checked by eye; n/a where that would extrapolate.")),

@@ -37,7 +37,8 @@ def judge_compute_multiplier(c: ComputeMultiplier, rs) -> Verdict:
     l_inf = (rs.suite.get("sweep") or {}).get("l_inf", "shared")
     rule = (f"fit L(C) = L_inf + A C^-alpha per variant ({'shared' if l_inf == 'shared' else 'fixed'} L_inf, Huber "
             f"in log space) on every finished seed of every size; multiplier = C_{c.baseline}(L) / C_{c.variant}(L) "
-            f"at L = {'%g' % c.loss if c.loss else f'the higher of the two fitted losses at their largest size'}; bootstrap over seeds "
+            f"at L = {'%g' % c.loss if c.loss else 'the higher of the two fitted losses at their largest size'}; "
+            f"bootstrap over seeds "
             f"({c.n_boot} resamples, fixed RNG), 95% interval; PASS if its lower end >= {c.min:g}, FAIL if its upper "
             f"end < {c.min:g}, else INCONCLUSIVE; L must lie inside both fits' measured range")
     points = scaling.sweep_points(rs, c.metric)
