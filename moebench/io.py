@@ -6,7 +6,7 @@ Layout, one directory per (variant, seed):
     results/<suite>/
       suite.yaml                      the resolved suite (all variants, after extends/--set)
       plan.json                       the plan rows (see plan.py)
-      <variant>/seed-<n>/
+      <variant>/seed-<n>/             (a sweep's runs: <variant>@<size>/seed-<n>/)
         config.yaml                   the resolved RunSpec (model, corpus, train, eval, plan numbers, config_hash)
         metrics.jsonl                 one JSON object per line, appended as training goes:
             {"kind": "train", "step", "tokens", "flops", "wall", "loss", "aux_loss", "lr", "step_time",
@@ -92,8 +92,19 @@ def _json_default(o: Any):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def run_dir(results_root: Path, suite: str, variant: str, seed: int) -> Path:
-    return Path(results_root) / suite / variant / f"seed-{seed}"
+def run_key(variant: str, size: str | None = None) -> str:
+    """A run's variant directory name: the variant, or `variant@size` for a sweep (names never hold '@')."""
+    return f"{variant}@{size}" if size is not None else variant
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """run_key's inverse: (variant, size or None)."""
+    variant, at, size = str(key).partition("@")
+    return (variant, size) if at else (variant, None)
+
+
+def run_dir(results_root: Path, suite: str, variant: str, seed: int, size: str | None = None) -> Path:
+    return Path(results_root) / suite / run_key(variant, size) / f"seed-{seed}"
 
 
 def final_model(rd: Path) -> Path | None:

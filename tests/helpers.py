@@ -34,3 +34,14 @@ def tiny(**changes) -> dict:
 
 
 DELETE = object()
+
+
+SWEEP_SIZES = {"s": {"base": {"d_model": 16, "d_ff": 32}},
+               "m": {"base": {"d_model": 32, "d_ff": 64}, "tokens_per_param": 0.2},
+               "l": {"base": {"d_model": 48, "d_ff": 96}, "steps": 20}}
+
+
+def tiny_sweep(**changes) -> dict:
+    """TINY with a three-size sweep (s, m, l), 2 seeds; dotted-path changes as in tiny()."""
+    return tiny(**{"sweep": {"tokens_per_param": 0.1, "sizes": copy.deepcopy(SWEEP_SIZES)}, "train.seeds": [0, 1],
+                   **changes})

@@ -12,11 +12,14 @@ ENV = {"git_sha": "abc1234", "git_dirty": False, "python": "3.11.9", "torch": "2
        "device": "cpu", "device_name": "cpu", "cpu_model": "Synthetic CPU", "hostname": "h", "date": "2026-01-01"}
 
 
-def write_suite(root: Path, name: str = "synth", claims: list | None = None, variants=("dense", "moe")) -> Path:
+def write_suite(root: Path, name: str = "synth", claims: list | None = None, variants=("dense", "moe"),
+                sweep: dict | None = None) -> Path:
     d = Path(root) / name
     d.mkdir(parents=True, exist_ok=True)
     suite = {"name": name, "variants": {v: {"kind": "moe" if "moe" in v else "dense"} for v in variants},
              "claims": claims or []}
+    if sweep is not None:
+        suite["sweep"] = sweep
     atomic_write_text(d / "suite.yaml", yaml.safe_dump(suite, sort_keys=True))
     atomic_write_json(d / "plan.json", [{"variant": v, "seed": 0} for v in variants])
     return d
@@ -30,9 +33,10 @@ def experts_stats(entropy=0.98, max_load=1.3, dead=0, layers=((0.3, 0.2, 0.25, 0
 def write_run(suite_dir: Path, variant: str, seed: int, losses, *, every=100, tokens_per_step=1000,
               flops_per_token=6000.0, wall_per_step=0.5, params_total=1000, params_active=None, status="ok",
               finished=True, final=None, tokens_per_s=2000.0, peak_mem=1_000_000, experts=None, lm_eval=None,
-              env=None, failure=None, extra=None) -> Path:
-    """Eval i (0-based) sits at step (i+1)*every with val loss losses[i]; the run ends at the last eval."""
-    d = run_dir(Path(suite_dir).parent, Path(suite_dir).name, variant, seed)
+              env=None, failure=None, extra=None, size=None) -> Path:
+    """Eval i (0-based) sits at step (i+1)*every with val loss losses[i]; the run ends at the last eval.
+    With a `size` the run is that sweep size's (directory variant@size)."""
+    d = run_dir(Path(suite_dir).parent, Path(suite_dir).name, variant, seed, size)
     d.mkdir(parents=True, exist_ok=True)
     kind = "moe" if experts is not None else "dense"
     atomic_write_text(d / "config.yaml", yaml.safe_dump({"variant": variant, "seed": seed, "kind": kind}))

@@ -13,6 +13,9 @@ from moebench.plan import plan_suite
 
 PLAN_COLUMNS = ("name", "kind", "params_total", "params_active", "params_embedding", "train_flops_per_token",
                 "forward_flops_per_token", "matched_to", "flop_ratio")
+# a sweep's grid: every variant at every size, with each size's token budget and total training FLOPs
+SWEEP_COLUMNS = ("size", "name", "kind", "params_total", "params_active", "train_flops_per_token", "flop_ratio",
+                 "steps", "tokens", "train_flops")
 
 
 def human(x) -> str:
@@ -21,7 +24,7 @@ def human(x) -> str:
     if isinstance(x, float) and abs(x) < 10:
         return f"{x:.3f}"
     if isinstance(x, (int, float)):
-        for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        for unit, div in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
             if abs(x) >= div:
                 return f"{x / div:.2f}{unit}"
         return str(int(x))
@@ -47,18 +50,31 @@ def suite_from_args(args) -> Suite:
     return dataclasses.replace(suite, track=track, raw={**suite.raw, "track": list(track)})
 
 
+def plan_table(plan) -> str:
+    """The plan's rows as a table; a sweep's grid (variants x sizes) with each size's budget and FLOPs."""
+    if plan.suite.sweep is None:
+        return format_table([r.to_dict() for r in plan.rows], PLAN_COLUMNS)
+    per_step = plan.suite.train.batch_size * plan.suite.corpus.seq_len
+    rows = [{**r.to_dict(), "tokens": r.steps * per_step,
+             "train_flops": r.train_flops_per_token * r.steps * per_step} for r in plan.rows]
+    return format_table(rows, SWEEP_COLUMNS)
+
+
 def cmd_plan(args) -> int:
     plan = plan_suite(suite_from_args(args))
     rows = [r.to_dict() for r in plan.rows]
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:
-        print(f"suite {plan.suite.name}: {len(rows)} variants x {len(plan.suite.train.seeds)} seeds, "
-              f"vocab {plan.vocab_size}, seq_len {plan.suite.corpus.seq_len}")
-        print(format_table(rows, PLAN_COLUMNS))
-        for r in plan.rows:
-            if r.solved:
-                print(f"  {r.name}: solved " + ", ".join(f"{k} = {v}" for k, v in r.solved.items()))
+        return 0
+    s = plan.suite
+    grid = (f"{len(s.variants)} variants x {len(s.sizes)} sizes x {len(s.train.seeds)} seeds = "
+            f"{len(rows) * len(s.train.seeds)} runs" if s.sweep is not None
+            else f"{len(rows)} variants x {len(s.train.seeds)} seeds")
+    print(f"suite {s.name}: {grid}, vocab {plan.vocab_size}, seq_len {s.corpus.seq_len}")
+    print(plan_table(plan))
+    for r in plan.rows:
+        if r.solved:
+            print(f"  {r.key}: solved " + ", ".join(f"{k} = {v}" for k, v in r.solved.items()))
     return 0
 
 
@@ -77,7 +93,7 @@ def cmd_run(args) -> int:
                             f"the suite has {', '.join(suite.variants)}")
     plan = plan_suite(suite)
     log = (lambda *a, **k: None) if args.quiet else (lambda msg: print(msg, flush=True))
-    log(format_table([r.to_dict() for r in plan.rows], PLAN_COLUMNS))
+    log(plan_table(plan))
     t0 = time.time()
     outcomes = run_plan(plan, args.results, force=args.force, only=args.only, quiet=args.quiet, log=log)
     teardown()  # [distributed] every rank is done training: post-training work runs here alone

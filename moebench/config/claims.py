@@ -157,6 +157,26 @@ class FlopAccounting(ClaimBase):
         return list(self.variants)
 
 
+@claim_kind("compute_multiplier")
+class ComputeMultiplier(PairClaim):
+    """A sweep's compute multiplier: C_baseline(L) / C_variant(L) from the fitted L(C) curves (analysis/scaling.py)
+    at `loss` (default: the baseline's fitted loss at its largest size, or the variant's there if higher, so that
+    both fits reach it without extrapolation), with a bootstrap 95% interval."""
+
+    kind: Literal["compute_multiplier"]
+    min: float = Field(gt=0)
+    loss: Optional[float] = Field(None, gt=0)
+    metric: Literal["val_loss", "val_bpb", "test_loss", "test_bpb"] = "val_loss"
+    n_boot: int = Field(500, ge=100)
+
+    @field_validator("variant", "baseline")
+    @classmethod
+    def _whole_variant(cls, v: str) -> str:
+        if "@" in v:
+            raise ValueError(f"name a variant, not one size of it (got {v!r}): the fit spans every size")
+        return v
+
+
 def _check_one(i: int, raw, variant_names, problems: list[str]):
     p = f"claims.{i}"
     if not isinstance(raw, dict):

@@ -141,6 +141,24 @@ class ReportSpec(Strict):
     title: Optional[str] = None
 
 
+class SweepSize(Strict):
+    """One size of a sweep: `base` overrides (d_model, n_layers, n_heads, d_ff, ...) and its token budget."""
+
+    base: dict[str, Any] = Field(min_length=1)
+    tokens_per_param: Optional[PositiveFloat] = None  # x the baseline's total params at this size
+    steps: Optional[PositiveInt] = None
+
+
+class SweepSpec(Strict):
+    """Every variant at every size (`auto` widths re-solved per size); a loss-vs-compute fit per variant."""
+
+    sizes: dict[str, SweepSize] = Field(min_length=2)
+    tokens_per_param: Optional[PositiveFloat] = None  # default budget of a size that states none
+    # L(C) = L_inf + A C^-alpha: "shared" fits one L_inf for all variants (bounded to [0, the lowest loss));
+    # a number fixes it (Marin found a free per-variant L_inf too optimistic)
+    l_inf: Union[Literal["shared"], NonNegativeFloat] = "shared"
+
+
 class SuiteSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -156,3 +174,4 @@ class SuiteSpec(Strict):
     # experiment trackers every run streams to (names in moebench.training.trackers.TRACKERS, checked there,
     # with the package each needs, before training)
     track: list[str] = Field(default_factory=list)
+    sweep: Optional[SweepSpec] = None

@@ -17,7 +17,9 @@ from pydantic import BaseModel, ValidationError
 from moebench.errors import SuiteValidationError, UserError, did_you_mean
 
 from .claims import validate_claims
-from .schema import MOE_FIELDS, BaseSpec, EvalSpec, MatchSpec, ReportSpec, SuiteSpec, TrainSpec, VariantSpec
+from .sweep import build_sizes, claim_names
+from .schema import (MOE_FIELDS, BaseSpec, EvalSpec, MatchSpec, ReportSpec, SuiteSpec, SweepSpec, TrainSpec,
+                     VariantSpec)
 
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -49,6 +51,8 @@ class Suite:
     raw: dict = field(repr=False)  # the resolved suite as plain data (written to results/<suite>/suite.yaml)
     path: Path | None = None
     track: tuple[str, ...] = ()  # experiment trackers (moebench.training.trackers)
+    sweep: SweepSpec | None = None
+    sizes: dict[str, "Suite"] = field(default_factory=dict)  # a sweep's sizes, each a resolved suite of its own
 
     @property
     def baseline(self) -> str:
@@ -339,14 +343,16 @@ def build_suite(data: dict, path: Path | None = None) -> Suite:
             variants = check_matching(variants, spec.match, problems)
     check_train(spec, problems)
     problems.extend(check_corpus(spec.corpus))
-    claims = validate_claims(spec.claims, list(spec.variants), problems)
+    claims = validate_claims(spec.claims, claim_names(spec.variants, spec.sweep and spec.sweep.sizes), problems)
+    sizes = build_sizes(data, spec, build_suite, problems)
     if problems:
         raise SuiteValidationError(problems)
     raw = spec.model_dump(mode="json")
     raw["variants"] = {n: v.model_dump(mode="json", exclude={"extends"}) for n, v in variants.items()}
     raw.pop("base")
     return Suite(spec.name, spec.description, spec.corpus, variants, spec.train, spec.eval, spec.match,
-                 claims, spec.report, spec.inference, raw, Path(path) if path else None, tuple(spec.track))
+                 claims, spec.report, spec.inference, raw, Path(path) if path else None, tuple(spec.track),
+                 spec.sweep, sizes)
 
 
 def check_train(spec: SuiteSpec, problems: list[str]) -> None:

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from moebench.errors import SuiteValidationError
+from moebench.io import run_key
 from moebench.plan.flops import Counts, count
 from moebench.models.config import ModelConfig, MoEConfig
 from moebench.config.schema import VariantSpec
@@ -36,6 +37,12 @@ class PlanRow:
     solved: dict = field(default_factory=dict)  # widths solved from `auto`
     expert_flops_padded: float = 0.0  # forward expert FLOPs per token with capacity padding
     calibration: dict | None = None  # match by step_time: the measured step times behind the match
+    size: str | None = None  # a sweep's size (plan/sweep.py); None in a suite without a sweep
+    steps: int | None = None  # a sweep size's training steps; None: the suite's train.steps / tokens
+
+    @property
+    def key(self) -> str:
+        return run_key(self.name, self.size)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,8 +52,8 @@ class PlanRow:
 class Plan:
     suite: Suite
     vocab_size: int
-    rows: list[PlanRow]
-    configs: dict[str, ModelConfig]
+    rows: list[PlanRow]  # one per variant; in a sweep one per (size, variant), size by size
+    configs: dict[str, ModelConfig]  # by PlanRow.key
 
 
 def model_config(v: VariantSpec, vocab_size: int, seq_len: int, d_ff: int, expert_d_ff: int | None) -> ModelConfig:
@@ -174,13 +181,6 @@ def calibration_of(timer, cfg: ModelConfig, baseline: ModelConfig) -> dict:
     """The measured step times behind a step_time match (part of the run's record in plan.json)."""
     return {"step_time_s": timer(cfg), "baseline_step_time_s": timer(baseline), "device": str(timer.device),
             "batch_size": timer.batch_size, "probes": timer.record()}
-
-
-def plan_suite(suite: Suite) -> Plan:
-    """The plan of a validated suite, with the corpus tokenizer's vocabulary size."""
-    from moebench.data import vocab_size
-
-    return make_plan(suite, vocab_size(suite.corpus.name, suite.corpus.tokenizer))
 
 
 def step_timer(suite: Suite):

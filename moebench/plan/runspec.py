@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from moebench.config.schema import CorpusSpec, EvalSpec, InferenceSpec, TrainSpec
+from moebench.io import run_key
 from moebench.models.config import ModelConfig
 
 from .plan import Plan, PlanRow
@@ -28,6 +29,7 @@ class RunSpec:
     plan: PlanRow  # this variant's plan row
     inference: Optional[InferenceSpec] = None  # measure the trained model's forward speed
     track: tuple[str, ...] = ()  # experiment trackers it streams to (not hashed: they change no number)
+    size: Optional[str] = None  # a sweep's size (None outside a sweep): part of the run's key and hash
     config_hash: str = field(default="", compare=False)
 
     def to_dict(self) -> dict:
@@ -36,7 +38,12 @@ class RunSpec:
         return {"suite": self.suite, "variant": self.variant, "seed": self.seed, "model": self.model.to_dict(),
                 "corpus": dump(self.corpus), "train": dump(self.train), "eval": dump(self.eval),
                 "plan": self.plan.to_dict(), "inference": dump(self.inference), "track": list(self.track),
-                "config_hash": self.config_hash}
+                "size": self.size, "config_hash": self.config_hash}
+
+    @property
+    def key(self) -> str:
+        """The run's variant directory name: the variant, or variant@size in a sweep."""
+        return run_key(self.variant, self.size)
 
     def hashed(self) -> "RunSpec":
         return replace(self, config_hash=config_hash(self.to_dict()))
@@ -47,23 +54,26 @@ def config_hash(d: dict) -> str:
     keep = {k: d[k] for k in ("variant", "seed", "model", "corpus", "train", "eval")}
     if d.get("inference"):
         keep["inference"] = d["inference"]
+    if d.get("size") is not None:  # only in a sweep, so runs of suites without one keep their hashes
+        keep["size"] = d["size"]
     for section, names in NOT_HASHED.items():
         keep[section] = {k: v for k, v in keep[section].items() if k not in names}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def run_specs(plan: Plan, only: list[str] | None = None) -> list[RunSpec]:
+    """One spec per (variant, seed), in plan order; in a sweep per (size, variant, seed), size by size."""
     s = plan.suite
-    steps = s.train.steps or s.train.tokens // (s.train.batch_size * s.corpus.seq_len)
+    default_steps = s.train.steps or s.train.tokens // (s.train.batch_size * s.corpus.seq_len)
     ev = s.eval.model_copy(update={"batch_size": s.eval.batch_size or s.train.batch_size})
-    rows = {r.name: r for r in plan.rows}
     out = []
-    for name in s.variants:
-        if only and name not in only:
+    for row in plan.rows:
+        if only and row.name not in only:
             continue
+        steps = row.steps or default_steps
         for seed in s.train.seeds:
             train = s.train.model_copy(update={"seeds": [seed], "steps": steps,
                                                "tokens": steps * s.train.batch_size * s.corpus.seq_len})
-            out.append(RunSpec(s.name, name, seed, plan.configs[name], s.corpus, train, ev, rows[name],
-                               s.inference, s.track).hashed())
+            out.append(RunSpec(s.name, row.name, seed, plan.configs[row.key], s.corpus, train, ev, row,
+                               s.inference, s.track, row.size).hashed())
     return out

@@ -20,10 +20,12 @@ import yaml
 from moebench.analysis.claims import MIN_SEEDS, judge_all
 from moebench.analysis.resultset import load_results
 from moebench.config.claims import parse_claims
+from moebench.config.sweep import claim_names
 from moebench.io import atomic_write_text
 
 from . import sections, tables
 from .plots import make_plots
+from .scaling import scaling_blocks
 
 PLOT_DIR = "plots"
 
@@ -47,7 +49,8 @@ def _rules(verdicts, min_tpp_default: float = 1.0) -> list:
     return [("p", gates), ("list", [f"{v.name}: {v.rule}" for v in verdicts])] if verdicts else [("p", gates)]
 
 
-def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str) -> list:
+def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str, extra: list | None = None) -> list:
+    """The report's blocks; `extra` (the scaling section of a sweep) goes before the plots."""
     blocks = _header(rs)
     if rs.suite.get("description"):
         blocks.append(("p", str(rs.suite["description"]).strip()))
@@ -86,6 +89,7 @@ def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str) ->
                          "when every expert is padded to its capacity.")]
     for title, table in sections.inference_tables(rs):
         blocks += [("h2", title), ("table", table)]
+    blocks += extra or []
     blocks += [("h2", "Plots")] + [b for title, f in plots for b in (("h3", title), ("img", title, f))]
     blocks += [("h2", "Suite"), ("details", "resolved suite YAML", suite_text, "yaml")]
     return blocks
@@ -156,12 +160,14 @@ def write_report(results_dir: Path, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = rs.suite.get("variants")  # an unknown variant in a claim is the user's typo, not a missing run
-    verdicts = judge_all(parse_claims(rs.suite.get("claims") or [], list(names) if isinstance(names, dict) else None),
-                         rs)
+    sizes = (rs.suite.get("sweep") or {}).get("sizes")  # a sweep's claims may name one size: variant@size
+    verdicts = judge_all(parse_claims(rs.suite.get("claims") or [],
+                                      claim_names(names, sizes) if isinstance(names, dict) else None), rs)
     plots = make_plots(rs, verdicts, out_dir / PLOT_DIR)
+    extra = scaling_blocks(rs, out_dir / PLOT_DIR)
     suite_path = Path(results_dir) / "suite.yaml"
     suite_text = suite_path.read_text(encoding="utf-8") if suite_path.exists() else yaml.safe_dump(rs.suite)
-    blocks = build_blocks(rs, verdicts, plots, suite_text)
+    blocks = build_blocks(rs, verdicts, plots, suite_text, extra)
     readme = out_dir / "README.md"
     atomic_write_text(readme, to_markdown(blocks))
     atomic_write_text(out_dir / "report.html", to_html(blocks, out_dir / PLOT_DIR))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import statistics
 
+from moebench.io import run_key
+
 from .tables import Table, fmt, mib, si
 
 
@@ -15,7 +17,8 @@ def flop_table(rs) -> Table | None:
     col = "flops_measured_forward_per_token"
     if col not in rs.runs.columns or not rs.runs[col].notna().any():
         return None
-    padded = {r["name"]: r.get("expert_flops_padded") for r in (rs.plan or []) if isinstance(r, dict) and "name" in r}
+    padded = {run_key(r["name"], r.get("size")): r.get("expert_flops_padded")  # a sweep's rows: variant@size
+              for r in (rs.plan or []) if isinstance(r, dict) and "name" in r}
     rows = []
     for v in rs.variants:
         ok = rs.ok_runs(v)

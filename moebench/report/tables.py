@@ -55,7 +55,7 @@ def _key_number(v: Verdict) -> str:
     n = v.numbers
     if "best_val_loss" in n:
         return f"never reached (best {fmt(float(n['best_val_loss']))})"
-    for k in ("speedup_" + str(n.get("axis", "")), "improvement", "ratio", "slope", "entropy"):
+    for k in ("speedup_" + str(n.get("axis", "")), "improvement", "ratio", "slope", "entropy", "multiplier"):
         if k in n and isinstance(n[k], (int, float)):
             return f"{k} = {fmt(float(n[k]))}"
     speed = sorted(k for k in n if k.startswith("speedup_") and k != "speedup_per_seed")

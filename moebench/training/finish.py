@@ -34,7 +34,7 @@ def finish_run(spec: RunSpec, rd: Path, log=print) -> dict | None:
         from .inference import measure
         from .trainer import load_data
 
-        log(f"  {spec.variant} seed {spec.seed}: measuring inference")
+        log(f"  {spec.key} seed {spec.seed}: measuring inference")
         valid = load_data(spec).valid
         windows = eval_windows(valid.tokens, spec.eval.tokens, spec.model.seq_len)
         inf = spec.inference
@@ -44,7 +44,7 @@ def finish_run(spec: RunSpec, rd: Path, log=print) -> dict | None:
     if lm.tasks and not summary.get("lm_eval"):
         from moebench.evals.harness import run_lm_eval
 
-        log(f"  {spec.variant} seed {spec.seed}: lm-eval {', '.join(lm.tasks)}")
+        log(f"  {spec.key} seed {spec.seed}: lm-eval {', '.join(lm.tasks)}")
         summary["lm_eval"] = run_lm_eval((model, _tokenizer(spec), spec.model.seq_len, device), lm.tasks, lm.limit,
                                          lm.batch_size)
     R.atomic_write_json(rd / R.SUMMARY, summary)
@@ -61,7 +61,7 @@ def finish_runs(specs: list[RunSpec], results_root: Path, log=print) -> int:
     """finish_run for every spec that has a finished run; how many summaries changed."""
     n = 0
     for spec in specs:
-        rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed)
+        rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed, spec.size)
         if (rd / R.SUMMARY).exists():
             n += finish_run(spec, rd, log) is not None
     return n

@@ -73,7 +73,7 @@ class StopFlag:
 
 def _progress(spec: RunSpec, quiet: bool, log):
     tty = sys.stderr.isatty() and not quiet
-    bar = tqdm(total=spec.train.steps, desc=f"{spec.variant} s{spec.seed}", leave=False, disable=not tty,
+    bar = tqdm(total=spec.train.steps, desc=f"{spec.key} s{spec.seed}", leave=False, disable=not tty,
                unit="step", dynamic_ncols=True, position=1)
 
     def update(step, total, rows):
@@ -82,7 +82,7 @@ def _progress(spec: RunSpec, quiet: bool, log):
         bar.set_postfix(loss=f"{rows[0]['loss']:.3f}", tok_s=f"{rows[0]['tokens_per_s']:.0f}", refresh=False)
         bar.refresh()
         if ev and not tty and not quiet:
-            log(f"  {spec.variant} seed {spec.seed}: step {step}/{total} train {rows[0]['loss']:.4f} "
+            log(f"  {spec.key} seed {spec.seed}: step {step}/{total} train {rows[0]['loss']:.4f} "
                 f"val {ev['val_loss']:.4f} bpb {ev['val_bpb']:.4f} ({rows[0]['tokens_per_s']:.0f} tok/s)")
 
     return bar, update
@@ -106,7 +106,7 @@ def train_one(spec: RunSpec, rd: Path, data, stop: StopFlag, quiet: bool, log) -
     try:
         trainer = Trainer(spec, rd, data, stop, update)
         if trainer.try_resume():
-            log(f"  {spec.variant} seed {spec.seed}: resuming from step {trainer.step}")
+            log(f"  {spec.key} seed {spec.seed}: resuming from step {trainer.step}")
         else:  # starting at step 0: rows an earlier attempt logged before any checkpoint are void
             trainer.metrics_path.unlink(missing_ok=True)
         trainer.trackers = open_trackers(spec, rd, trainer.step, rank0)
@@ -119,7 +119,7 @@ def train_one(spec: RunSpec, rd: Path, data, stop: StopFlag, quiet: bool, log) -
         summary = failed_summary(spec, trainer, err)
         if trainer is not None:
             trainer.trackers.finish(summary)
-        log(f"  {spec.variant} seed {spec.seed}: FAILED at step {err.step}: {err.reason}")
+        log(f"  {spec.key} seed {spec.seed}: FAILED at step {err.step}: {err.reason}")
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as err:  # [distributed] a rank crashed or lost a peer: record it, stop this job
@@ -152,7 +152,7 @@ def rank_failed(spec: RunSpec, rd: Path, trainer, err: Exception) -> D.Distribut
         R.atomic_write_json(rd / R.SUMMARY, summary)
     recorded = R.read_json(rd / R.SUMMARY).get("failure") or {}
     return D.DistributedRunFailed(
-        f"{spec.variant} seed {spec.seed} failed at step {recorded.get('step', step)}: "
+        f"{spec.key} seed {spec.seed} failed at step {recorded.get('step', step)}: "
         f"{recorded.get('reason', reason)}; the distributed job stops here (rerun the same command to retry it "
         f"from its last checkpoint and go on with the remaining runs)")
 
@@ -199,8 +199,8 @@ def run_one(spec: RunSpec, results_root: Path, *, force: bool = False, stop: Sto
             quiet: bool = False, log=print, data: DataCache | None = None, head: str = "") -> Outcome:
     """Skip, resume or train one run into its run directory. Every rank of a distributed job calls it."""
     rank0 = D.is_rank0()
-    rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed)
-    head = head or f"{spec.variant} seed {spec.seed}"
+    rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed, spec.size)
+    head = head or f"{spec.key} seed {spec.seed}"
     state = run_state(rd, spec) if rank0 else None
     if state == "done" and not force and _retry_rank_failure(rd):  # [distributed] a crash, not the config
         log(f"{head}: a rank failed last time ({R.read_json(rd / R.SUMMARY)['failure']['reason']}); retrying")
@@ -239,6 +239,6 @@ def run_plan(plan: Plan, results_root: Path, force: bool = False, only: list[str
     with stop.installed(), suite_bar:
         for i, spec in enumerate(specs, 1):
             outcomes.append(run_one(spec, results_root, force=force, stop=stop, quiet=quiet, log=log, data=data,
-                                    head=f"[{i}/{len(specs)}] {spec.variant} seed {spec.seed}"))
+                                    head=f"[{i}/{len(specs)}] {spec.key} seed {spec.seed}"))
             suite_bar.update(1)
     return outcomes

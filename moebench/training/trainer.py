@@ -265,7 +265,7 @@ def run_identity(spec: RunSpec) -> dict:
     p = spec.plan
     return {
         "suite": spec.suite, "variant": spec.variant, "seed": spec.seed, "config_hash": spec.config_hash,
-        "kind": p.kind, "matched_to": p.matched_to,
+        "kind": p.kind, "matched_to": p.matched_to, **({"size": spec.size} if spec.size is not None else {}),
         "params": {"total": p.params_total, "active": p.params_active, "embedding": p.params_embedding},
         "flops_per_token": {"train": p.train_flops_per_token, "forward": p.forward_flops_per_token},
     }

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from moebench.config.claims import ClaimBase, parse_claims
 
-from . import kinds  # noqa: F401 - registers the judges
+from . import kinds, multiplier  # noqa: F401 - registers the judges
 from .base import FAIL, INCONCLUSIVE, JUDGES, MIN_SEEDS, PASS, Verdict, gate_reasons, tri
 
 
