@@ -244,6 +244,9 @@ class Trainer:
             "flops_measured": {"forward": measured, "method": "FlopCounterMode, math SDPA, one eval batch, end of "
                                                               "training"},
             "steps": self.step, "tokens": train[-1]["tokens"], "wall_time_s": self.wall, "final": final,
+            # how often the run saw its corpus: claims are INCONCLUSIVE past max_epochs (data repetition)
+            "unique_train_tokens": len(self.data.train.tokens),
+            "epochs": train[-1]["tokens"] / len(self.data.train.tokens),
             "tokens_per_s_median": statistics.median(r["tokens_per_s"] for r in steady),
             "step_time_median_s": statistics.median(r["step_time"] for r in steady),
             "peak_memory_bytes": int(peak), "peak_memory_method": method,

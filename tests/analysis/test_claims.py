@@ -1,4 +1,6 @@
 """Claim verdicts on synthetic run directories whose numbers are worked out by hand in the comments."""
+import math
+
 import pytest
 from scipy import stats as st
 
@@ -23,53 +25,102 @@ def suite(tmp_path):
 
 
 def two_seed(suite, dense=DENSE, moe=MOE, **moe_kw):
+    """Seed 1 is seed 0 shifted up by 0.01 nats in both variants: each seed's target is its own final loss, so
+    both seeds give the same times to target (seeds differ, as real seeds do)."""
     for s in (0, 1):
-        write_run(suite, "dense", s, dense)
-        write_run(suite, "moe", s, moe, **moe_kw)
+        write_run(suite, "dense", s, [x + 0.01 * s for x in dense])
+        write_run(suite, "moe", s, [x + 0.01 * s for x in moe], **moe_kw)
     return load_results(suite)
 
 
 # ---- speedup_to_loss ------------------------------------------------------------------------------------------
 
+SPEEDUP = dict(kind="speedup_to_loss", variant="moe", baseline="dense")
+
+
 def test_speedup_interpolation_matches_hand_calculation(suite):
+    # dense reaches its final 2.8 at step 400; moe crosses 2.8 between 200 (3.0) and 300 (2.7): 266.67 steps.
     # moe costs 2x FLOPs and 3x wall per step: steps speedup 400/266.67 = 1.5, flops 0.75, wall 0.5
     rs = two_seed(suite, flops_per_token=12000.0, wall_per_step=1.5)
-    v = judge(rs, kind="speedup_to_loss", variant="moe", baseline="dense", axis="steps", min=1.4)
+    v = judge(rs, **SPEEDUP, axis="steps", min=1.4)
     assert v.verdict == "PASS", v.reason
-    assert v.numbers["steps_to_target"] == pytest.approx(800 / 3)
-    assert v.numbers["tokens_to_target"] == pytest.approx(800 / 3 * 1000)
     assert v.numbers["speedup_steps"] == pytest.approx(1.5)
+    assert v.numbers["speedup_per_seed"] == pytest.approx([1.5, 1.5]) and v.numbers["paired"] is True
     assert v.numbers["speedup_tokens"] == pytest.approx(1.5)
     assert v.numbers["speedup_flops"] == pytest.approx(0.75)
     assert v.numbers["speedup_wall"] == pytest.approx(0.5)
-    v = judge(rs, kind="speedup_to_loss", variant="moe", baseline="dense", axis="flops", min=1.4)
+    v = judge(rs, **SPEEDUP, axis="flops", min=1.4)
     assert v.verdict == "FAIL" and "0.75" in v.reason
 
 
 def test_speedup_threshold_exactly_met_passes(suite):
-    v = judge(two_seed(suite), kind="speedup_to_loss", variant="moe", baseline="dense", axis="tokens", min=1.5)
-    assert v.verdict == "PASS"
-    v = judge(load_results(suite), kind="speedup_to_loss", variant="moe", baseline="dense", min=1.6)
-    assert v.verdict == "FAIL"
+    assert judge(two_seed(suite), **SPEEDUP, axis="tokens", min=1.5).verdict == "PASS"
+    assert judge(load_results(suite), **SPEEDUP, axis="tokens", min=1.6).verdict == "FAIL"
 
 
-def test_speedup_never_reached_fails_with_best(suite):
-    v = judge(two_seed(suite, moe=[3.9, 3.4, 3.0, 2.9]), kind="speedup_to_loss", variant="moe", baseline="dense",
-              min=1.0)
-    assert v.verdict == "FAIL"
-    assert "never reached 2.8000 (best 2.9000)" in v.reason
-
-
-def test_speedup_seeds_straddling_threshold_inconclusive(suite):
+def test_speedup_interval_from_both_seeds_by_hand(suite):
     write_run(suite, "dense", 0, DENSE)
-    write_run(suite, "dense", 1, DENSE)
-    write_run(suite, "moe", 0, [3.8, 2.8, 2.7, 2.5])  # reaches 2.8 at step 200: 2.0x
-    write_run(suite, "moe", 1, [3.8, 3.2, 3.0, 2.8])  # at step 400: 1.0x
-    # mean curve 3.8, 3.0, 2.85, 2.65 crosses 2.8 at 300 + 100 * 0.05/0.2 = 325 steps: 400/325 = 1.2308x
-    v = judge(load_results(suite), kind="speedup_to_loss", variant="moe", baseline="dense", axis="steps", min=1.5)
-    assert v.numbers["speedup_steps"] == pytest.approx(400 / 325)
-    assert v.numbers["speedup_per_seed"] == pytest.approx([2.0, 1.0])
-    assert v.verdict == "INCONCLUSIVE" and "per seed" in v.reason
+    write_run(suite, "dense", 1, [x + 0.01 for x in DENSE])
+    write_run(suite, "moe", 0, [3.8, 2.8, 2.7, 2.5])  # reaches 2.8 at step 200 and stays below: 2.0x
+    write_run(suite, "moe", 1, [3.8, 3.21, 3.01, 2.81])  # reaches its target 2.81 only at step 400: 1.0x
+    v = judge(load_results(suite), **SPEEDUP, axis="steps", min=1.2)
+    # geometric mean sqrt(2) = 1.414; n = 2 pairs, log ratios differ by d = ln 2: se = d / 2, t(1) = 12.706
+    lo, hi = v.numbers["ci95_speedup"]
+    assert v.numbers["speedup_steps"] == pytest.approx(2 ** 0.5)
+    h = 12.706 * math.log(2) / 2  # the bootstrap's se is within ~2% of d / 2 (4000 resamples, fixed RNG)
+    assert math.log(lo) == pytest.approx(math.log(2 ** 0.5) - h, rel=0.03)
+    assert math.log(hi) == pytest.approx(math.log(2 ** 0.5) + h, rel=0.03)
+    assert v.verdict == "INCONCLUSIVE" and "could confirm only a speedup >=" in v.reason
+
+
+def test_speedup_overfitting_baseline_gives_no_free_speedup(suite):
+    # dense's best is 2.6 at step 300, its final 2.8: it first gets down to 2.8 between steps 200 and 300. An
+    # identical copy gets exactly 1x (the old rule, the baseline's last step, handed it 2.67x)
+    over = [4.0, 3.0, 2.6, 2.8]
+    v = judge(two_seed(suite, dense=over, moe=over), **SPEEDUP, axis="steps", min=1.5)
+    assert v.numbers["speedup_steps"] == pytest.approx(1.0) and v.verdict == "FAIL", v.reason
+
+
+def test_speedup_single_dip_is_not_reaching(suite):
+    # moe dips to 2.7 at step 200 but ends at 2.9, above dense's 2.8: it never reached the target, so its speedup
+    # is below the bound 400 / 400 = 1 (the old rule, first point below, gave 3.09x)
+    v = judge(two_seed(suite, moe=[3.8, 2.7, 3.0, 2.9]), **SPEEDUP, axis="steps", min=1.5)
+    assert v.verdict == "FAIL", v.reason
+    assert v.numbers["censored_seeds"] == [0, 1] and v.numbers["speedup_per_seed"] == pytest.approx([1.0, 1.0])
+    assert "never reached the target" in v.reason
+
+
+@pytest.mark.parametrize("slow_end", [2.85, 3.4])
+def test_speedup_straddling_seeds_same_verdict_whichever_way_the_mean_curve_falls(tmp_path, slow_end):
+    # seed 0 reaches at step 200 (2x); seed 1 never does. With slow_end 2.85 the mean curve crosses the mean target,
+    # with 3.4 it does not: the old rule gave INCONCLUSIVE vs FAIL; the seeds are the same evidence either way
+    verdicts = []
+    for fast in (0, 1):  # and whichever seed is the fast one
+        d = write_suite(tmp_path / f"{slow_end}-{fast}")
+        for s in (0, 1):
+            write_run(d, "dense", s, [x + 0.001 * s for x in DENSE])
+            moe = [3.8, 2.8, 2.6, 2.5] if s == fast else [3.8, 3.5, 3.2, slow_end]
+            write_run(d, "moe", s, [x + 0.001 * s for x in moe])
+        v = judge(load_results(d), **SPEEDUP, axis="steps", min=1.5)
+        verdicts.append(v.verdict)
+        assert sorted(v.numbers["speedup_per_seed"]) == pytest.approx([1.0, 2.0], rel=1e-3)
+    assert verdicts == ["INCONCLUSIVE", "INCONCLUSIVE"]
+
+
+def test_speedup_target_best(suite):
+    # target = each dense seed's best (2.6 at step 300, first reached there); moe gets to 2.6 between 300 (2.7)
+    # and 400 (2.5) at 350 and stays: 300 / 350 = 0.857
+    v = judge(two_seed(suite, dense=[4.0, 3.0, 2.6, 2.8]), **SPEEDUP, axis="steps", min=1.0, target="best")
+    assert v.numbers["speedup_steps"] == pytest.approx(300 / 350) and v.verdict == "FAIL"
+    assert "best val loss" in v.rule
+
+
+def test_speedup_unpaired_seeds_use_every_pairing(suite):
+    for s in (0, 1):
+        write_run(suite, "dense", s, [x + 0.01 * s for x in DENSE])
+        write_run(suite, "moe", s + 5, [x + 0.01 * s for x in MOE])
+    v = judge(load_results(suite), **SPEEDUP, axis="steps", min=1.0)
+    assert v.numbers["paired"] is False and len(v.numbers["speedup_per_seed"]) == 4
 
 
 # ---- loss_better ----------------------------------------------------------------------------------------------
@@ -156,6 +207,75 @@ def test_monotonic_noisy_inconclusive_and_not_ordered(suite):
     v = judge(rs, kind="monotonic", variants=["e2", "e4", "e8"], x=[2, 4, 8])
     assert v.verdict == "INCONCLUSIVE" and v.numbers["strictly_ordered"] is False
     assert v.numbers["ci95_slope"][0] < 0 < v.numbers["ci95_slope"][1]
+
+
+def test_monotonic_trend_with_unordered_means_is_not_a_pass(suite):
+    # the slope is clearly negative, but the means go 2.0, 1.8, 1.7, 1.75, 1.78: not monotone (the old rule PASSed)
+    ladder = {f"e{2 ** i}": m for i, m in enumerate([2.0, 1.8, 1.7, 1.75, 1.78])}
+    names, x = list(ladder), [2 ** i for i in range(5)]
+    rs = _ladder(suite, {v: [m - 0.002, m + 0.002] for v, m in ladder.items()})
+    v = judge(rs, kind="monotonic", variants=names, x=x)
+    assert v.numbers["ci95_slope"][1] < 0 and v.numbers["strictly_ordered"] is False
+    assert v.verdict == "FAIL" and v.numbers["reversed_steps"] == ["e4 -> e8", "e8 -> e16"], v.reason
+    # the same means with seeds too noisy to tell the reversal from noise: INCONCLUSIVE, never PASS
+    d2 = write_suite(suite.parent.parent / "noisy")
+    rs = _ladder(d2, {v: [m - 0.06, m + 0.06] for v, m in ladder.items()})
+    v = judge(rs, kind="monotonic", variants=names, x=x)
+    assert v.verdict == "INCONCLUSIVE" and "could detect only a slope of" in v.reason
+
+
+# ---- seeds identical, data repetition, noise floor, control ----------------------------------------------------
+
+@pytest.mark.parametrize("spec", [
+    dict(kind="loss_better", variant="moe", baseline="dense"),
+    dict(kind="speedup_to_loss", variant="moe", baseline="dense", axis="steps", min=1.2),
+    dict(kind="monotonic", variants=["dense", "moe"]),
+])
+def test_identical_seeds_are_inconclusive(suite, spec):
+    for s in (0, 1):  # every seed gives exactly the same numbers: zero spread would make any difference exact
+        write_run(suite, "dense", s, DENSE)
+        write_run(suite, "moe", s, MOE)
+    v = judge(load_results(suite), **spec)
+    assert v.verdict == "INCONCLUSIVE"
+    assert "seeds identical: a seed that randomises nothing is a bug, not evidence" in v.reason
+
+
+def test_data_repetition_past_max_epochs_is_inconclusive(suite):
+    for s in (0, 1):  # 400 steps x 1000 tokens over 80k unique tokens: 5 epochs
+        write_run(suite, "dense", s, [x + 0.01 * s for x in DENSE], unique_train_tokens=80_000)
+        write_run(suite, "moe", s, [x - 0.01 * s for x in MOE], unique_train_tokens=80_000)
+    rs = load_results(suite)
+    assert list(rs.runs["epochs"]) == [5.0] * 4 and list(rs.runs["unique_train_tokens"]) == [80_000] * 4
+    v = judge(rs, kind="loss_better", variant="moe", baseline="dense")
+    assert v.verdict == "INCONCLUSIVE" and "more than max_epochs 4 passes over the corpus: moe 5" in v.reason
+    assert v.numbers["ungated_verdict"] == "PASS"
+    assert judge(rs, kind="loss_better", variant="moe", baseline="dense", max_epochs=6).verdict == "PASS"
+    # speed does not depend on how often data repeats
+    assert judge(rs, kind="throughput_ratio", variant="moe", baseline="dense", min=0.5).verdict == "PASS"
+
+
+def test_noise_floor_detectable_difference_and_control(suite):
+    # dense 2.5, 2.7 (sd 0.1414); moe 2.0, 2.2; ctl (the control) 2.52, 2.68
+    for s, (m, d, c) in enumerate([(2.0, 2.5, 2.52), (2.2, 2.7, 2.68)]):
+        write_run(suite, "moe", s, MOE, final={"val_loss": m})
+        write_run(suite, "dense", s, DENSE, final={"val_loss": d})
+        write_run(suite, "ctl", s, DENSE, final={"val_loss": c})
+    v = judge(load_results(suite), kind="loss_better", variant="moe", baseline="dense", control="ctl")
+    n = v.numbers
+    assert n["noise_floor_sd"] == pytest.approx(0.2 / 2 ** 0.5)
+    assert n["effect_noise_units"] == pytest.approx(0.5 / (0.2 / 2 ** 0.5))
+    # pooled sd 0.1414, se = 0.1414 * sqrt(1/2 + 1/2) = 0.1414, df 2: (t_.975 + t_.8) * se = (4.303 + 1.061) * se
+    assert n["detectable_difference"] == pytest.approx((4.3027 + 1.0607) * 0.141421, rel=1e-3)
+    assert n["control_minus_baseline"] == pytest.approx(0.0) and n["control"] == "ctl"
+    assert v.verdict == "INCONCLUSIVE" and "could detect only a difference of 0.758" in v.reason
+    assert "control ctl - dense: +0.0000" in v.reason
+
+
+def test_control_must_name_a_variant():
+    problems = []
+    validate_claims([{"kind": "loss_better", "variant": "moe", "baseline": "dense", "control": "e_1"}],
+                    ["dense", "moe", "e1"], problems)
+    assert problems == ["claims.0.control: no variant named 'e_1' (did you mean 'e1'?)"]
 
 
 # ---- load_balance ---------------------------------------------------------------------------------------------
