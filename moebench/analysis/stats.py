@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 from scipy import special
 from scipy import stats as st
 
@@ -89,51 +88,3 @@ def ols_slope(pts: list[tuple[float, float]]) -> dict:
     h = float(t_quantile(0.975, dof)) * float(r.stderr) if dof > 0 else math.inf
     return {"slope": float(r.slope), "ci_low": float(r.slope) - h, "ci_high": float(r.slope) + h,
             "p": float(r.pvalue), "se": float(r.stderr), "df": dof}
-
-
-def _ok_seeds(rs, variant: str) -> list[int]:
-    return [int(s) for s in rs.ok_runs(variant)["seed"]]
-
-
-def seed_curves(rs, variant: str) -> list[pd.DataFrame]:
-    c = rs.curves
-    return [c[(c["variant"] == variant) & (c["seed"] == s)].dropna(subset=["val_loss"]).sort_values("step")
-            for s in _ok_seeds(rs, variant)]
-
-
-def mean_curve(rs, variant: str) -> pd.DataFrame:
-    """Mean over finished seeds at each eval step that every one of them reached (a partial step would bias it)."""
-    curves = [c for c in seed_curves(rs, variant) if len(c)]
-    if not curves:
-        return pd.DataFrame(columns=["step", "tokens", "flops", "wall", "val_loss"])
-    both = pd.concat(curves)
-    g = both.groupby("step")
-    keep = g["seed"].nunique() == len(curves)
-    m = g[["tokens", "flops", "wall", "val_loss"]].mean()[keep]
-    return m.reset_index().sort_values("step").reset_index(drop=True)
-
-
-def reach_point(curve: pd.DataFrame, target: float) -> dict | None:
-    """Each axis's value where the curve first gets to <= target, interpolated linearly between eval points."""
-    rows = list(curve.itertuples(index=False))
-    for i, r in enumerate(rows):
-        if r.val_loss <= target:
-            if i == 0:  # already there at the first eval: report that point, an upper bound (never flatters)
-                return {ax: float(getattr(r, _AXIS_COL[ax])) for ax in AXES}
-            p = rows[i - 1]
-            frac = (p.val_loss - target) / (p.val_loss - r.val_loss)
-            a, b = ({ax: float(getattr(row, _AXIS_COL[ax])) for ax in AXES} for row in (p, r))
-            return {ax: a[ax] + frac * (b[ax] - a[ax]) for ax in AXES}
-    return None
-
-
-def final_axis_values(rs, variant: str) -> dict:
-    """Where a run ends on each axis, mean over finished seeds; wall is training time (the curves' clock)."""
-    ok = rs.ok_runs(variant)
-    tr = rs.train[rs.train["variant"] == variant]
-    walls = []
-    for _, r in ok.iterrows():
-        w = tr[tr["seed"] == r["seed"]]["wall"].dropna()
-        walls.append(float(w.max()) if len(w) else float(r["wall_time_s"]))
-    return {"steps": mean(ok["steps"].astype(float)), "tokens": mean(ok["tokens"].astype(float)),
-            "flops": mean((ok["tokens"] * ok["train_flops_per_token"]).astype(float)), "wall": mean(walls)}

@@ -166,7 +166,8 @@ def judge_monotonic(c: Monotonic, rs) -> Verdict:
     numbers = {"slope": fit["slope"], "ci95_slope": [lo, hi], "p_value": fit["p"], "n_points": len(pts),
                "means": dict(zip(c.variants, means)), "strictly_ordered": ordered, "reversed_steps": reversed_,
                "detectable_slope": stats.detectable(fit["se"], fit["df"]), **_noise(rs, c.variants[0], c.metric)}
-    numbers["effect_noise_units"] = _in_noise_units(sgn * (means[-1] - means[0]), numbers)
+    numbers["improvement_first_to_last"] = sgn * (means[-1] - means[0])
+    numbers["effect_noise_units"] = _in_noise_units(numbers["improvement_first_to_last"], numbers)
     reason = (f"slope {fit['slope']:.4g} per {xs}, 95% CI [{lo:.4g}, {hi:.4g}]; means "
               f"{'strictly' if ordered else 'not strictly'} {c.direction}"
               + (f"; reversed beyond noise: {', '.join(reversed_)}" if reversed_ else ""))
