@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .stats import AXES, _AXIS_COL, detectable, t_quantile
+from .stats import _AXIS_COL, detectable, t_quantile
 
 N_BOOT = 4000
 

@@ -62,7 +62,7 @@ def loss_curves(rs, verdicts, out_dir: Path):
                 ax.plot(b[:, 0], b[:, 1], label=v, color=pal[v], marker="o", markersize=3)
                 ax.fill_between(b[:, 0], b[:, 1] - b[:, 2], b[:, 1] + b[:, 2], color=pal[v], alpha=0.2, lw=0)
         ax.set(xlabel=label, ylabel="val loss", title=f"Validation loss vs {label} (mean, 95% CI over seeds)")
-        if rs.variants:
+        if ax.get_legend_handles_labels()[0]:  # no finite curve (every run diverged): no empty legend warning
             ax.legend(fontsize=8)
         out.append((f"Validation loss vs {label}", _save(fig, out_dir, f"val_loss_vs_{x}.png")))
     return out
