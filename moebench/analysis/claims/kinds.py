@@ -162,7 +162,8 @@ def judge_monotonic(c: Monotonic, rs) -> Verdict:
     rule = (f"OLS slope of {c.metric} on {xs} over all seeds with its 95% CI, and the seed means in order; PASS "
             f"if the CI excludes 0 on the {c.direction} side AND the means are strictly {c.direction}; FAIL if the "
             f"CI excludes 0 on the other side or an adjacent step goes the other way beyond noise (Welch "
-            f"{level:.1%} CI, Bonferroni over {len(steps)} steps), else INCONCLUSIVE")
+            f"{level:.1%} CI: Bonferroni over {len(steps)} adjacent step{'s' if len(steps) > 1 else ''}), "
+            f"else INCONCLUSIVE")
     numbers = {"slope": fit["slope"], "ci95_slope": [lo, hi], "p_value": fit["p"], "n_points": len(pts),
                "means": dict(zip(c.variants, means)), "strictly_ordered": ordered, "reversed_steps": reversed_,
                "detectable_slope": stats.detectable(fit["se"], fit["df"]), **_noise(rs, c.variants[0], c.metric)}
