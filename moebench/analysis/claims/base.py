@@ -50,7 +50,7 @@ SEEDS_IDENTICAL = "seeds identical: a seed that randomises nothing is a bug, not
 def verdict(spec, rs, outcome: str, numbers: dict, reason: str, rule: str, spread: str | None = None) -> Verdict:
     """Apply the gates on top of the kind's own outcome; `spread` names the column whose seed spread the kind's
     statistics rely on (identical seeds there make the verdict INCONCLUSIVE)."""
-    gates = gate_reasons(rs, spec.compared(), spec.min_tokens_per_param, getattr(spec, "max_epochs", None))
+    gates = gate_reasons(rs, spec.compared(), spec.min_tokens_per_param, spec.max_epochs)
     same = identical_seeds(rs, spec.compared(), spread) if spread else []
     if same:
         gates.append(f"{SEEDS_IDENTICAL} ({', '.join(same)} {spread})")
