@@ -94,3 +94,13 @@ def test_speedup_unpaired_seeds_use_every_pairing(suite):
         write_run(suite, "moe", s + 5, [x + 0.01 * s for x in MOE])
     v = judge(load_results(suite), **SPEEDUP, axis="steps", min=1.0)
     assert v.numbers["paired"] is False and len(v.numbers["speedup_per_seed"]) == 4
+
+
+def test_speedup_names_seeds_without_a_partner(suite):
+    for s in (0, 1):
+        write_run(suite, "dense", s, [x + 0.01 * s for x in DENSE])
+        write_run(suite, "moe", s, [x + 0.01 * s for x in MOE])
+    write_run(suite, "dense", 2, [x + 0.02 for x in DENSE])  # no moe seed 2
+    v = judge(load_results(suite), **SPEEDUP, axis="steps", min=1.0)
+    assert v.numbers["paired"] is True and len(v.numbers["speedup_per_seed"]) == 2
+    assert v.numbers["unpaired_seeds"] == [2] and "not used: 2" in v.reason

@@ -81,6 +81,11 @@ def judge_speedup(c: SpeedupToLoss, rs) -> Verdict:
     reason = (f"{c.axis} speedup {s.estimate:.3g}x, 95% CI [{s.ci_low:.3g}, {s.ci_high:.3g}] vs required "
               f"{c.min:g}x (per {'seed' if s.paired else 'pairing'} {seeds}"
               + (f"; {len(censored)} never reached the target: '<' marks an upper bound" if censored else "") + ")")
+    if s.paired:  # a seed only one variant has cannot be paired: say so rather than drop it unseen
+        alone = sorted({c.seed for c in base} ^ {c.seed for c in var})
+        if alone:
+            numbers["unpaired_seeds"] = alone
+            reason += f"; seeds without a partner in the other variant, not used: {', '.join(map(str, alone))}"
     if v == INCONCLUSIVE:
         reason += f"; at this noise it could confirm only a speedup >= {numbers['detectable_speedup']:.3g}x " \
                   f"(80% power)"
