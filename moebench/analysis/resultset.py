@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -32,7 +33,7 @@ TRAIN_COLS = ("variant", "seed", "step", "tokens", "flops", "wall", "loss", "aux
 RUN_COLS = ("suite", "variant", "seed", "status", "failure_step", "failure_reason", "kind", "matched_to", "backend",
             "params_total", "params_active", "params_embedding", "train_flops_per_token", "forward_flops_per_token",
             "steps", "tokens", "wall_time_s", *FINAL_KEYS, "tokens_per_s_median", "step_time_median_s",
-            "peak_memory_bytes", "peak_memory_method", "tokens_per_param", "peak_flops", "peak_bw", "peak_source",
+            "peak_memory_bytes", "peak_memory_method", "tokens_per_param", "unique_train_tokens", "epochs", "peak_flops", "peak_bw", "peak_source",
             "param_bytes")
 _SEED_DIR = re.compile(r"^seed-(\d+)$")
 
@@ -57,18 +58,55 @@ class ResultSet:
     def variants(self) -> list[str]:
         return sorted(self.runs["variant"].unique()) if len(self.runs) else []
 
+    def __post_init__(self):
+        # row positions per variant, found once: a claim looks columns up per variant many times (and the
+        # null-calibration tests judge thousands of result sets)
+        self._rows = _positions(self.runs["variant"])
+        self._ok = (self.runs["status"] == "ok").to_numpy(bool) if len(self.runs) else np.zeros(0, bool)
+        self._curve_rows = _positions(self.curves["variant"])
+        self._arrays: dict[tuple[str, str], np.ndarray] = {}  # (frame, column) -> its values, filled on first use
+
+    def _array(self, frame: str, column: str) -> np.ndarray:
+        key = (frame, column)
+        if key not in self._arrays:
+            self._arrays[key] = getattr(self, frame)[column].to_numpy()
+        return self._arrays[key]
+
     def ok_runs(self, variant: str) -> pd.DataFrame:
-        r = self.runs
-        return r[(r["variant"] == variant) & (r["status"] == "ok")]
+        return self.runs.iloc[self._ok_positions(variant)]
+
+    def _ok_positions(self, variant: str) -> np.ndarray:
+        pos = self._rows.get(variant, _NONE)
+        return pos[self._ok[pos]]
+
+    def run_values(self, variant: str, column: str, ok: bool = True) -> np.ndarray:
+        """The column's raw values for the variant's runs (finished ones only unless ok=False), in seed order."""
+        pos = self._ok_positions(variant) if ok else self._rows.get(variant, _NONE)
+        return self._array("runs", column)[pos]
 
     def seed_values(self, variant: str, column: str) -> list[float]:
         """One value per finished seed (missing values dropped); [] for an unknown column."""
         if column not in self.runs.columns:
             return []
-        return [float(x) for x in self.ok_runs(variant)[column].dropna()]
+        return [float(x) for x in self.run_values(variant, column) if x is not None and x == x]
+
+    def curve_values(self, variant: str, columns) -> dict[str, np.ndarray]:
+        """Columns of the variant's eval-curve rows (sorted by seed, then step)."""
+        pos = self._curve_rows.get(variant, _NONE)
+        return {c: self._array("curves", c)[pos] for c in columns}
 
     def total_wall_time_s(self) -> float:
         return float(self.runs["wall_time_s"].fillna(0).sum()) if len(self.runs) else 0.0
+
+
+_NONE = np.zeros(0, dtype=np.int64)
+
+
+def _positions(col: pd.Series) -> dict[str, np.ndarray]:
+    out: dict[str, list[int]] = {}
+    for i, v in enumerate(col.to_numpy(object)):
+        out.setdefault(v, []).append(i)
+    return {k: np.array(v, dtype=np.int64) for k, v in out.items()}
 
 
 def _flat(prefix: str, d: dict | None) -> dict:
@@ -110,6 +148,8 @@ def _run_row(suite: str, variant: str, seed: int, s: dict | None, cfg: dict) -> 
     row.update({k: env.get(k) for k in ("peak_flops", "peak_bw", "peak_source", "param_bytes")})
     if row["tokens"] and row["params_total"]:
         row["tokens_per_param"] = row["tokens"] / row["params_total"]
+    row["unique_train_tokens"] = s.get("unique_train_tokens")
+    row["epochs"] = s.get("epochs")
     row["flops_measured_forward_per_token"] = (s.get("flops_measured") or {}).get("forward")
     row.update({k: s.get(k) for k in ("world_size", "comm_time_s", "comm_fraction")})
     row["parallel"] = json.dumps(s.get("parallel"), sort_keys=True) if s.get("parallel") else None
@@ -149,11 +189,13 @@ def _seed_dirs(results_dir: Path):
             yield vdir.name, seed, d
 
 
-def _planned(plan) -> list[tuple[str, int]]:
-    """(variant, seed) of each plan row; a planned run with no directory yet is as unfinished as a killed one."""
-    rows = plan.get("rows", plan.get("runs", [])) if isinstance(plan, dict) else plan or []
-    return sorted({(str(r["variant"]), int(r["seed"])) for r in rows
-                   if isinstance(r, dict) and "variant" in r and isinstance(r.get("seed"), int)})
+def _planned(plan, suite: dict) -> list[tuple[str, int]]:
+    """(variant, seed) of every planned run: plan.json rows are PlanRow dicts (one per variant, keyed `name`) and
+    the seeds are the resolved suite's train.seeds; a planned run with no directory yet is as unfinished as a
+    killed one."""
+    seeds = ((suite or {}).get("train") or {}).get("seeds") or []
+    names = [r["name"] for r in plan or [] if isinstance(r, dict) and isinstance(r.get("name"), str)]
+    return sorted({(n, int(sd)) for n in names for sd in seeds if isinstance(sd, int)})
 
 
 def _frame(rows: list[dict], cols) -> pd.DataFrame:
@@ -165,6 +207,25 @@ def _frame(rows: list[dict], cols) -> pd.DataFrame:
     return df[list(cols) + extra]
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """What one run directory holds, as read from disk (summary None: not finished)."""
+    variant: str
+    seed: int
+    summary: dict | None
+    config: dict
+    metrics: list[dict]
+
+
+def read_records(results_dir: Path) -> list[RunRecord]:
+    out = []
+    for variant, seed, d in _seed_dirs(results_dir):
+        s = read_json(d / SUMMARY) if (d / SUMMARY).exists() else None
+        cfg = (yaml.safe_load((d / CONFIG).read_text(encoding="utf-8")) or {}) if (d / CONFIG).exists() else {}
+        out.append(RunRecord(variant, seed, s, cfg if isinstance(cfg, dict) else {}, list(read_metrics(d / METRICS))))
+    return out
+
+
 def load_results(results_dir: Path) -> ResultSet:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
@@ -173,20 +234,24 @@ def load_results(results_dir: Path) -> ResultSet:
     suite = (yaml.safe_load(suite_path.read_text(encoding="utf-8")) or {}) if suite_path.exists() else {}
     plan_path = results_dir / "plan.json"
     plan = read_json(plan_path) if plan_path.exists() else None
-    suite_name = str(suite.get("name") or results_dir.name)
+    return build_result_set(results_dir, suite, plan, read_records(results_dir))
 
+
+def build_result_set(results_dir: Path, suite: dict, plan, records: list[RunRecord]) -> ResultSet:
+    """The frames of a ResultSet from run records: load_results reads the records from disk, the null-calibration
+    tests build them in memory, and both go through this one function."""
+    suite_name = str(suite.get("name") or Path(results_dir).name)
     runs, curves, train, envs, experts, inference = [], [], [], [], {}, {}
-    for variant, seed, d in _seed_dirs(results_dir):
-        s = read_json(d / SUMMARY) if (d / SUMMARY).exists() else None
-        cfg = (yaml.safe_load((d / CONFIG).read_text(encoding="utf-8")) or {}) if (d / CONFIG).exists() else {}
-        runs.append(_run_row(suite_name, variant, seed, s, cfg if isinstance(cfg, dict) else {}))
+    for rec in records:
+        variant, seed, s = rec.variant, rec.seed, rec.summary
+        runs.append(_run_row(suite_name, variant, seed, s, rec.config))
         if s is not None:
             envs.append(s.get("env") or {})
             if s.get("experts"):
                 experts[(variant, seed)] = s["experts"]
             if s.get("inference"):
                 inference[(variant, seed)] = s["inference"]
-        for m in read_metrics(d / METRICS):
+        for m in rec.metrics:
             base = {"variant": variant, "seed": seed}
             if m.get("kind") == "eval":
                 curves.append({**base, **{k: m.get(k) for k in CURVE_COLS[2:]}})
@@ -194,10 +259,10 @@ def load_results(results_dir: Path) -> ResultSet:
                 train.append({**base, **{k: m.get(k) for k in TRAIN_COLS[2:]}})
 
     seen = {(r["variant"], r["seed"]) for r in runs}
-    runs += [_run_row(suite_name, v, sd, None, {}) for v, sd in _planned(plan) if (v, sd) not in seen]
+    runs += [_run_row(suite_name, v, sd, None, {}) for v, sd in _planned(plan, suite) if (v, sd) not in seen]
     runs_df = _frame(runs, RUN_COLS).sort_values(["variant", "seed"], kind="stable").reset_index(drop=True)
     curves_df = _frame(curves, CURVE_COLS).sort_values(["variant", "seed", "step"], kind="stable")
     train_df = _frame(train, TRAIN_COLS).sort_values(["variant", "seed", "step"], kind="stable")
-    return ResultSet(results_dir=results_dir, suite=suite, plan=plan, runs=runs_df,
+    return ResultSet(results_dir=Path(results_dir), suite=suite, plan=plan, runs=runs_df,
                      curves=curves_df.reset_index(drop=True), train=train_df.reset_index(drop=True),
                      env=_merge_env(envs), experts=experts, inference=inference)

@@ -23,7 +23,7 @@ from moebench.config.claims import parse_claims
 from moebench.config.sweep import claim_names
 from moebench.io import atomic_write_text
 
-from . import sections, tables
+from . import facts, sections, tables
 from .plots import make_plots
 from .scaling import scaling_blocks
 
@@ -44,8 +44,12 @@ def _header(rs) -> list:
 
 def _rules(verdicts, min_tpp_default: float = 1.0) -> list:
     gates = (f"Every verdict is INCONCLUSIVE (reason given) when a compared variant has a failed or incomplete run, "
-             f"fewer than {MIN_SEEDS} finished seeds, or fewer training tokens per total parameter than the claim's "
-             f"min_tokens_per_param (default {min_tpp_default:g}).")
+             f"fewer than {MIN_SEEDS} finished seeds, fewer training tokens per total parameter than the claim's "
+             f"min_tokens_per_param (default {min_tpp_default:g}), or (training claims) more passes over its corpus "
+             f"than max_epochs (default 4); a quality claim is also INCONCLUSIVE when a variant's seeds are "
+             f"identical (a seed that randomises nothing is a bug, not evidence). Quality verdicts (loss_better, "
+             f"speedup_to_loss, monotonic) are null-calibrated: on simulated suites with no true effect they PASS "
+             f"at most 5% of the time at 2 and 3 seeds (tests/analysis/test_null_calibration.py).")
     return [("p", gates), ("list", [f"{v.name}: {v.rule}" for v in verdicts])] if verdicts else [("p", gates)]
 
 
@@ -62,6 +66,20 @@ def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str, ex
     blocks += [("h2", "Variants"), ("table", tables.variants_table(rs)),
                ("p", "Means over finished seeds, ± the 95% t interval; params, FLOPs, tokens/s and memory are "
                      "medians.")]
+    blocks += [("h2", "What each variant is and saw"), ("table", facts.facts_table(rs)),
+               ("p", "From the plan (plan.json), the resolved suite and the runs (medians over finished seeds); "
+                     "epochs = training tokens / unique training tokens of the corpus. Beyond ~4 epochs repeated "
+                     "data is worth less than fresh data (Muennighoff et al. 2023).")]
+    blocks += [("h2", "Noise floor"), ("table", facts.noise_table(rs)),
+               ("p", "The seed-to-seed standard deviation of each variant's final val loss: the smallest difference "
+                     "that means anything at this suite's scale.")]
+    effects = facts.effects_table(verdicts)
+    if effects:
+        blocks += [("table", effects),
+                   ("p", "Each quality claim's effect in units of its baseline's seed sd, and the smallest effect "
+                         "the suite could have detected at that noise with 80% power (what an INCONCLUSIVE "
+                         "could have seen); a control variant computes the same function as the baseline, so its "
+                         "difference is a measured no-effect.")]
     blocks += [("h2", "Utilisation (S-MFU, S-MBU)"), ("table", tables.utilisation_table(rs)),
                ("p", "S-MFU and S-MBU as MoE-CAP (Jiang et al. 2024) define them for sparse models: achieved "
                      "FLOP/s of the active parameters (train FLOPs/token x tokens/s) / device peak FLOP/s, and bytes "

@@ -55,6 +55,9 @@ def _key_number(v: Verdict) -> str:
     n = v.numbers
     if "best_val_loss" in n:
         return f"never reached (best {fmt(float(n['best_val_loss']))})"
+    ci = n.get("ci95_speedup")
+    if ci and len(ci) == 2 and "axis" in n:  # a speedup with its interval over seeds
+        return f"speedup_{n['axis']} = {fmt(float(n['speedup_' + n['axis']]))} [{fmt(ci[0], 3)}, {fmt(ci[1], 3)}]"
     for k in ("speedup_" + str(n.get("axis", "")), "improvement", "ratio", "slope", "entropy", "multiplier"):
         if k in n and isinstance(n[k], (int, float)):
             return f"{k} = {fmt(float(n[k]))}"
@@ -76,7 +79,7 @@ def _variant_agg(rs, variant: str) -> dict:
 
 def variants_table(rs) -> Table:
     headers = ["variant", "kind", "seeds ok/all", "params total", "params active", "train FLOPs/token",
-               "tokens/param", "val loss (mean ± 95% CI)", "val bpb (mean ± 95% CI)", "val ppl", "test ppl",
+               "tokens/param", "epochs", "val loss (mean ± 95% CI)", "val bpb (mean ± 95% CI)", "val ppl", "test ppl",
                "test bpb", "tokens/s", "peak memory",
                "load balance (entropy, max load xE, dead)"]
     rows = []
@@ -89,7 +92,8 @@ def variants_table(rs) -> Table:
             bal = (f"{fmt(med('experts.entropy'), 3)}, {fmt(med('experts.max_load_x_E'), 3)}x, "
                    f"{fmt(med('experts.dead_experts'))}")
         rows.append([v, kind, f"{len(ok)}/{len(a['runs'])}", si(med("params_total")), si(med("params_active")),
-                     si(med("train_flops_per_token")), fmt(med("tokens_per_param"), 3), mean_pm(ok["val_loss"].dropna()),
+                     si(med("train_flops_per_token")), fmt(med("tokens_per_param"), 3), fmt(med("epochs"), 3),
+                     mean_pm(ok["val_loss"].dropna()),
                      mean_pm(ok["val_bpb"].dropna()), fmt(stats.mean(ok["val_ppl"].dropna())),
                      fmt(stats.mean(ok["test_ppl"].dropna())), fmt(stats.mean(ok["test_bpb"].dropna())),
                      si(med("tokens_per_s_median")), mib(med("peak_memory_bytes")), bal])

@@ -249,7 +249,7 @@ class Trainer:
             "flops_measured": {"forward": measured, "method": "FlopCounterMode, math SDPA, one eval batch, end of "
                                                               "training"},
             "steps": self.step, "tokens": train[-1]["tokens"], "wall_time_s": self.wall, "final": final,
-            # passes over the unique training tokens (data repetition; Muennighoff et al. 2023)
+            # how often the run saw its corpus: claims are INCONCLUSIVE past max_epochs (data repetition)
             "unique_train_tokens": len(self.data.train.tokens),
             "epochs": train[-1]["tokens"] / len(self.data.train.tokens),
             "tokens_per_s_median": statistics.median(r["tokens_per_s"] for r in steady),

@@ -2,74 +2,12 @@
 import pytest
 from scipy import stats as st
 
-from tests.synth import experts_stats, write_run, write_suite
-
-from moebench.analysis.claims import JUDGES, judge_all
+from moebench.analysis.claims import JUDGES
 from moebench.analysis.resultset import load_results
 from moebench.config.claims import CLAIM_KINDS, ClaimBase, claim_kind, parse_claims, validate_claims
 from moebench.errors import UserError
-
-DENSE = [4.0, 3.5, 3.0, 2.8]  # final 2.8 at step 400
-MOE = [3.8, 3.0, 2.7, 2.5]  # crosses 2.8 between step 200 (3.0) and 300 (2.7): 200 + 100 * 0.2/0.3 = 266.67
-
-
-def judge(rs, **claim):
-    return judge_all([claim], rs)[0]
-
-
-@pytest.fixture
-def suite(tmp_path):
-    return write_suite(tmp_path)
-
-
-def two_seed(suite, dense=DENSE, moe=MOE, **moe_kw):
-    for s in (0, 1):
-        write_run(suite, "dense", s, dense)
-        write_run(suite, "moe", s, moe, **moe_kw)
-    return load_results(suite)
-
-
-# ---- speedup_to_loss ------------------------------------------------------------------------------------------
-
-def test_speedup_interpolation_matches_hand_calculation(suite):
-    # moe costs 2x FLOPs and 3x wall per step: steps speedup 400/266.67 = 1.5, flops 0.75, wall 0.5
-    rs = two_seed(suite, flops_per_token=12000.0, wall_per_step=1.5)
-    v = judge(rs, kind="speedup_to_loss", variant="moe", baseline="dense", axis="steps", min=1.4)
-    assert v.verdict == "PASS", v.reason
-    assert v.numbers["steps_to_target"] == pytest.approx(800 / 3)
-    assert v.numbers["tokens_to_target"] == pytest.approx(800 / 3 * 1000)
-    assert v.numbers["speedup_steps"] == pytest.approx(1.5)
-    assert v.numbers["speedup_tokens"] == pytest.approx(1.5)
-    assert v.numbers["speedup_flops"] == pytest.approx(0.75)
-    assert v.numbers["speedup_wall"] == pytest.approx(0.5)
-    v = judge(rs, kind="speedup_to_loss", variant="moe", baseline="dense", axis="flops", min=1.4)
-    assert v.verdict == "FAIL" and "0.75" in v.reason
-
-
-def test_speedup_threshold_exactly_met_passes(suite):
-    v = judge(two_seed(suite), kind="speedup_to_loss", variant="moe", baseline="dense", axis="tokens", min=1.5)
-    assert v.verdict == "PASS"
-    v = judge(load_results(suite), kind="speedup_to_loss", variant="moe", baseline="dense", min=1.6)
-    assert v.verdict == "FAIL"
-
-
-def test_speedup_never_reached_fails_with_best(suite):
-    v = judge(two_seed(suite, moe=[3.9, 3.4, 3.0, 2.9]), kind="speedup_to_loss", variant="moe", baseline="dense",
-              min=1.0)
-    assert v.verdict == "FAIL"
-    assert "never reached 2.8000 (best 2.9000)" in v.reason
-
-
-def test_speedup_seeds_straddling_threshold_inconclusive(suite):
-    write_run(suite, "dense", 0, DENSE)
-    write_run(suite, "dense", 1, DENSE)
-    write_run(suite, "moe", 0, [3.8, 2.8, 2.7, 2.5])  # reaches 2.8 at step 200: 2.0x
-    write_run(suite, "moe", 1, [3.8, 3.2, 3.0, 2.8])  # at step 400: 1.0x
-    # mean curve 3.8, 3.0, 2.85, 2.65 crosses 2.8 at 300 + 100 * 0.05/0.2 = 325 steps: 400/325 = 1.2308x
-    v = judge(load_results(suite), kind="speedup_to_loss", variant="moe", baseline="dense", axis="steps", min=1.5)
-    assert v.numbers["speedup_steps"] == pytest.approx(400 / 325)
-    assert v.numbers["speedup_per_seed"] == pytest.approx([2.0, 1.0])
-    assert v.verdict == "INCONCLUSIVE" and "per seed" in v.reason
+from tests.analysis.claimdata import DENSE, MOE, judge, two_seed
+from tests.synth import experts_stats, write_run, write_suite
 
 
 # ---- loss_better ----------------------------------------------------------------------------------------------
@@ -156,6 +94,75 @@ def test_monotonic_noisy_inconclusive_and_not_ordered(suite):
     v = judge(rs, kind="monotonic", variants=["e2", "e4", "e8"], x=[2, 4, 8])
     assert v.verdict == "INCONCLUSIVE" and v.numbers["strictly_ordered"] is False
     assert v.numbers["ci95_slope"][0] < 0 < v.numbers["ci95_slope"][1]
+
+
+def test_monotonic_trend_with_unordered_means_is_not_a_pass(suite):
+    # the slope is clearly negative, but the means go 2.0, 1.8, 1.7, 1.75, 1.78: not monotone (the old rule PASSed)
+    ladder = {f"e{2 ** i}": m for i, m in enumerate([2.0, 1.8, 1.7, 1.75, 1.78])}
+    names, x = list(ladder), [2 ** i for i in range(5)]
+    rs = _ladder(suite, {v: [m - 0.002, m + 0.002] for v, m in ladder.items()})
+    v = judge(rs, kind="monotonic", variants=names, x=x)
+    assert v.numbers["ci95_slope"][1] < 0 and v.numbers["strictly_ordered"] is False
+    assert v.verdict == "FAIL" and v.numbers["reversed_steps"] == ["e4 -> e8", "e8 -> e16"], v.reason
+    # the same means with seeds too noisy to tell the reversal from noise: INCONCLUSIVE, never PASS
+    d2 = write_suite(suite.parent.parent / "noisy")
+    rs = _ladder(d2, {v: [m - 0.06, m + 0.06] for v, m in ladder.items()})
+    v = judge(rs, kind="monotonic", variants=names, x=x)
+    assert v.verdict == "INCONCLUSIVE" and "could detect only a slope of" in v.reason
+
+
+# ---- seeds identical, data repetition, noise floor, control ----------------------------------------------------
+
+@pytest.mark.parametrize("spec", [
+    dict(kind="loss_better", variant="moe", baseline="dense"),
+    dict(kind="speedup_to_loss", variant="moe", baseline="dense", axis="steps", min=1.2),
+    dict(kind="monotonic", variants=["dense", "moe"]),
+])
+def test_identical_seeds_are_inconclusive(suite, spec):
+    for s in (0, 1):  # every seed gives exactly the same numbers: zero spread would make any difference exact
+        write_run(suite, "dense", s, DENSE)
+        write_run(suite, "moe", s, MOE)
+    v = judge(load_results(suite), **spec)
+    assert v.verdict == "INCONCLUSIVE"
+    assert "seeds identical: a seed that randomises nothing is a bug, not evidence" in v.reason
+
+
+def test_data_repetition_past_max_epochs_is_inconclusive(suite):
+    for s in (0, 1):  # 400 steps x 1000 tokens over 80k unique tokens: 5 epochs
+        write_run(suite, "dense", s, [x + 0.01 * s for x in DENSE], unique_train_tokens=80_000)
+        write_run(suite, "moe", s, [x - 0.01 * s for x in MOE], unique_train_tokens=80_000)
+    rs = load_results(suite)
+    assert list(rs.runs["epochs"]) == [5.0] * 4 and list(rs.runs["unique_train_tokens"]) == [80_000] * 4
+    v = judge(rs, kind="loss_better", variant="moe", baseline="dense")
+    assert v.verdict == "INCONCLUSIVE" and "more than max_epochs 4 passes over the corpus: moe 5" in v.reason
+    assert v.numbers["ungated_verdict"] == "PASS"
+    assert judge(rs, kind="loss_better", variant="moe", baseline="dense", max_epochs=6).verdict == "PASS"
+    # speed does not depend on how often data repeats
+    assert judge(rs, kind="throughput_ratio", variant="moe", baseline="dense", min=0.5).verdict == "PASS"
+
+
+def test_noise_floor_detectable_difference_and_control(suite):
+    # dense 2.5, 2.7 (sd 0.1414); moe 2.0, 2.2; ctl (the control) 2.52, 2.68
+    for s, (m, d, c) in enumerate([(2.0, 2.5, 2.52), (2.2, 2.7, 2.68)]):
+        write_run(suite, "moe", s, MOE, final={"val_loss": m})
+        write_run(suite, "dense", s, DENSE, final={"val_loss": d})
+        write_run(suite, "ctl", s, DENSE, final={"val_loss": c})
+    v = judge(load_results(suite), kind="loss_better", variant="moe", baseline="dense", control="ctl")
+    n = v.numbers
+    assert n["noise_floor_sd"] == pytest.approx(0.2 / 2 ** 0.5)
+    assert n["effect_noise_units"] == pytest.approx(0.5 / (0.2 / 2 ** 0.5))
+    # pooled sd 0.1414, se = 0.1414 * sqrt(1/2 + 1/2) = 0.1414, df 2: (t_.975 + t_.8) * se = (4.303 + 1.061) * se
+    assert n["detectable_difference"] == pytest.approx((4.3027 + 1.0607) * 0.141421, rel=1e-3)
+    assert n["control_minus_baseline"] == pytest.approx(0.0) and n["control"] == "ctl"
+    assert v.verdict == "INCONCLUSIVE" and "could detect only a difference of 0.758" in v.reason
+    assert "control ctl - dense: +0.0000" in v.reason
+
+
+def test_control_must_name_a_variant():
+    problems = []
+    validate_claims([{"kind": "loss_better", "variant": "moe", "baseline": "dense", "control": "e_1"}],
+                    ["dense", "moe", "e1"], problems)
+    assert problems == ["claims.0.control: no variant named 'e_1' (did you mean 'e1'?)"]
 
 
 # ---- load_balance ---------------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
 """load_results reads run directories alone: finished, failed, unfinished and torn runs."""
+import json
+
 import pytest
 from tests.synth import experts_stats, write_run, write_suite
 
@@ -47,7 +49,18 @@ def test_missing_results_dir_is_a_user_error(tmp_path):
 
 
 def test_planned_runs_without_a_directory_are_incomplete(tmp_path):
-    d = write_suite(tmp_path, variants=("dense", "moe"))  # plan.json lists dense/0 and moe/0
+    # plan.json as `moebench run` writes it: PlanRow dicts keyed by name; the seeds come from suite.yaml
+    d = write_suite(tmp_path, variants=("dense", "moe"), seeds=(0, 1))
+    plan = json.loads((d / "plan.json").read_text())
+    assert [r["name"] for r in plan] == ["dense", "moe"] and "seed" not in plan[0]
     write_run(d, "dense", 0, [4.0])
     r = load_results(d).runs
-    assert list(zip(r["variant"], r["seed"], r["status"])) == [("dense", 0, "ok"), ("moe", 0, "incomplete")]
+    assert list(zip(r["variant"], r["seed"], r["status"])) == [
+        ("dense", 0, "ok"), ("dense", 1, "incomplete"), ("moe", 0, "incomplete"), ("moe", 1, "incomplete")]
+
+
+def test_epochs_from_the_summary(tmp_path):
+    d = write_suite(tmp_path)
+    write_run(d, "dense", 0, [4.0, 3.0], unique_train_tokens=50_000)  # 200 steps x 1000 tokens: 4 epochs
+    r = load_results(d).runs.iloc[0]
+    assert r["epochs"] == 4.0 and r["unique_train_tokens"] == 50_000

@@ -39,6 +39,8 @@ def test_run_writes_results_and_report(tmp_path, capsys):
         assert set(s["final"]) >= {"val_loss", "val_bpb", "test_loss", "test_ppl"}
         assert s["peak_memory_bytes"] > 0 and s["peak_memory_method"].startswith("cpu")
         assert s["env"]["torch"] and s["config_hash"]
+        # PTB bytes: ~5.1M training tokens, of which this run saw 1,536 once
+        assert s["unique_train_tokens"] > 4_000_000 and s["epochs"] == s["tokens"] / s["unique_train_tokens"]
         evals = [r for r in R.read_metrics(rd / R.METRICS) if r["kind"] == "eval"]
         assert [r["step"] for r in evals] == [4, 8, 12]
         assert (rd / R.CONFIG).exists() and (rd / R.FINAL_MODEL).exists() and not (rd / R.CHECKPOINT).exists()

@@ -47,12 +47,18 @@ def test_report_files_and_order(report):
             "plots/val_loss_vs_flops.png", "plots/val_loss_vs_wall.png", "plots/throughput_memory.png",
             "plots/expert_load_moe.png", "plots/speedup.png"} <= names
     md = readme.read_text()
-    order = ["## Claims", "## Variants", "## Plots", "<summary>resolved suite YAML"]
+    order = ["## Claims", "## Variants", "## What each variant is and saw", "## Noise floor", "## Plots",
+             "<summary>resolved suite YAML"]
     assert [md.index(h) for h in order] == sorted(md.index(h) for h in order)
     assert re.search(r"\| switch speedup \| PASS \| moe, dense \|.*\| Fedus et al. 2021 \|", md)
     assert "git SHA: abc1234 (clean)" in md and "torch 2.13.0" in md and "Synthetic CPU" in md
     assert "2.4950 ± 0.0635" in md  # moe val loss: mean 2.495, sd 0.00707, t(1) 12.706 / sqrt(2)
     assert "0.98, 1.3x, 0" in md
+    # facts from the plan and the runs: MoE blocks by the model's rule, epochs of the corpus
+    assert "| moe | all of 2; 4 experts, top-2 | 33.3 k | 25.2 k | 400 | 0.04 | 10 M |" in md
+    assert "| dense | 2 | 2.805 | 0.00707 |" in md  # noise floor: sd of 2.8, 2.81
+    assert "| switch speedup | PASS | 0.00707 (dense val_loss) | 0.31 final val loss | 43.8 |" in md
+    assert "speedup_tokens = 1.509 [1.39, 1.63]" in md
     assert "n/a (no peak recorded)" in md
     assert (out / "plots" / "expert_load_moe.png").read_bytes()[:4] == b"\x89PNG"
     verdicts = json.loads((out / "verdicts.json").read_text())
@@ -133,3 +139,11 @@ def test_report_survives_failed_incomplete_and_empty_variants(tmp_path):
     assert md.count("| INCONCLUSIVE |") == 3
     assert "moe/seed-0 failed at step 200: loss is inf" in md and "moe/seed-1 incomplete" in md
     assert "| never_started | ? | 0/1 |" in md
+
+
+def test_moe_blocks_follow_the_model_rule():
+    from moebench.report.facts import moe_blocks
+    assert moe_blocks({"n_layers": 4, "num_experts": 8, "top_k": 1, "moe_every": 2}) == "1, 3 of 4; 8 experts, top-1"
+    assert moe_blocks({"n_layers": 3, "num_experts": 4, "top_k": 2, "n_dense_layers": 1, "shared_experts": 1}) == \
+        "1, 2 of 3; 4 experts, top-2 + 1 shared"
+    assert moe_blocks({"n_layers": 2}) == "none (dense)"

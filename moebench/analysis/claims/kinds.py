@@ -11,46 +11,89 @@ Every other scalar there (router_entropy, z_loss, lb_loss) is carried into Resul
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from moebench.analysis import stats
+from moebench.analysis import speedup, stats
 from moebench.config.claims import (FlopAccounting, LoadBalance, LossBetter, Monotonic, RatioClaim,
                                     SpeedupToLoss)
 
-from .base import FAIL, JUDGES, Verdict, no_data, tri, verdict
+from .base import FAIL, INCONCLUSIVE, JUDGES, PASS, Verdict, no_data, tri, verdict
+
+
+def _noise(rs, baseline: str, metric: str) -> dict:
+    """The noise floor: seed-to-seed sd of the baseline's final metric, the unit effects are shown in."""
+    return {"noise_floor_sd": stats.sd(rs.seed_values(baseline, metric)), "noise_floor_of": f"{baseline} {metric}"}
+
+
+def _in_noise_units(effect: float, numbers: dict) -> float:
+    sd = numbers["noise_floor_sd"]
+    return effect / sd if sd == sd and sd > 0 else float("nan")
+
+
+def _control(c, rs, metric: str, numbers: dict) -> str:
+    """The claim's control variant (computes the same function as the baseline): its measured difference, the
+    size of a difference that is known to be no effect. Returns a clause for the reason ("" without a control)."""
+    if not c.control:
+        return ""
+    a, b = rs.seed_values(c.control, metric), rs.seed_values(c.baseline, metric)
+    if not a or not b:
+        return f"; control {c.control}: no data"
+    w = stats.welch(a, b)
+    numbers.update({"control": c.control, "control_minus_baseline": w["diff"],
+                    "ci95_control_minus_baseline": [w["ci_low"], w["ci_high"]]})
+    return (f"; control {c.control} - {c.baseline}: {w['diff']:+.4f} {metric}, "
+            f"95% CI [{w['ci_low']:.4f}, {w['ci_high']:.4f}]")
+
+
+SPEEDUP_RULE = (
+    "speedup = geometric mean over seed pairs (same seed in both variants where possible, else every pairing) of "
+    "baseline {axis} to target / {variant}'s {axis} to target; target = the baseline seed's {target} val loss; a "
+    "curve reaches the target where it crosses it for the last time and stays at or below it to its last eval "
+    "(interpolated between evals){best_note}; a {variant} seed still above the target at its end enters as an "
+    "upper bound (baseline time / its end); 95% interval: t interval (n-1 df) on the mean log speedup with a "
+    "bootstrap standard error over seeds (fixed RNG). PASS if the interval's low end >= {min:g} and no seed is "
+    "censored, FAIL if its high end < {min:g}, else INCONCLUSIVE")
 
 
 @JUDGES.register("speedup_to_loss")
 def judge_speedup(c: SpeedupToLoss, rs) -> Verdict:
-    base_final = rs.seed_values(c.baseline, "val_loss")
-    if not base_final or not len(stats.mean_curve(rs, c.variant)):
-        return no_data(c, rs, f"val loss of {c.baseline} or eval curve of {c.variant}")
-    target = sum(base_final) / len(base_final)
-    rule = (f"speedup = baseline {c.axis} at end / {c.variant}'s {c.axis} to reach the baseline's final "
-            f"val loss (mean over seeds, linear interpolation between evals); PASS if >= {c.min:g} and "
-            f"every seed's own speedup is too, INCONCLUSIVE if seeds straddle {c.min:g}")
-    numbers: dict[str, Any] = {"target_val_loss": target, "axis": c.axis, "required_min": c.min}
-    base_x = stats.final_axis_values(rs, c.baseline)
-    curve = stats.mean_curve(rs, c.variant)
-    reach = stats.reach_point(curve, target)
-    if reach is None:
-        best = float(curve["val_loss"].min())
-        numbers["best_val_loss"] = best
-        return verdict(c, rs, FAIL, numbers, f"{c.variant} never reached {target:.4f} (best {best:.4f})", rule)
-    for ax in stats.AXES:
-        numbers[f"{ax}_to_target"] = reach[ax]
-        numbers[f"baseline_{ax}"] = base_x[ax]
-        numbers[f"speedup_{ax}"] = base_x[ax] / reach[ax] if reach[ax] else float("inf")
-    # a seed that never gets there counts as speedup 0
-    per_seed = [base_x[c.axis] / r[c.axis] if r else 0.0
-                for r in (stats.reach_point(s, target) for s in stats.seed_curves(rs, c.variant))]
-    numbers["speedup_per_seed"] = per_seed
-    s = numbers[f"speedup_{c.axis}"]
+    base, var = speedup.seed_curves(rs, c.baseline), speedup.seed_curves(rs, c.variant)
+    if not base or not var:
+        return no_data(c, rs, f"eval curves of {c.baseline} and {c.variant}")
+    s = speedup.speedup(base, var, c.axis, c.target)
     need = c.min * (1 - 1e-9)  # a hand-exact 1.5x must not fail on float rounding
-    v = tri(s >= need and min(per_seed) >= need, s < need and max(per_seed) < need)
-    reason = (f"{c.axis} speedup {s:.3g}x vs required {c.min:g}x "
-              f"(per seed {', '.join(f'{x:.3g}' for x in per_seed)})")
-    return verdict(c, rs, v, numbers, reason, rule)
+    censored = [p for p in s.pairs if p.time is None]
+    v = PASS if s.ci_low >= need and not censored else FAIL if s.ci_high < need else INCONCLUSIVE
+    numbers: dict[str, Any] = {
+        "axis": c.axis, "target": c.target, "required_min": c.min, f"speedup_{c.axis}": s.estimate,
+        "ci95_speedup": [s.ci_low, s.ci_high], "paired": s.paired, "n": s.n,
+        "speedup_per_seed": [p.ratio for p in s.pairs], "censored_seeds": [p.seed for p in censored],
+        "target_val_loss": stats.mean(p.target for p in s.pairs),
+        "detectable_speedup": c.min * math.exp(s.detectable_log)}
+    for ax in stats.AXES:  # the same rule on the other axes, point estimates only
+        if ax != c.axis:
+            numbers[f"speedup_{ax}"] = speedup.point_estimate(base, var, ax, c.target)
+    numbers.update(_noise(rs, c.baseline, "val_loss"))
+    diff = stats.mean(rs.seed_values(c.baseline, "val_loss")) - stats.mean(rs.seed_values(c.variant, "val_loss"))
+    numbers.update(final_val_loss_improvement=diff, effect_noise_units=_in_noise_units(diff, numbers))
+    seeds = ", ".join(f"{p.ratio:.3g}{'<' if p.time is None else ''}" for p in s.pairs)
+    reason = (f"{c.axis} speedup {s.estimate:.3g}x, 95% CI [{s.ci_low:.3g}, {s.ci_high:.3g}] vs required "
+              f"{c.min:g}x (per {'seed' if s.paired else 'pairing'} {seeds}"
+              + (f"; {len(censored)} never reached the target: '<' marks an upper bound" if censored else "") + ")")
+    if s.paired:  # a seed only one variant has cannot be paired: say so rather than drop it unseen
+        alone = sorted({c.seed for c in base} ^ {c.seed for c in var})
+        if alone:
+            numbers["unpaired_seeds"] = alone
+            reason += f"; seeds without a partner in the other variant, not used: {', '.join(map(str, alone))}"
+    if v == INCONCLUSIVE:
+        reason += f"; at this noise it could confirm only a speedup >= {numbers['detectable_speedup']:.3g}x " \
+                  f"(80% power)"
+    reason += _control(c, rs, "val_loss", numbers)
+    best_note = "; the baseline's own time for `best` is where it first gets to its best" \
+        if c.target == "best" else ""
+    rule = SPEEDUP_RULE.format(axis=c.axis, variant=c.variant, target=c.target, best_note=best_note, min=c.min)
+    return verdict(c, rs, v, numbers, reason, rule, spread="val_loss")
 
 
 @JUDGES.register("loss_better")
@@ -63,14 +106,20 @@ def judge_loss_better(c: LossBetter, rs) -> Verdict:
     imp_lo, imp_hi = sorted((sign * w["ci_low"], sign * w["ci_high"]))
     numbers = {f"{c.variant}_mean": w["mean_a"], f"{c.baseline}_mean": w["mean_b"],
                "improvement": sign * w["diff"], "ci95_improvement": [imp_lo, imp_hi], "p_value": w["p"],
-               "n": [len(a), len(b)], "margin": c.margin}
+               "n": [len(a), len(b)], "margin": c.margin, "detectable_difference": stats.mde_two_sample(a, b),
+               **_noise(rs, c.baseline, c.metric)}
+    numbers["effect_noise_units"] = _in_noise_units(sign * w["diff"], numbers)
     better = "lower" if c.lower_is_better else "higher"
     rule = (f"improvement = {better}-is-better difference of seed means; Welch 95% CI; PASS if CI > margin "
             f"{c.margin:g}, FAIL if CI < margin, else INCONCLUSIVE")
     v = tri(imp_lo > c.margin, imp_hi < c.margin)
     reason = (f"{c.metric} {w['mean_a']:.4f} vs {w['mean_b']:.4f}: improvement {sign * w['diff']:.4f}, "
               f"95% CI [{imp_lo:.4f}, {imp_hi:.4f}] vs margin {c.margin:g}, p={w['p']:.3g}")
-    return verdict(c, rs, v, numbers, reason, rule)
+    if v == INCONCLUSIVE:
+        reason += (f"; at this noise it could detect only a difference of {numbers['detectable_difference']:.3g} "
+                   f"or more (80% power, pooled sd, n={len(a)}+{len(b)})")
+    reason += _control(c, rs, c.metric, numbers)
+    return verdict(c, rs, v, numbers, reason, rule, spread=c.metric)
 
 
 def judge_ratio(c: RatioClaim, rs) -> Verdict:
@@ -96,24 +145,42 @@ for _kind in ("throughput_ratio", "memory_ratio", "inference_ratio"):
 
 @JUDGES.register("monotonic")
 def judge_monotonic(c: Monotonic, rs) -> Verdict:
-    pts = [(stats.log2(c.x[i]) if c.x else float(i), y)
-           for i, v in enumerate(c.variants) for y in rs.seed_values(v, c.metric)]
-    if len(pts) < 3 or len({p[0] for p in pts}) < 2:
-        return no_data(c, rs, f"{c.metric} for at least two of {', '.join(c.variants)}")
+    vals = [rs.seed_values(v, c.metric) for v in c.variants]
+    xs_of = [stats.log2(c.x[i]) if c.x else float(i) for i in range(len(c.variants))]
+    pts = [(x, y) for x, ys in zip(xs_of, vals) for y in ys]
+    if len(pts) < 3 or len({p[0] for p in pts}) < 2 or not all(vals):
+        return no_data(c, rs, f"{c.metric} for every one of {', '.join(c.variants)}")
     fit = stats.ols_slope(pts)
-    means = [stats.mean(rs.seed_values(v, c.metric)) for v in c.variants]
+    means = [stats.mean(ys) for ys in vals]
     sgn = -1 if c.direction == "decreasing" else 1
-    ordered = all(sgn * (b - a) > 0 for a, b in zip(means, means[1:]) if a == a and b == b)
+    ordered = all(sgn * (b - a) > 0 for a, b in zip(means, means[1:]))
+    # an adjacent step that goes the wrong way beyond noise (Welch, Bonferroni over the k - 1 steps) refutes
+    # monotonicity even when the overall slope agrees
+    level = 1 - 0.05 / (len(vals) - 1)
+    steps = [stats.welch(b, a, level) for a, b in zip(vals, vals[1:])]  # CI of mean(next) - mean(previous)
+    reversed_ = [f"{c.variants[i]} -> {c.variants[i + 1]}" for i, w in enumerate(steps)
+                 if max(sgn * w["ci_low"], sgn * w["ci_high"]) < 0]
     lo, hi = fit["ci_low"], fit["ci_high"]
-    v = tri(sgn * lo > 0 and sgn * hi > 0, sgn * lo < 0 and sgn * hi < 0)
+    trend, against = sgn * lo > 0 and sgn * hi > 0, sgn * lo < 0 and sgn * hi < 0
+    v = PASS if trend and ordered else FAIL if against or reversed_ else INCONCLUSIVE
     xs = "log2(x)" if c.x else "variant index"
-    rule = (f"OLS slope of {c.metric} on {xs} over all seeds; PASS if its 95% CI excludes 0 on the "
-            f"{c.direction} side, FAIL if it excludes 0 on the other side, else INCONCLUSIVE")
+    rule = (f"OLS slope of {c.metric} on {xs} over all seeds with its 95% CI, and the seed means in order; PASS "
+            f"if the CI excludes 0 on the {c.direction} side AND the means are strictly {c.direction}; FAIL if the "
+            f"CI excludes 0 on the other side or an adjacent step goes the other way beyond noise (Welch "
+            f"{level:.1%} CI: Bonferroni over {len(steps)} adjacent step{'s' if len(steps) > 1 else ''}), "
+            f"else INCONCLUSIVE")
     numbers = {"slope": fit["slope"], "ci95_slope": [lo, hi], "p_value": fit["p"], "n_points": len(pts),
-               "means": dict(zip(c.variants, means)), "strictly_ordered": ordered}
+               "means": dict(zip(c.variants, means)), "strictly_ordered": ordered, "reversed_steps": reversed_,
+               "detectable_slope": stats.detectable(fit["se"], fit["df"]), **_noise(rs, c.variants[0], c.metric)}
+    numbers["improvement_first_to_last"] = sgn * (means[-1] - means[0])
+    numbers["effect_noise_units"] = _in_noise_units(numbers["improvement_first_to_last"], numbers)
     reason = (f"slope {fit['slope']:.4g} per {xs}, 95% CI [{lo:.4g}, {hi:.4g}]; means "
-              f"{'strictly' if ordered else 'not strictly'} {c.direction}")
-    return verdict(c, rs, v, numbers, reason, rule)
+              f"{'strictly' if ordered else 'not strictly'} {c.direction}"
+              + (f"; reversed beyond noise: {', '.join(reversed_)}" if reversed_ else ""))
+    if v == INCONCLUSIVE:
+        reason += f"; at this noise it could detect only a slope of {numbers['detectable_slope']:.3g} per {xs} " \
+                  f"or steeper (80% power)"
+    return verdict(c, rs, v, numbers, reason, rule, spread=c.metric)
 
 
 def _balance_violations(c: LoadBalance, row) -> list[str]:
