@@ -27,10 +27,23 @@ class Assignment:
     weight: torch.Tensor  # [A]
 
 
-def expert_ffn(h_in: torch.Tensor, w_up, w_gate, w_down, activation: str) -> torch.Tensor:
-    """FFN of one expert on its rows (the dense reference for every backend)."""
+def expert_ffn(h_in: torch.Tensor, w_up, w_gate, w_down, activation: str,
+               scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """FFN of one expert on its rows (the dense reference for every backend). `scale` [n] (the routing weights)
+    multiplies the [n, f] hidden rather than the [n, d] output: the same maths (the down projection is linear)
+    on the narrower tensor when f < d, measured 26% faster at fine-grained shapes (research/cpu-perf.md)."""
     act = ACTIVATIONS[activation]
-    return act.hidden(h_in @ w_up, h_in @ w_gate if act.gated else None) @ w_down
+    hidden = act.hidden(h_in @ w_up, h_in @ w_gate if act.gated else None)
+    if scale is not None:
+        hidden = hidden * scale.to(hidden.dtype).unsqueeze(1)
+    return hidden @ w_down
+
+
+def expert_counts(expert_idx: torch.Tensor, E: int) -> torch.Tensor:
+    """Rows per expert [E] int64, without a host sync: torch.bincount reads the input's max on the host on CUDA
+    even with minlength; an integer scatter-add is exact and deterministic."""
+    idx = expert_idx.reshape(-1)
+    return torch.zeros(E, dtype=torch.int64, device=idx.device).scatter_add_(0, idx, torch.ones_like(idx))
 
 
 def reference_experts(x, assign: Assignment, w_up, w_gate, w_down, activation: str) -> torch.Tensor:

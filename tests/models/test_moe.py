@@ -7,7 +7,7 @@ import torch
 from moebench.models.backends import BACKENDS
 from moebench.models.config import MoEConfig
 from moebench.models.experts import Assignment, reference_experts
-from moebench.models.moe import MoELayer, token_choice_assignment
+from moebench.models.moe import MoELayer, collecting_stats, token_choice_assignment
 from moebench.models.routers import ROUTERS, Routing
 from moebench.models.counters import layer_counters, summarize
 
@@ -76,7 +76,10 @@ def test_dropped_tokens_pass_through_as_zero():
     cfg = MoEConfig(num_experts=2, top_k=1, expert_d_ff=8, router="topk", capacity_factor=0.5, lb_coef=0, z_coef=0)
     layer = MoELayer(8, cfg, "gelu")
     x = torch.randn(1, 8, 8)
-    y, _, stats = layer(x, torch.zeros(1, 8, dtype=torch.long))
+    assert layer(x, torch.zeros(1, 8, dtype=torch.long))[2] is None  # statistics only when asked for
+    with collecting_stats(layer):
+        y, _, stats = layer(x, torch.zeros(1, 8, dtype=torch.long))
+    assert not layer.collect_stats
     zero_rows = (y[0].abs().sum(-1) == 0).sum().item()
     assert stats["dropped"].item() == zero_rows > 0
 
