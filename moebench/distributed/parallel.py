@@ -152,11 +152,7 @@ class Parallel:
         return value if self.world == 1 else all_reduce_scalars([float(value)], "max")[0]
 
     def state_bytes(self, opt) -> int:
-        """Parameters + gradients + optimizer state held by this rank (FSDP: its shards)."""
-        from moebench.training.memory import state_bytes
-
-        if self.mode != "fsdp":
-            return state_bytes(self.model, opt)
+        """Parameters + gradients + optimizer state held by this rank (FSDP: its shards), each storage once."""
         local = lambda t: t.to_local() if hasattr(t, "to_local") else t  # noqa: E731 - DTensor -> shard
         seen: dict[int, int] = {}
         tensors = [t for p in self.model.parameters() for t in (p, p.grad) if t is not None]

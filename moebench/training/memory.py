@@ -35,16 +35,3 @@ class SavedActivations:
     def watch(self):
         with torch.autograd.graph.saved_tensors_hooks(self.pack, lambda t: t):
             yield
-
-
-def state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    seen: dict[int, int] = {}
-    for p in model.parameters():
-        for t in (p, p.grad):
-            if t is not None:
-                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-    for state in optimizer.state.values():
-        for t in state.values():
-            if torch.is_tensor(t):
-                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-    return sum(seen.values())
