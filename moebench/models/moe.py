@@ -44,11 +44,12 @@ def token_choice_assignment(r: Routing, E: int, capacity: int | None) -> tuple[A
     w = r.topk_weight.t().reshape(-1)
     if capacity is None:
         return Assignment(tok, exp, w), 0
-    onehot = torch.nn.functional.one_hot(exp, E)
+    # a comparison, not F.one_hot, whose CPU range check reads the indices back on the host
+    onehot = (exp.unsqueeze(1) == torch.arange(E, device=exp.device)).long()
     pos = (onehot.cumsum(0) * onehot).sum(1) - 1  # position of each pair in its expert's queue
     keep = pos < capacity
-    n_drop = (~keep).sum()
-    return Assignment(tok[keep], exp[keep], w[keep]), n_drop
+    kept = keep.nonzero().squeeze(1)  # the one data-dependent size (see above); index_select needs no more
+    return Assignment(tok[kept], exp[kept], w[kept]), (~keep).sum()
 
 
 class MoELayer(nn.Module):
