@@ -23,16 +23,16 @@ SYNC_OPS = {"_local_scalar_dense", "nonzero", "bincount", "masked_select", "_uni
 
 
 class _Reads(TorchFunctionMode):
-    def __init__(self, counts: Counter):
+    def __init__(self, counts: Counter, to_cpu: bool):
         super().__init__()
-        self.counts = counts
+        self.counts, self.to_cpu = counts, to_cpu
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
         if name in READS:
             self.counts[name] += 1
-        elif name == "to" and _to_cpu(args[1:], kwargs):
+        elif name == "to" and self.to_cpu and _to_cpu(args[1:], kwargs):
             self.counts["to(cpu)"] += 1
         return func(*args, **kwargs)
 
@@ -58,11 +58,15 @@ class _Ops(TorchDispatchMode):
 
 
 class HostSyncs:
-    """with HostSyncs() as s: ...; s.counts is a Counter of what would have synchronised."""
+    """with HostSyncs() as s: ...; s.counts is a Counter of what would have synchronised.
 
-    def __init__(self):
+    to_cpu=False leaves `.to(device)` alone: code that moves tensors to *its* device (the trainer's batch,
+    clip_grad_norm_'s norms) reads as `.to(cpu)` on a CPU run but is a host-to-device copy on a GPU."""
+
+    def __init__(self, to_cpu: bool = True):
         self.counts: Counter = Counter()
-        self._modes = (_Reads(self.counts), _Ops(self.counts))
+        self.to_cpu = to_cpu
+        self._modes = (_Reads(self.counts, to_cpu), _Ops(self.counts))
 
     def __enter__(self):
         for m in self._modes:
@@ -75,7 +79,7 @@ class HostSyncs:
         # Inside a dispatch handler the Python key is excluded, so a custom op's body is invisible to the
         # modes: run each body again, on the same inputs, where both modes see every op it calls.
         for opdef, args, kwargs in self._modes[1].custom:
-            with HostSyncs() as inner:
+            with HostSyncs(self.to_cpu) as inner:
                 opdef._init_fn(*args, **kwargs)
             self.counts.update({f"{opdef._name}: {k}": v for k, v in inner.counts.items()})
         return False

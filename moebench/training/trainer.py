@@ -135,7 +135,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=dtype == torch.float16)
         self.windows = eval_windows(data.valid.tokens, spec.eval.tokens, spec.model.seq_len)
         self.step, self.wall, self.mem_act = 0, 0.0, 0
-        self._next: tuple | None = None  # (step, batch) built while the previous step ran (CUDA)
+        self._next: tuple | None = None  # (step, batch) built while the previous step ran
         self.stop = False
 
     # ------------------------------------------------------------ checkpoint
@@ -207,8 +207,10 @@ class Trainer:
         self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
         clock.stop()
-        if self.device.type == "cuda" and self.step + 1 < t.steps:
-            # batches are a pure function of (seed, step): the prefetched batch is the one a resumed run builds
+        if self.step + 1 < t.steps:
+            # On CUDA the host builds the next batch while the device still runs this step (on the CPU it is
+            # simply built here, outside the step clock). Batches are a pure function of (seed, step): the
+            # prefetched batch is exactly the one a resumed run builds.
             self._next = (self.step + 1, self.batch(self.step + 1))
         lm, ax = torch.stack([lm_loss.detach().float(), out.aux_loss.detach().float()]).tolist()  # the one sync
         dt = clock.seconds()
