@@ -1,19 +1,31 @@
 """A full training step (forward, loss, backward, clip, AdamW) of the quickstart's dense and MoE models on
-one quickstart batch; extra_info["ratio_vs_dense"] is MoE step time / dense step time in the same process."""
+one quickstart batch; extra_info["ratio_vs_dense"] is MoE step time / dense step time in the same process.
+
+test_harness_overhead: what moebench's training loop adds to a bare step of the same model, measured
+interleaved in one process on the quickstart's moe8 (2 layers, d_model 64, 8 experts top-1, batch 16 x 128):
+(trainer step - bare step) / trainer step, target <= 3%. The trainer step is everything the loop does per
+step (batch building and prefetch, learning rate, step clock, loss read-back and finiteness check, the
+metrics row and its line in metrics.jsonl); the bare step is forward, loss, backward, the suite's gradient
+clip (part of the recipe, not of the harness) and AdamW on a batch already in memory.
+"""
 from __future__ import annotations
 
+import json
+import statistics
+import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from bench_support import paired
-from moebench.cli.commands import plan_suite
-from moebench.plan import run_specs
+from bench_support import ROUNDS, paired
 from moebench.config.suite import load_suite
+from moebench.plan import run_specs
+from moebench.plan.plan import plan_suite
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "suites" / "quickstart.yaml"
+HARNESS_TARGET = 0.03
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +41,15 @@ def make_step(spec, device):
     cfg, t = spec.model, spec.train
     backend = resolve_backend("auto", device) if cfg.moe else "torch"
     model = Transformer(cfg, backend).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
-    x = torch.randint(0, cfg.vocab_size, (t["batch_size"], cfg.seq_len + 1), device=device)
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+    x = torch.randint(0, cfg.vocab_size, (t.batch_size, cfg.seq_len + 1), device=device)
 
     def step():
         out = model(x[:, :-1])
         loss = F.cross_entropy(out.logits.flatten(0, 1), x[:, 1:].flatten()) + out.aux_loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
+        if t.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -49,4 +62,40 @@ def test_train_step(benchmark, device, specs, variant):
     dense_step, _ = make_step(specs["dense"], device)
     benchmark.group = "quickstart train step"
     paired(benchmark, step, dense_step, device, rounds=9, warmup=2, variant=variant, backend=backend,
-           tokens=specs[variant].train["batch_size"] * specs[variant].model.seq_len)
+           tokens=specs[variant].train.batch_size * specs[variant].model.seq_len)
+
+
+def test_harness_overhead(benchmark, specs, tmp_path):
+    """Paired rounds: the bare step, then one trainer step (the loop's own work included), same model shape."""
+    from moebench.training.trainer import Trainer, load_data
+
+    spec = specs["moe8"]
+    trainer = Trainer(spec, tmp_path, load_data(spec))  # sets the suite's threads for both
+    bare, _ = make_step(spec, trainer.device)
+    log = open(tmp_path / "metrics.jsonl", "a", encoding="utf-8")
+
+    def loop_step():
+        row = trainer.train_step()
+        log.write(json.dumps(row, sort_keys=True) + "\n")
+        log.flush()
+
+    for _ in range(3):  # warm-up, and step 0's activation-memory measurement
+        loop_step()
+        bare()
+    pairs = []
+
+    def timed_bare():
+        t0 = time.perf_counter()
+        bare()
+        pairs.append(time.perf_counter() - t0)
+
+    benchmark.group = "harness overhead (quickstart moe8)"
+    benchmark.pedantic(loop_step, setup=timed_bare, rounds=max(ROUNDS, 21), warmup_rounds=0)
+    times = list(benchmark.stats.stats.data) if getattr(benchmark, "stats", None) else []
+    log.close()
+    if not times:
+        return
+    overhead = statistics.median((t - b) / t for t, b in zip(times, pairs[-len(times):]))
+    benchmark.extra_info.update(overhead=round(overhead, 4), target=HARNESS_TARGET,
+                                trainer_step_median_s=statistics.median(times),
+                                bare_step_median_s=statistics.median(pairs))

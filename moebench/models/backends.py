@@ -23,7 +23,7 @@ from moebench.errors import UserError
 from moebench.registry import Registry
 
 from .activations import ACTIVATIONS
-from .experts import Assignment, ExpertsFn, expert_counts, expert_ffn, reference_experts
+from .experts import Assignment, ExpertsFn, expert_counts, expert_ffn, reference_experts, scaled_down
 
 
 def _sort(assign: Assignment, E: int):
@@ -42,8 +42,9 @@ def torch_loop_experts(x, assign, w_up, w_gate, w_down, activation):
     # [E, d, f] gradient per expert (66% of this path's time at switch-like shapes, research/cpu-perf.md).
     ups, downs = w_up.unbind(0), w_down.unbind(0)
     gates = w_gate.unbind(0) if w_gate is not None else (None,) * E
+    rows = x.index_select(0, tok).split(sizes)  # not x[tok]: aten.index and its backward are slower on the CPU
     outs = [expert_ffn(chunk, ups[e], gates[e], downs[e], activation, scale=we)
-            for e, (chunk, we, n) in enumerate(zip(x[tok].split(sizes), w.split(sizes), sizes)) if n]
+            for e, (chunk, we, n) in enumerate(zip(rows, w.split(sizes), sizes)) if n]
     y = torch.zeros_like(x)
     return y.index_add(0, tok, torch.cat(outs)) if outs else y
 
@@ -53,12 +54,11 @@ def torch_grouped_experts(x, assign, w_up, w_gate, w_down, activation):
     E = w_up.shape[0]
     tok, w, counts = _sort(assign, E)
     offs = counts.cumsum(0).to(torch.int32)
-    xs = x[tok]
+    xs = x.index_select(0, tok)
     act = ACTIVATIONS[activation]
     hidden = act.hidden(torch._grouped_mm(xs, w_up, offs=offs),
                         torch._grouped_mm(xs, w_gate, offs=offs) if act.gated else None)
-    # the routing weight on the [A, f] hidden, not the [A, d] output: same maths, narrower tensor (experts.py)
-    out = torch._grouped_mm(hidden * w.to(hidden.dtype).unsqueeze(1), w_down, offs=offs)
+    out = scaled_down(hidden, w_down, w, lambda h, wd: torch._grouped_mm(h, wd, offs=offs))
     return torch.zeros_like(x).index_add(0, tok, out)
 
 
