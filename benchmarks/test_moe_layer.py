@@ -64,7 +64,7 @@ def test_experts_forward_backward(benchmark, device, path, shape):
 
 @pytest.mark.parametrize("path", TORCH_PATHS)
 def test_moe_forward_backward(benchmark, device, path):
-    """The whole layer: router, aux losses and statistics included."""
+    """The whole layer: router and aux losses included (expert statistics are computed in evaluation only)."""
     _skip_missing(path)
     moe, dense, x, ids = make(*MAIN, path, device)
     benchmark.group = f"moe layer fwd+bwd {_shape_id(MAIN)}"

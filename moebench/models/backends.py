@@ -65,13 +65,19 @@ def torch_grouped_experts(x, assign, w_up, w_gate, w_down, activation):
 GROUPED_BELOW_ROWS = 1024
 
 
-def torch_fast_experts(x, assign, w_up, w_gate, w_down, activation):
+def fast_path(n_rows: int, E: int, d: int, f: int, element_size: int, cuda: bool) -> str:
+    """Which path `torch` takes, from shapes only: "grouped" or "loop"."""
     # <=: at exactly GROUPED_BELOW_ROWS rows per expert (the fine-grained shape) grouped was 0.85x the loop's time
-    few_rows = assign.expert_idx.numel() <= GROUPED_BELOW_ROWS * w_up.shape[0]
-    # _grouped_mm needs 16-byte aligned row strides
-    aligned = all(n * x.element_size() % 16 == 0 for n in (w_up.shape[1], w_up.shape[2]))
-    grouped = hasattr(torch, "_grouped_mm") and aligned and (x.is_cuda or few_rows)
-    fn = torch_grouped_experts if grouped else torch_loop_experts
+    few_rows = n_rows <= GROUPED_BELOW_ROWS * E
+    # _grouped_mm needs 16-byte aligned row strides (on CUDA an unaligned shape takes the syncing loop path)
+    aligned = all(n * element_size % 16 == 0 for n in (d, f))
+    return "grouped" if hasattr(torch, "_grouped_mm") and aligned and (cuda or few_rows) else "loop"
+
+
+def torch_fast_experts(x, assign, w_up, w_gate, w_down, activation):
+    E, d, f = w_up.shape
+    path = fast_path(assign.expert_idx.numel(), E, d, f, x.element_size(), x.is_cuda)
+    fn = torch_grouped_experts if path == "grouped" else torch_loop_experts
     return fn(x, assign, w_up, w_gate, w_down, activation)
 
 

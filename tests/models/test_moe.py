@@ -139,3 +139,13 @@ def test_stats_summary_by_hand():
     assert s["drop_fraction"] == pytest.approx(1 / 4)
     H = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) / math.log(4)
     assert s["entropy"] == pytest.approx(H)
+
+
+def test_the_torch_path_rule():
+    from moebench.models.backends import GROUPED_BELOW_ROWS, fast_path
+
+    at_limit = GROUPED_BELOW_ROWS * 64
+    assert fast_path(at_limit, 64, 256, 64, 4, cuda=False) == "grouped"  # exactly 1024 rows per expert
+    assert fast_path(at_limit + 1, 64, 256, 64, 4, cuda=False) == "loop"
+    assert fast_path(10 * at_limit, 64, 256, 64, 2, cuda=True) == "grouped"  # CUDA: always the sync-free path
+    assert fast_path(16, 64, 256, 60, 2, cuda=True) == "loop"  # a 120-byte bf16 row is not 16-byte aligned
