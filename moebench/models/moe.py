@@ -34,9 +34,9 @@ def token_choice_assignment(r: Routing, E: int, capacity: int | None) -> tuple[A
 
     Priority is slot-major (every token's first choice before any second choice), as in GShard, so a second
     choice never pushes out another token's first choice. Returns the assignment and how many pairs dropped
-    (a device tensor: nothing here reads a value on the host). Selecting the kept pairs is one boolean index,
-    whose size the device decides (on CUDA an implicit sync per capacity-limited layer): dropped pairs are
-    not computed at all, which the capacity-factor throughput and FLOP-accounting claims measure.
+    (a device tensor: nothing here reads a value on the host). Selecting the kept pairs is one `nonzero`, whose
+    size only the device knows (on CUDA one sync per capacity-limited layer): dropped pairs are then not
+    computed at all, the saving the capacity-factor throughput and FLOP-accounting claims measure.
     """
     T, k = r.topk_idx.shape
     exp = r.topk_idx.t().reshape(-1)  # slot-major order
