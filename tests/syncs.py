@@ -60,12 +60,13 @@ class _Ops(TorchDispatchMode):
 class HostSyncs:
     """with HostSyncs() as s: ...; s.counts is a Counter of what would have synchronised.
 
+    look_inside=False skips replaying our custom ops' bodies (slow under the Triton interpreter).
     to_cpu=False leaves `.to(device)` alone: code that moves tensors to *its* device (the trainer's batch,
     clip_grad_norm_'s norms) reads as `.to(cpu)` on a CPU run but is a host-to-device copy on a GPU."""
 
-    def __init__(self, to_cpu: bool = True):
+    def __init__(self, to_cpu: bool = True, look_inside: bool = True):
         self.counts: Counter = Counter()
-        self.to_cpu = to_cpu
+        self.to_cpu, self.look_inside = to_cpu, look_inside
         self._modes = (_Reads(self.counts, to_cpu), _Ops(self.counts))
 
     def __enter__(self):
@@ -78,7 +79,7 @@ class HostSyncs:
             m.__exit__(*exc)
         # Inside a dispatch handler the Python key is excluded, so a custom op's body is invisible to the
         # modes: run each body again, on the same inputs, where both modes see every op it calls.
-        for opdef, args, kwargs in self._modes[1].custom:
+        for opdef, args, kwargs in (self._modes[1].custom if self.look_inside else ()):
             with HostSyncs(self.to_cpu) as inner:
                 opdef._init_fn(*args, **kwargs)
             self.counts.update({f"{opdef._name}: {k}": v for k, v in inner.counts.items()})

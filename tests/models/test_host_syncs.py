@@ -47,7 +47,7 @@ def test_transformer_training_step_has_no_host_sync(backend):
                       moe=MoEConfig(num_experts=4, top_k=2, expert_d_ff=16, moe_every=2))  # dense + MoE block
     model = Transformer(cfg, backend)
     idx = torch.randint(0, 64, (2, 17))
-    with HostSyncs() as s:
+    with HostSyncs(look_inside=backend != "triton") as s:  # the kernels' bodies: the layer test above
         out = model(idx[:, :-1])
         loss = F.cross_entropy(out.logits.flatten(0, 1), idx[:, 1:].flatten()) + out.aux_loss
         loss.backward()
