@@ -44,3 +44,19 @@ def paired(benchmark, target, reference, device, rounds: int = ROUNDS, warmup: i
     benchmark.extra_info.update(ratio_vs_dense=round(ratio, 4), ratio_vs_dense_min=round(min(times) / min(refs), 4),
                                 median_s=statistics.median(times), dense_median_s=statistics.median(refs))
     return ratio
+
+
+def fwd_bwd(moe, dense, x, ids):
+    """(MoE layer step, dense FFN step): forward + backward of each on the same input, gradients cleared first
+    as a training step's zero_grad(set_to_none=True) leaves them (accumulating into the MoE's E-times larger
+    weight gradients round after round would charge it for work training never does)."""
+    def run_moe():
+        moe.zero_grad(set_to_none=True)
+        y, aux, _ = moe(x, ids)
+        (y.sum() + aux).backward()
+
+    def run_dense():
+        dense.zero_grad(set_to_none=True)
+        dense(x).sum().backward()
+
+    return run_moe, run_dense

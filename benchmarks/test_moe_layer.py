@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from bench_support import ROUNDS, paired, synced
+from bench_support import ROUNDS, fwd_bwd, paired, synced
 from moebench.models.backends import BACKENDS, triton_available
 from moebench.models.config import MoEConfig
 from moebench.models.mlp import MLP
@@ -32,17 +32,6 @@ def make(tokens, experts, backend, device, grad=True):
     x = torch.randn(1, tokens, D, device=device, requires_grad=grad)
     ids = torch.zeros(1, tokens, dtype=torch.long, device=device)
     return moe, dense, x, ids
-
-
-def fwd_bwd(moe, dense, x, ids):
-    def run_moe():
-        y, aux, _ = moe(x, ids)
-        (y.sum() + aux).backward()
-
-    def run_dense():
-        dense(x).sum().backward()
-
-    return run_moe, run_dense
 
 
 def _shape_id(s):
@@ -75,7 +64,7 @@ def test_experts_forward_backward(benchmark, device, path, shape):
 
 @pytest.mark.parametrize("path", TORCH_PATHS)
 def test_moe_forward_backward(benchmark, device, path):
-    """The whole layer: router, aux losses and statistics included."""
+    """The whole layer: router and aux losses included (expert statistics are computed in evaluation only)."""
     _skip_missing(path)
     moe, dense, x, ids = make(*MAIN, path, device)
     benchmark.group = f"moe layer fwd+bwd {_shape_id(MAIN)}"

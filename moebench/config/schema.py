@@ -93,6 +93,10 @@ class TrainSpec(Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # fp32 matmuls on CUDA may use TF32 (10-bit mantissa) when true. Off by default (None = off): the fp32
+    # router of `router_fp32` and every float32 run then compute in real fp32, as on the CPU; bfloat16 runs
+    # lose little, since their big matmuls are bf16 anyway. Recorded in every summary's env (fp32_matmul).
+    tf32: Optional[bool] = None
     moe_backend: str = "auto"
     checkpoint_every: PositiveInt = 50
     compile: bool = False

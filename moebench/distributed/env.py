@@ -98,6 +98,18 @@ def all_reduce_scalars(values: list[float], op: str = "sum", group=None) -> list
     return t.cpu().tolist()
 
 
+def gather_scalars(values: list[float], group=None) -> list[list[float]]:
+    """Every rank's `values` (one row per rank) through ONE collective: callers reduce the rows however they
+    need (sums, maxima, any) instead of paying one all-reduce per operation. A CPU tensor, so it goes through
+    gloo (the "cpu:gloo,cuda:nccl" group on GPUs) and never waits on a device."""
+    if not is_distributed():
+        return [list(values)]
+    t = torch.tensor(values, dtype=torch.float64)
+    rows = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(rows, t, group=group)
+    return [r.tolist() for r in rows]
+
+
 def rank_generator_seed(seed: int) -> int:
     """Rank 0 keeps the single-process RNG stream; other ranks get their own (dropout, router noise)."""
     r = rank()
@@ -107,19 +119,22 @@ def rank_generator_seed(seed: int) -> int:
 class CommTimer:
     """Seconds with communication in flight: the union of [start, end] intervals recorded since reset().
 
-    Blocking exchanges (expert-parallel all_to_all, metric all-reduces) record their wall time; DDP's bucketed
-    gradient all-reduces record launch -> completion, which can overlap backward compute, so overlapping
-    intervals are merged rather than summed. On CUDA the blocking exchanges synchronize first, so the
-    interval is the exchange, not queued kernels.
+    Blocking exchanges (expert-parallel all_to_all, metric all-reduces) on CPU record their wall time; DDP's
+    bucketed gradient all-reduces record launch -> completion, which can overlap backward compute, so
+    overlapping intervals are merged rather than summed. On CUDA an exchange records a pair of CUDA events on
+    the current stream instead of synchronising the device around it (NCCL orders the exchange between
+    them); `total()` reads them after the step's one host sync. Event and wall intervals live on different
+    clocks, so each set is merged on its own and the two unions are added.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._iv: list[tuple[float, float]] = []
+        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
 
     def reset(self) -> None:
         with self._lock:
-            self._iv = []
+            self._iv, self._events = [], []
 
     def add(self, start: float, end: float) -> None:
         with self._lock:
@@ -128,29 +143,47 @@ class CommTimer:
     @contextmanager
     def timed(self, device: torch.device | None = None):
         if device is not None and device.type == "cuda":
-            torch.cuda.synchronize(device)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            try:
+                yield
+            finally:
+                end.record()
+                with self._lock:
+                    self._events.append((start, end))
+            return
         t0 = time.perf_counter()
         try:
             yield
         finally:
-            if device is not None and device.type == "cuda":
-                torch.cuda.synchronize(device)
             self.add(t0, time.perf_counter())
 
     def total(self) -> float:
+        """Call after the step's work is complete (the trainer's one sync per step): reading a CUDA event's
+        time waits for it."""
         with self._lock:
-            iv = sorted(self._iv)
-        tot, cur_s, cur_e = 0.0, None, None
-        for s, e in iv:
-            if cur_e is None or s > cur_e:
-                if cur_e is not None:
-                    tot += cur_e - cur_s
-                cur_s, cur_e = s, e
-            else:
-                cur_e = max(cur_e, e)
-        if cur_e is not None:
-            tot += cur_e - cur_s
+            iv, events = sorted(self._iv), list(self._events)
+        tot = _union_length(iv)
+        if events:
+            ref = events[0][0]
+            ev = sorted((ref.elapsed_time(s) / 1e3, ref.elapsed_time(e) / 1e3) for s, e in events)
+            tot += _union_length(ev)
         return tot
+
+
+def _union_length(iv: list[tuple[float, float]]) -> float:
+    """Length of the union of sorted [start, end] intervals."""
+    tot, cur_s, cur_e = 0.0, None, None
+    for s, e in iv:
+        if cur_e is None or s > cur_e:
+            if cur_e is not None:
+                tot += cur_e - cur_s
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+    if cur_e is not None:
+        tot += cur_e - cur_s
+    return tot
 
 
 comm_timer = CommTimer()

@@ -11,7 +11,8 @@ is unchanged. With W processes:
   the ranks holding the same experts and divided by W; the gradient-norm clip sums the sharded part over
   the expert-parallel group so every rank clips by the same factor.
 - metrics are global: losses averaged over ranks, tokens/s summed, step and communication time the slowest
-  rank's, memory the largest rank's. Every rank computes the same rows; rank 0 writes the files.
+  rank's, memory the largest rank's, all in one collective per step (`step_metrics`). Every rank computes
+  the same rows; rank 0 writes the files.
 - the model is initialised with the run's seed on every rank (identical to one process; EP then keeps a
   slice); after that, rank r > 0 reseeds its RNG (dropout, router noise) with its own stream.
 """
@@ -26,7 +27,8 @@ import torch.distributed as dist
 from moebench.errors import UserError
 
 from . import expert_parallel as ep_mod
-from .env import all_reduce_scalars, backend_name, comm_timer, is_distributed, rank, rank_generator_seed, world_size
+from .env import (all_reduce_scalars, backend_name, comm_timer, gather_scalars, is_distributed, rank,
+                  rank_generator_seed, world_size)
 
 
 class Parallel:
@@ -99,15 +101,6 @@ class Parallel:
     def step_begin(self) -> None:
         comm_timer.reset()
 
-    def mean(self, t: torch.Tensor) -> torch.Tensor:
-        """The mean over ranks of a scalar (so a non-finite loss on any rank is seen by all)."""
-        if self.world == 1:
-            return t
-        t = t.detach().float().clone()
-        with comm_timer.timed(t.device):
-            dist.all_reduce(t)
-        return t / self.world
-
     def after_backward(self) -> None:
         if self.expert_names:
             ep_mod.reduce_expert_grads(self.model, self.expert_names, self.ep)
@@ -131,22 +124,19 @@ class Parallel:
                 p.grad.detach().mul_(coef.to(p.grad.dtype))
         return total
 
-    def step_metrics(self, dt: float, n_local: int, lm_loss: torch.Tensor, aux: torch.Tensor) -> dict:
-        """Global numbers of one step: one process's own numbers when there is one process."""
-        lm, ax = float(lm_loss.detach()), float(aux.detach())
+    def step_metrics(self, dt: float, n_local: int, lm_loss: float, aux: float, stop: bool) -> dict:
+        """Global numbers of one step from this rank's (already host-side) numbers, through ONE collective:
+        losses averaged over ranks, tokens/s summed, step and communication time the slowest rank's, and
+        `stop` true on every rank if it is on any (every rank must stop at the same step). A non-finite loss
+        on any rank shows in the mean, so every rank fails the run together."""
         if self.world == 1:
-            return {"step_time": dt, "tokens": n_local, "loss": lm, "aux_loss": ax, "tokens_per_s": n_local / dt}
-        comm = comm_timer.total()
-        s_lm, s_ax, s_tps = all_reduce_scalars([lm, ax, n_local / dt], "sum")
-        m_dt, m_comm = all_reduce_scalars([dt, comm], "max")
-        return {"step_time": m_dt, "tokens": n_local * self.world, "loss": s_lm / self.world,
-                "aux_loss": s_ax / self.world, "tokens_per_s": s_tps, "comm_time": m_comm}
-
-    def any(self, flag: bool) -> bool:
-        """True on every rank if it is true on any (stop requests: every rank must stop at the same step)."""
-        if self.world == 1:
-            return bool(flag)
-        return all_reduce_scalars([1.0 if flag else 0.0], "max")[0] > 0
+            return {"step_time": dt, "tokens": n_local, "loss": lm_loss, "aux_loss": aux,
+                    "tokens_per_s": n_local / dt, "stop": bool(stop)}
+        rows = gather_scalars([lm_loss, aux, n_local / dt, dt, comm_timer.total(), 1.0 if stop else 0.0])
+        col = lambda i: [r[i] for r in rows]  # noqa: E731
+        return {"step_time": max(col(3)), "tokens": n_local * self.world, "loss": sum(col(0)) / self.world,
+                "aux_loss": sum(col(1)) / self.world, "tokens_per_s": sum(col(2)), "comm_time": max(col(4)),
+                "stop": max(col(5)) > 0}
 
     def agreed_step(self, step: int | None) -> bool:
         """Resume only if every rank has a usable checkpoint of the same step."""

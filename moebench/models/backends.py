@@ -1,11 +1,12 @@
 """MoE expert-compute backends, chosen by name (train.moe_backend). All implement experts.reference_experts.
 
 - reference      per-expert boolean mask over all assignments (obviously correct; the test oracle)
-- torch_loop     sort once, then one matmul chain per expert on contiguous slices
+- torch_loop     sort once, then one matmul chain per expert on contiguous slices (needs the per-expert row
+                 counts on the host: one sync per call, by design)
 - torch_grouped  sort once, then torch._grouped_mm over all experts at once (one kernel per matmul)
 - torch          the fast torch path, chosen per call from the shape (never from timings, so a seed's loss
                  curve does not depend on noise): torch_grouped on CUDA; on CPU torch_grouped when experts get
-                 few rows each (< GROUPED_BELOW_ROWS on average: per-expert Python overhead dominates, e.g.
+                 few rows each (<= GROUPED_BELOW_ROWS on average: per-expert Python overhead dominates, e.g.
                  fine-grained experts), else torch_loop (measured on the 2-core CI machine, one thread, d 256:
                  grouped 1.10 vs loop 1.24 x dense time at 256 rows per expert; loop 0.94 vs grouped 1.14 at
                  2048 rows; 64 experts at 128 rows: grouped 2x faster; benchmarks/test_moe_layer.py and
@@ -22,51 +23,61 @@ from moebench.errors import UserError
 from moebench.registry import Registry
 
 from .activations import ACTIVATIONS
-from .experts import Assignment, ExpertsFn, expert_ffn, reference_experts
+from .experts import Assignment, ExpertsFn, expert_counts, expert_ffn, reference_experts, scaled_down
 
 
 def _sort(assign: Assignment, E: int):
     order = torch.argsort(assign.expert_idx, stable=True)
-    counts = torch.bincount(assign.expert_idx, minlength=E)
+    counts = expert_counts(assign.expert_idx, E)
     return assign.token_idx[order], assign.weight[order], counts
 
 
 def torch_loop_experts(x, assign, w_up, w_gate, w_down, activation):
+    """One matmul chain per expert. The split sizes must be on the host, so this path syncs once per call by
+    design (the CPU path for experts with many rows, where there is no device to wait for)."""
     E = w_up.shape[0]
     tok, w, counts = _sort(assign, E)
-    xs = x[tok]
-    outs = []
-    for e, (chunk, n) in enumerate(zip(xs.split(counts.tolist()), counts.tolist())):
-        if n:
-            outs.append(expert_ffn(chunk, w_up[e], None if w_gate is None else w_gate[e], w_down[e], activation))
+    sizes = counts.tolist()
+    # Split the weights once: indexing w_up[e] in the loop makes autograd zero-fill and accumulate a full
+    # [E, d, f] gradient per expert (66% of this path's time at switch-like shapes, research/cpu-perf.md).
+    ups, downs = w_up.unbind(0), w_down.unbind(0)
+    gates = w_gate.unbind(0) if w_gate is not None else (None,) * E
+    rows = x.index_select(0, tok).split(sizes)  # not x[tok]: aten.index and its backward are slower on the CPU
+    outs = [expert_ffn(chunk, ups[e], gates[e], downs[e], activation, scale=we)
+            for e, (chunk, we, n) in enumerate(zip(rows, w.split(sizes), sizes)) if n]
     y = torch.zeros_like(x)
-    if not outs:
-        return y
-    out = torch.cat(outs) * w.to(x.dtype).unsqueeze(1)
-    return y.index_add(0, tok, out)
+    return y.index_add(0, tok, torch.cat(outs)) if outs else y
 
 
 def torch_grouped_experts(x, assign, w_up, w_gate, w_down, activation):
+    """Sort once, three (or two) torch._grouped_mm calls over every expert; no host sync."""
     E = w_up.shape[0]
     tok, w, counts = _sort(assign, E)
     offs = counts.cumsum(0).to(torch.int32)
-    xs = x[tok]
+    xs = x.index_select(0, tok)
     act = ACTIVATIONS[activation]
     hidden = act.hidden(torch._grouped_mm(xs, w_up, offs=offs),
                         torch._grouped_mm(xs, w_gate, offs=offs) if act.gated else None)
-    out = torch._grouped_mm(hidden, w_down, offs=offs) * w.to(x.dtype).unsqueeze(1)
+    out = scaled_down(hidden, w_down, w, lambda h, wd: torch._grouped_mm(h, wd, offs=offs))
     return torch.zeros_like(x).index_add(0, tok, out)
 
 
 GROUPED_BELOW_ROWS = 1024
 
 
+def fast_path(n_rows: int, E: int, d: int, f: int, element_size: int, cuda: bool) -> str:
+    """Which path `torch` takes, from shapes only: "grouped" or "loop"."""
+    # <=: at exactly GROUPED_BELOW_ROWS rows per expert (the fine-grained shape) grouped was 0.85x the loop's time
+    few_rows = n_rows <= GROUPED_BELOW_ROWS * E
+    # _grouped_mm needs 16-byte aligned row strides (on CUDA an unaligned shape takes the syncing loop path)
+    aligned = all(n * element_size % 16 == 0 for n in (d, f))
+    return "grouped" if hasattr(torch, "_grouped_mm") and aligned and (cuda or few_rows) else "loop"
+
+
 def torch_fast_experts(x, assign, w_up, w_gate, w_down, activation):
-    few_rows = assign.expert_idx.numel() < GROUPED_BELOW_ROWS * w_up.shape[0]
-    # _grouped_mm needs 16-byte aligned row strides
-    aligned = all(n * x.element_size() % 16 == 0 for n in (w_up.shape[1], w_up.shape[2]))
-    grouped = hasattr(torch, "_grouped_mm") and aligned and (x.is_cuda or few_rows)
-    fn = torch_grouped_experts if grouped else torch_loop_experts
+    E, d, f = w_up.shape
+    path = fast_path(assign.expert_idx.numel(), E, d, f, x.element_size(), x.is_cuda)
+    fn = torch_grouped_experts if path == "grouped" else torch_loop_experts
     return fn(x, assign, w_up, w_gate, w_down, activation)
 
 

@@ -17,23 +17,27 @@ import math
 
 import torch
 
+from .experts import expert_counts
+
 
 def layer_counters(E: int, routed_expert_idx: torch.Tensor, n_dropped: int | torch.Tensor, probs, logits) -> dict:
+    """One layer's raw counters as tensors on the layer's device (no host read, no float64: the caller sums
+    them over batches on the device and `summarize` reads them back once)."""
+    dev = routed_expert_idx.device
     with torch.no_grad():
-        c = {
-            "counts": torch.bincount(routed_expert_idx.reshape(-1), minlength=E).double().cpu(),
-            "dropped": torch.as_tensor(n_dropped, dtype=torch.float64).cpu(),
-        }
+        c = {"counts": expert_counts(routed_expert_idx, E),
+             "dropped": torch.as_tensor(n_dropped, dtype=torch.int64, device=dev)}
         if probs is not None:
-            p = probs.double()
-            c["prob_sum"] = p.sum(0).cpu()
-            c["tok_entropy_sum"] = -(p * p.clamp_min(1e-12).log()).sum().cpu()
-            c["n_tokens"] = torch.tensor(float(p.shape[0]), dtype=torch.float64)
-            c["z_sum"] = (torch.logsumexp(logits.double(), -1) ** 2).sum().cpu()
+            p = probs.float()
+            c["prob_sum"] = p.sum(0)
+            c["tok_entropy_sum"] = -(p * p.clamp_min(1e-12).log()).sum()
+            c["n_tokens"] = torch.tensor(p.shape[0], dtype=torch.int64, device=dev)
+            c["z_sum"] = (torch.logsumexp(logits.float(), -1) ** 2).sum()
         return c
 
 
 def accumulate(total: list[dict] | None, new: list[dict]) -> list[dict]:
+    """Sum counters over batches, on their device."""
     if total is None:
         return [{k: v.clone() for k, v in layer.items()} for layer in new]
     for t, n in zip(total, new):
@@ -42,7 +46,22 @@ def accumulate(total: list[dict] | None, new: list[dict]) -> list[dict]:
     return total
 
 
+def to_host(counters: list[dict]) -> list[dict]:
+    """Every counter as a CPU float64 tensor, through one device-to-host copy."""
+    flat = [(i, k, v) for i, layer in enumerate(counters) for k, v in layer.items()]
+    if not flat:
+        return [{} for _ in counters]
+    host = torch.cat([v.reshape(-1).to(torch.float64) for _, _, v in flat]).cpu()
+    out: list[dict] = [{} for _ in counters]
+    pos = 0
+    for i, k, v in flat:
+        out[i][k] = host[pos:pos + v.numel()].reshape(v.shape)
+        pos += v.numel()
+    return out
+
+
 def summarize(counters: list[dict], dead_threshold: float) -> dict:
+    counters = to_host(counters)
     layers, ent, rent, cvs, maxl, dead, z, lb = [], [], [], [], [], 0, [], []
     routed = dropped = 0.0
     for c in counters:

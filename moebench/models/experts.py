@@ -27,10 +27,30 @@ class Assignment:
     weight: torch.Tensor  # [A]
 
 
-def expert_ffn(h_in: torch.Tensor, w_up, w_gate, w_down, activation: str) -> torch.Tensor:
-    """FFN of one expert on its rows (the dense reference for every backend)."""
+def expert_ffn(h_in: torch.Tensor, w_up, w_gate, w_down, activation: str,
+               scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """FFN of one expert on its rows (the dense reference for every backend), rows scaled by `scale` [n] (the
+    routing weights) when given."""
     act = ACTIVATIONS[activation]
-    return act.hidden(h_in @ w_up, h_in @ w_gate if act.gated else None) @ w_down
+    hidden = act.hidden(h_in @ w_up, h_in @ w_gate if act.gated else None)
+    return hidden @ w_down if scale is None else scaled_down(hidden, w_down, scale, torch.matmul)
+
+
+def scaled_down(hidden: torch.Tensor, w_down: torch.Tensor, scale: torch.Tensor, mm) -> torch.Tensor:
+    """mm(hidden, w_down) with row i scaled by scale[i]. The down projection is linear, so the scale can go on
+    the hidden [n, f] or on the output [n, d]: it goes on the narrower one (a shape rule, never a timing).
+    Measured on the CPU: 26% faster at fine-grained shapes (f 64 < d 256) with the scale on the hidden;
+    at switch-like shapes (f 2048 > d 512) the hidden is 4x the output."""
+    s = scale.to(hidden.dtype).unsqueeze(1)
+    return mm(hidden * s, w_down) if hidden.shape[-1] <= w_down.shape[-1] else mm(hidden, w_down) * s
+
+
+def expert_counts(expert_idx: torch.Tensor, E: int) -> torch.Tensor:
+    """Rows per expert [E] int64, without a host sync: torch.bincount reads the input's max on the host on CUDA
+    even with minlength; an integer index_add is exact and deterministic (and as fast as bincount on the CPU,
+    where scatter_add_ was 17x slower)."""
+    idx = expert_idx.reshape(-1)
+    return torch.zeros(E, dtype=torch.int64, device=idx.device).index_add_(0, idx, torch.ones_like(idx))
 
 
 def reference_experts(x, assign: Assignment, w_up, w_gate, w_down, activation: str) -> torch.Tensor:

@@ -1,6 +1,16 @@
-"""The MoE feed-forward layer: router -> (capacity) -> experts -> weighted combine, plus shared experts."""
+"""The MoE feed-forward layer: router -> (capacity) -> experts -> weighted combine, plus shared experts.
+
+Precision: under autocast the experts run in the autocast dtype exactly where the dense FFN's nn.Linear does,
+whatever the backend: the layer casts the expert input and weights once and runs the backend with autocast off
+(torch._grouped_mm is not autocast-eligible, LayerNorm hands fp32 to the layer, the Triton path computes in
+x's dtype), so dense and MoE compare like with like. The router keeps its own policy (router_fp32).
+
+Expert statistics (models/counters.py) are computed only when asked for (`collecting_stats(model)`), as
+device tensors: training steps and timed inference never pay for them.
+"""
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -9,7 +19,7 @@ import torch.nn as nn
 from .activations import ACTIVATIONS
 from .backends import get_backend
 from .config import MoEConfig
-from .experts import Assignment
+from .experts import Assignment, expert_counts
 from .mlp import MLP
 from .routers import ROUTERS, Routing
 from .counters import layer_counters
@@ -19,11 +29,14 @@ def capacity_of(n_tokens: int, cfg: MoEConfig) -> int:
     return max(1, math.ceil(cfg.capacity_factor * n_tokens * cfg.top_k / cfg.num_experts))
 
 
-def token_choice_assignment(r: Routing, E: int, capacity: int | None) -> tuple[Assignment, int]:
+def token_choice_assignment(r: Routing, E: int, capacity: int | None) -> tuple[Assignment, torch.Tensor | int]:
     """Flatten [T, k] choices; with a capacity, keep the first `capacity` pairs per expert.
 
     Priority is slot-major (every token's first choice before any second choice), as in GShard, so a second
-    choice never pushes out another token's first choice. Returns the assignment and how many pairs dropped.
+    choice never pushes out another token's first choice. Returns the assignment and how many pairs dropped
+    (a device tensor: nothing here reads a value on the host). Selecting the kept pairs is one `nonzero`, whose
+    size only the device knows (on CUDA one sync per capacity-limited layer): dropped pairs are then not
+    computed at all, the saving the capacity-factor throughput and FLOP-accounting claims measure.
     """
     T, k = r.topk_idx.shape
     exp = r.topk_idx.t().reshape(-1)  # slot-major order
@@ -31,11 +44,12 @@ def token_choice_assignment(r: Routing, E: int, capacity: int | None) -> tuple[A
     w = r.topk_weight.t().reshape(-1)
     if capacity is None:
         return Assignment(tok, exp, w), 0
-    onehot = torch.nn.functional.one_hot(exp, E)
+    # a comparison, not F.one_hot, whose CPU range check reads the indices back on the host
+    onehot = (exp.unsqueeze(1) == torch.arange(E, device=exp.device)).long()
     pos = (onehot.cumsum(0) * onehot).sum(1) - 1  # position of each pair in its expert's queue
     keep = pos < capacity
-    n_drop = int((~keep).sum())
-    return Assignment(tok[keep], exp[keep], w[keep]), n_drop
+    kept = keep.nonzero().squeeze(1)  # the one data-dependent size (see above); index_select needs no more
+    return Assignment(tok[kept], exp[kept], w[kept]), (~keep).sum()
 
 
 class MoELayer(nn.Module):
@@ -50,6 +64,18 @@ class MoELayer(nn.Module):
         self.w_gate = nn.Parameter(torch.randn(E, d_model, f) * std) if ACTIVATIONS[activation].gated else None
         self.w_down = nn.Parameter(torch.randn(E, f, d_model) * out_std)
         self.shared = MLP(d_model, cfg.shared_experts * f, activation, n_layers) if cfg.shared_experts else None
+        self.collect_stats = False  # set by collecting_stats(); a plain attribute so torch.compile can guard it
+
+    def experts(self, flat: torch.Tensor, assign: Assignment) -> torch.Tensor:
+        """The expert computation in the dtype the dense FFN would use here (see the module docstring)."""
+        dev = flat.device.type
+        if not torch.is_autocast_enabled(dev):
+            return self.experts_fn(flat, assign, self.w_up, self.w_gate, self.w_down, self.activation)
+        dt = torch.get_autocast_dtype(dev)
+        cast = lambda w: None if w is None else w.to(dt)  # noqa: E731 - grads flow back in the weights' dtype
+        with torch.autocast(dev, enabled=False):
+            return self.experts_fn(flat.to(dt), assign, cast(self.w_up), cast(self.w_gate), cast(self.w_down),
+                                   self.activation)
 
     def forward(self, x: torch.Tensor, token_ids: torch.Tensor):
         B, S, d = x.shape
@@ -62,16 +88,16 @@ class MoELayer(nn.Module):
             cap = None if self.cfg.capacity_factor is None else capacity_of(B * S, self.cfg)
             assign, n_drop = token_choice_assignment(r, E, cap)
             routed = r.topk_idx
-        y = self.experts_fn(flat, assign, self.w_up, self.w_gate, self.w_down, self.activation)
+        y = self.experts(flat, assign)
         if self.shared is not None:
             y = y + self.shared(flat)
         aux = flat.new_zeros((), dtype=torch.float32)
         if r.probs is not None and not self.router.balanced_by_construction and self.cfg.lb_coef:
-            f_i = torch.bincount(routed.reshape(-1), minlength=E).float() / routed.numel()
+            f_i = expert_counts(routed, E).float() / routed.numel()
             aux = aux + self.cfg.lb_coef * E * (f_i * r.probs.mean(0)).sum()
         if r.logits is not None and self.cfg.z_coef:
             aux = aux + self.cfg.z_coef * (torch.logsumexp(r.logits, -1) ** 2).mean()
-        stats = layer_counters(E, routed, n_drop, r.probs, r.logits)
+        stats = layer_counters(E, routed, n_drop, r.probs, r.logits) if self.collect_stats else None
         return y.view(B, S, d), aux, stats
 
     # --- expert parallel (moebench.distributed.expert_parallel): not used in one process -----------------
@@ -85,3 +111,17 @@ class MoELayer(nn.Module):
             if p is not None:
                 setattr(self, name, nn.Parameter(p.detach()[lo:hi].clone()))
         self.experts_fn = experts_fn
+
+
+@contextlib.contextmanager
+def collecting_stats(model: nn.Module, on: bool = True):
+    """Within the block, every MoE layer of `model` returns its expert counters (device tensors); restored after."""
+    layers = [m for m in model.modules() if isinstance(m, MoELayer)]
+    before = [m.collect_stats for m in layers]
+    for m in layers:
+        m.collect_stats = on
+    try:
+        yield
+    finally:
+        for m, b in zip(layers, before):
+            m.collect_stats = b

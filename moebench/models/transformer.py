@@ -17,7 +17,8 @@ from .moe import MoELayer
 class ModelOutput:
     logits: torch.Tensor
     aux_loss: torch.Tensor  # sum of MoE auxiliary losses (already scaled by their coefficients)
-    expert_counters: list = field(default_factory=list)  # one dict per MoE layer (models/stats.py)
+    # one dict of device tensors per MoE layer (models/counters.py), only inside collecting_stats(model)
+    expert_counters: list = field(default_factory=list)
 
 
 def rope_cache(seq_len: int, head_dim: int, device, base: float = 10000.0):
@@ -111,5 +112,6 @@ class Transformer(nn.Module):
             x, a, c = block(x, rope, idx)
             if a is not None:
                 aux = aux + a
+            if c is not None:
                 counters.append(c)
         return ModelOutput(self.head(self.norm(x)), aux, counters)

@@ -46,6 +46,18 @@ def _peaks(device_type: str) -> tuple:
     return tuple(sorted(measure_peaks(device_type).items()))
 
 
+def set_fp32_matmul(tf32: bool) -> None:
+    """The run's fp32 matmul policy (train.tf32), set explicitly so a run never inherits it from a previous one
+    in the same process or from torch's defaults (cuDNN's TF32 default is on, cuBLAS's off)."""
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
+def fp32_matmul() -> str:
+    """What fp32 matmuls on CUDA compute in: "tf32" or "ieee" (full fp32; CPU matmuls are always fp32)."""
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+
+
 def environment(device: torch.device, dtype: str = "float32") -> dict:
     try:
         import triton
@@ -69,5 +81,6 @@ def environment(device: torch.device, dtype: str = "float32") -> dict:
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "argv": sys.argv[1:],
         "param_bytes": 2 if dtype in ("bfloat16", "float16") else 4,
+        "fp32_matmul": fp32_matmul(),  # train.tf32, applied by the trainer
         **dict(_peaks(device.type)),  # device peak FLOP/s and bandwidth (spec sheet or measured probe)
     }

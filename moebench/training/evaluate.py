@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from moebench.models.counters import accumulate, summarize
+from moebench.models.moe import collecting_stats
 
 
 def eval_windows(tokens: np.ndarray, n_tokens: int, seq_len: int) -> torch.Tensor:
@@ -34,22 +35,24 @@ def bits_per_byte(loss_nats: float, bytes_per_token: float) -> float:
 @torch.no_grad()
 def evaluate(model, windows: torch.Tensor, batch_size: int, device, bytes_per_token: float, autocast=None,
              dead_threshold: float = 0.1) -> dict:
+    """Loss and expert counters are summed on the device and read back once, at the end."""
     was_training = model.training
     model.eval()
-    total, count, counters = 0.0, 0, None
+    total, count, counters = torch.zeros((), dtype=torch.float64, device=device), 0, None
     try:
-        for i in range(0, windows.shape[1], batch_size):
-            x = windows[0, i : i + batch_size].to(device)
-            y = windows[1, i : i + batch_size].to(device)
-            with autocast() if autocast else contextlib.nullcontext():
-                out = model(x)
-            total += float(F.cross_entropy(out.logits.float().flatten(0, 1), y.flatten(), reduction="sum"))
-            count += y.numel()
-            if out.expert_counters:
-                counters = accumulate(counters, out.expert_counters)
+        with collecting_stats(model):
+            for i in range(0, windows.shape[1], batch_size):
+                x = windows[0, i : i + batch_size].to(device)
+                y = windows[1, i : i + batch_size].to(device)
+                with autocast() if autocast else contextlib.nullcontext():
+                    out = model(x)
+                total += F.cross_entropy(out.logits.float().flatten(0, 1), y.flatten(), reduction="sum").double()
+                count += y.numel()
+                if out.expert_counters:
+                    counters = accumulate(counters, out.expert_counters)
     finally:
         model.train(was_training)
-    loss = total / count
+    loss = float(total) / count
     res = {"loss": loss, "ppl": math.exp(min(loss, 700)), "bpb": bits_per_byte(loss, bytes_per_token)}
     if counters is not None:
         res["experts"] = summarize(counters, dead_threshold)

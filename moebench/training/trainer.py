@@ -27,7 +27,7 @@ from moebench.models.backends import resolve_backend, resolve_device
 from moebench.plan import RunSpec
 from moebench.registry import Registry
 
-from .env import environment
+from .env import environment, set_fp32_matmul
 from .evaluate import eval_windows, evaluate
 from .flops_measured import measured_forward_flops_per_token
 from .memory import CPU_METHOD, CUDA_METHOD, SavedActivations, state_bytes
@@ -82,6 +82,31 @@ def load_data(spec: RunSpec) -> Data:
     return data
 
 
+class StepClock:
+    """A step's duration: CUDA events on the GPU (no device-wide synchronize; read after the step's one host
+    sync), wall time on the CPU, where every op has finished when it returns."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self.start.record()
+        else:
+            self.t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.cuda:
+            self.end.record()
+        else:
+            self.t1 = time.perf_counter()
+
+    def seconds(self) -> float:
+        if self.cuda:
+            self.end.synchronize()  # already complete after the step's read-back: no extra wait
+            return self.start.elapsed_time(self.end) / 1e3
+        return self.t1 - self.t0
+
+
 class Trainer:
     def __init__(self, spec: RunSpec, out: Path, data: Data, stop_requested: Callable[[], bool] = lambda: False,
                  progress=None):
@@ -92,6 +117,7 @@ class Trainer:
         if self.device.type == "cpu" and t.threads:
             # small models gain nothing from more threads, and threads that outnumber free cores spin-wait
             torch.set_num_threads(t.threads)
+        set_fp32_matmul(bool(t.tf32))
         self.backend = resolve_backend(t.moe_backend, self.device) if spec.model.moe else "none"
         torch.manual_seed(self.spec.seed)
         self.model = Transformer(spec.model, self.backend if spec.model.moe else "torch").to(self.device)
@@ -111,6 +137,8 @@ class Trainer:
         self.windows = eval_windows(data.valid.tokens, spec.eval.tokens, spec.model.seq_len)
         self.step, self.wall, self.mem_act = 0, 0.0, 0
         self.trackers = Trackers([])  # the runner opens the suite's trackers once it knows the start step
+        self._next: tuple | None = None  # (step, batch) built while the previous step ran
+        self.stop = False
 
     # ------------------------------------------------------------ checkpoint
     def save_checkpoint(self) -> None:
@@ -146,24 +174,33 @@ class Trainer:
         return True
 
     # ------------------------------------------------------------ loop
-    def train_step(self) -> dict:
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's rows of step `step`'s batch on the device. On CUDA from pinned memory without blocking
+        the host, so building the next batch overlaps the current step's kernels."""
         t, cfg = self.spec.train, self.spec.model
-        x, y = batch_at(self.data.train.tokens, self.spec.seed, self.step, t.batch_size, cfg.seq_len)
+        x, y = batch_at(self.data.train.tokens, self.spec.seed, step, t.batch_size, cfg.seq_len)
         x, y = self.par.local_batch(x, y)  # [distributed] this rank's rows of the global batch
-        x, y = x.to(self.device), y.to(self.device)
+        if self.device.type != "cuda":
+            return x.to(self.device), y.to(self.device)
+        return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+
+    def train_step(self) -> dict:
+        """One optimizer step with one host sync: the losses are read back together after the optimizer step
+        (a non-finite loss still fails the run at this step; the weights of a failed run are never saved). In
+        distributed runs every per-step number goes through one collective (Parallel.step_metrics)."""
+        t = self.spec.train
+        nxt, self._next = self._next, None
+        x, y = nxt[1] if nxt is not None and nxt[0] == self.step else self.batch(self.step)
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, t)
         watch = SavedActivations() if self.step == 0 or not self.mem_act else None
         self.par.step_begin()
-        t0 = time.perf_counter()
+        clock = StepClock(self.device)
         with (watch.watch() if watch else contextlib.nullcontext()):
             with self.autocast() if self.autocast else contextlib.nullcontext():
                 out = self.forward(x)
                 lm_loss = F.cross_entropy(out.logits.float().flatten(0, 1), y.flatten())
                 loss = lm_loss + out.aux_loss
-        loss_all = self.par.mean(loss)  # [distributed] a non-finite loss on any rank fails every rank
-        if not torch.isfinite(loss_all):
-            raise RunFailed(self.step, f"loss is {float(loss_all)} (not finite)")
         self.scaler.scale(loss).backward()
         self.par.after_backward()
         if t.grad_clip:
@@ -172,10 +209,18 @@ class Trainer:
         self.scaler.step(self.opt)
         self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        g = self.par.step_metrics(dt, x.numel(), lm_loss, out.aux_loss)  # [distributed] global numbers
+        clock.stop()
+        if self.step + 1 < t.steps:
+            # On CUDA the host builds the next batch while the device still runs this step (on the CPU it is
+            # simply built here, outside the step clock). Batches are a pure function of (seed, step): the
+            # prefetched batch is exactly the one a resumed run builds.
+            self._next = (self.step + 1, self.batch(self.step + 1))
+        lm, ax = torch.stack([lm_loss.detach().float(), out.aux_loss.detach().float()]).tolist()  # the one sync
+        dt = clock.seconds()
+        g = self.par.step_metrics(dt, x.numel(), lm, ax, self.stop_requested())  # [distributed] global numbers
+        if not (math.isfinite(g["loss"]) and math.isfinite(g["aux_loss"])):
+            raise RunFailed(self.step, f"loss is {g['loss'] + g['aux_loss']} (not finite)")
+        self.stop = g.pop("stop")
         dt = g.pop("step_time")
         if watch:
             self.mem_act = watch.bytes
@@ -218,7 +263,7 @@ class Trainer:
                     self.progress(self.step, t.steps, lines)
                 if self.step % t.checkpoint_every == 0 and not last:
                     self.save_checkpoint()
-                if self.par.any(self.stop_requested()) and not last:  # [distributed] every rank stops
+                if self.stop and not last:  # [distributed] any rank's request stops every rank (step_metrics)
                     self.save_checkpoint()
                     raise KeyboardInterrupt
         return self.summarize()

@@ -7,7 +7,7 @@ import torch
 from moebench.models.backends import BACKENDS
 from moebench.models.config import MoEConfig
 from moebench.models.experts import Assignment, reference_experts
-from moebench.models.moe import MoELayer, token_choice_assignment
+from moebench.models.moe import MoELayer, collecting_stats, token_choice_assignment
 from moebench.models.routers import ROUTERS, Routing
 from moebench.models.counters import layer_counters, summarize
 
@@ -76,7 +76,10 @@ def test_dropped_tokens_pass_through_as_zero():
     cfg = MoEConfig(num_experts=2, top_k=1, expert_d_ff=8, router="topk", capacity_factor=0.5, lb_coef=0, z_coef=0)
     layer = MoELayer(8, cfg, "gelu")
     x = torch.randn(1, 8, 8)
-    y, _, stats = layer(x, torch.zeros(1, 8, dtype=torch.long))
+    assert layer(x, torch.zeros(1, 8, dtype=torch.long))[2] is None  # statistics only when asked for
+    with collecting_stats(layer):
+        y, _, stats = layer(x, torch.zeros(1, 8, dtype=torch.long))
+    assert not layer.collect_stats
     zero_rows = (y[0].abs().sum(-1) == 0).sum().item()
     assert stats["dropped"].item() == zero_rows > 0
 
@@ -136,3 +139,13 @@ def test_stats_summary_by_hand():
     assert s["drop_fraction"] == pytest.approx(1 / 4)
     H = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) / math.log(4)
     assert s["entropy"] == pytest.approx(H)
+
+
+def test_the_torch_path_rule():
+    from moebench.models.backends import GROUPED_BELOW_ROWS, fast_path
+
+    at_limit = GROUPED_BELOW_ROWS * 64
+    assert fast_path(at_limit, 64, 256, 64, 4, cuda=False) == "grouped"  # exactly 1024 rows per expert
+    assert fast_path(at_limit + 1, 64, 256, 64, 4, cuda=False) == "loop"
+    assert fast_path(10 * at_limit, 64, 256, 64, 2, cuda=True) == "grouped"  # CUDA: always the sync-free path
+    assert fast_path(16, 64, 256, 60, 2, cuda=True) == "loop"  # a 120-byte bf16 row is not 16-byte aligned

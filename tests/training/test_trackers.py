@@ -68,8 +68,10 @@ def kill_after(n):
 
 def test_a_resumed_run_keeps_each_step_once_in_tensorboard(tmp_path):
     spec = next(s for s in run_specs(plan_suite(build_suite(tiny(track=["tensorboard"])))) if s.variant == "dense")
-    with pytest.raises(Killed):  # steps 1-6 logged, last checkpoint at step 4: steps 5 and 6 will be redone
-        run_one(spec, tmp_path, stop=kill_after(6), quiet=True, log=lambda *a: None)
+    # the stop check runs inside each step (its answer travels with the step's metrics), so dying at the 7th
+    # check leaves steps 1-6 logged; the last checkpoint is at step 4: steps 5 and 6 will be redone
+    with pytest.raises(Killed):
+        run_one(spec, tmp_path, stop=kill_after(7), quiet=True, log=lambda *a: None)
     rd = R.run_dir(tmp_path, spec.suite, spec.variant, spec.seed)
     assert [s for s, _ in scalar(events(rd), "train/loss")] == list(range(1, 7))
     run_one(spec, tmp_path, quiet=True, log=lambda *a: None)
