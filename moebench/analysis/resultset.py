@@ -7,7 +7,9 @@ Column names of `runs` (one row per (variant, seed)):
   step_time_median_s, peak_memory_bytes, peak_memory_method, tokens_per_param,
   peak_flops, peak_bw, peak_source, param_bytes (from the run's env, for S-MFU / S-MBU),
   experts.<key> for each scalar in summary "experts" (entropy, max_load_x_E, cv, dead_experts, drop_fraction, ...),
-  lm_eval.<task>.<metric>.
+  lm_eval.<task>.<metric>,
+  concurrent_runs_mean, concurrent_runs_max (other runs training beside it on its host: time-weighted mean, max),
+  load_avg_start, load_avg_end (the host's 1-minute load average when it started and ended).
 The final metric columns carry the bare metric names so a claim's `metric: val_bpb` is a column lookup.
 """
 from __future__ import annotations
@@ -112,6 +114,9 @@ def _run_row(suite: str, variant: str, seed: int, s: dict | None, cfg: dict) -> 
         row["tokens_per_param"] = row["tokens"] / row["params_total"]
     row["flops_measured_forward_per_token"] = (s.get("flops_measured") or {}).get("forward")
     row.update({k: s.get(k) for k in ("world_size", "comm_time_s", "comm_fraction")})
+    beside, load = s.get("concurrent_runs") or {}, s.get("load_avg_1m") or {}  # --jobs / Ray: what shared the host
+    row.update(concurrent_runs_mean=beside.get("mean"), concurrent_runs_max=beside.get("max"),
+               load_avg_start=load.get("start"), load_avg_end=load.get("end"))
     row["parallel"] = json.dumps(s.get("parallel"), sort_keys=True) if s.get("parallel") else None
     row.update(_inference_cols(s.get("inference")))
     row.update(_flat("experts", s.get("experts")))  # every scalar statistic the trainer recorded
