@@ -6,6 +6,7 @@ run (rank 0 also logs, writes results and the report) and tears the group down a
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
@@ -54,6 +55,8 @@ def check_launch_flags(args) -> None:
     distributed = (args.nproc or 1) > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1
     if args.address is not None and args.launcher != "ray":
         raise UserError("--address: only with --launcher ray (the Ray cluster to join)")
+    if args.launcher == "ray" and importlib.util.find_spec("ray") is None:
+        raise UserError("--launcher ray: Ray is not installed; pip install -e '.[ray]' (or pip install ray)")
     if args.launcher == "ray" and args.jobs is not None:
         raise UserError("--jobs: Ray places runs by the GPUs and CPUs each asks for; drop --jobs with --launcher ray")
     if distributed and (args.jobs not in (None, 1) or args.launcher == "ray" or args.shard is not None):
