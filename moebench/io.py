@@ -6,6 +6,7 @@ Layout, one directory per (variant, seed):
     results/<suite>/
       suite.yaml                      the resolved suite (all variants, after extends/--set)
       plan.json                       the plan rows (see plan.py)
+      runs.json                       with --shard only: every (variant, seed) of the suite, {"runs": [...]}
       <variant>/seed-<n>/
         config.yaml                   the resolved RunSpec (model, corpus, train, eval, plan numbers, config_hash)
         metrics.jsonl                 one JSON object per line, appended as training goes:
@@ -45,6 +46,9 @@ METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"
 CHECKPOINT = "checkpoint.pt"
 FINAL_MODEL = "model.pt"
+# results/<suite>/runs.json, written by `run --shard`: every run of the suite, {"runs": [{"variant", "seed"}]}, so
+# a report written before every shard finished shows the others as incomplete rather than judging without them
+PLANNED_RUNS = "runs.json"
 
 
 @contextlib.contextmanager

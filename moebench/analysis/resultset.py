@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 
 from moebench.errors import UserError
-from moebench.io import CONFIG, METRICS, SUMMARY, read_json, read_metrics
+from moebench.io import CONFIG, METRICS, PLANNED_RUNS, SUMMARY, read_json, read_metrics
 
 FINAL_KEYS = ("val_loss", "val_ppl", "val_bpb", "test_loss", "test_ppl", "test_bpb")
 CURVE_COLS = ("variant", "seed", "step", "tokens", "flops", "wall", "val_loss", "val_ppl", "val_bpb")
@@ -199,7 +199,10 @@ def load_results(results_dir: Path) -> ResultSet:
                 train.append({**base, **{k: m.get(k) for k in TRAIN_COLS[2:]}})
 
     seen = {(r["variant"], r["seed"]) for r in runs}
-    runs += [_run_row(suite_name, v, sd, None, {}) for v, sd in _planned(plan) if (v, sd) not in seen]
+    # runs another shard will train: missing, not absent (a claim is not judged without them)
+    sharded = read_json(results_dir / PLANNED_RUNS) if (results_dir / PLANNED_RUNS).exists() else None
+    planned = sorted(set(_planned(plan)) | set(_planned(sharded)))
+    runs += [_run_row(suite_name, v, sd, None, {}) for v, sd in planned if (v, sd) not in seen]
     runs_df = _frame(runs, RUN_COLS).sort_values(["variant", "seed"], kind="stable").reset_index(drop=True)
     curves_df = _frame(curves, CURVE_COLS).sort_values(["variant", "seed", "step"], kind="stable")
     train_df = _frame(train, TRAIN_COLS).sort_values(["variant", "seed", "step"], kind="stable")

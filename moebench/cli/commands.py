@@ -97,12 +97,15 @@ def cmd_run(args) -> int:
 
 def train_runs(plan, args, log) -> list:
     """The runs this invocation owns (--only, --shard), one after another, --jobs at once, or on Ray."""
+    from moebench import io as R
     from moebench.plan import parse_shard, run_specs
     from moebench.training.runner import prepare_suite_dir
 
     specs = run_specs(plan, args.only)
     if args.shard:
         shard = parse_shard(args.shard)
+        R.atomic_write_json(args.results / plan.suite.name / R.PLANNED_RUNS,  # every shard: the same content
+                            {"runs": [{"variant": s.variant, "seed": s.seed} for s in specs]})
         specs = shard.select(specs)
         log(f"shard {shard}: {len(specs)} of the suite's runs")
     prepare_suite_dir(plan, args.results)  # every shard writes the same suite.yaml / plan.json, atomically

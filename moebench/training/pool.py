@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moebench import io as R
+from moebench.errors import UserError
 from moebench.plan import RunSpec
 from moebench.training.concurrency import Span, auto_jobs, load_1m, record, span_now, usable_cores
 from moebench.training.progress import SuiteProgress
@@ -143,8 +144,8 @@ def run_pool(specs: list[RunSpec], results_root: Path, w: Workers, *, force: boo
             raise KeyboardInterrupt
         if not st.stopping:
             st.stopping = True
-            progress.log("stopping: every active run finishes its step and saves a checkpoint "
-                         "(Ctrl-C again to abort now)")
+            print("\nstopping: every active run finishes its step and saves a checkpoint (Ctrl-C again to abort now)",
+                  file=sys.stderr, flush=True)
             for s in slots.values():
                 if s.proc.is_alive():
                     os.kill(s.proc.pid, signal.SIGTERM)
@@ -179,7 +180,7 @@ def run_pool(specs: list[RunSpec], results_root: Path, w: Workers, *, force: boo
         log(f"{head}: {reason}; rerun the same command to resume it")
     if st.error is not None:
         err, tb, head = st.error
-        if isinstance(err, (KeyboardInterrupt, OSError)) or type(err).__name__ == "UserError":
+        if isinstance(err, (KeyboardInterrupt, OSError, UserError)):  # as a sequential run reports them
             raise err
         print(tb, file=sys.stderr, end="")
         raise RuntimeError(f"{head}: the worker training it failed: {type(err).__name__}: {err}") from err

@@ -101,6 +101,12 @@ def test_shards_into_one_results_dir_then_report_equal_a_full_run(tmp_path, refe
         assert f"shard {k}/2: 2 of the suite's runs" in out
         assert f"shard {k}/2 done; run `moebench report {tmp_path / 'res' / 'tiny'}` when all shards finished" in out
         assert not (tmp_path / "rep").exists()  # a shard writes no report
+        if k == 1:  # a report before every shard finished judges nothing on half the runs
+            assert main(["report", str(tmp_path / "res/tiny"), "--out", str(tmp_path / "early")]) == 0
+            early = pd.read_csv(tmp_path / "early/results.csv")
+            assert sorted(early["status"]) == ["incomplete", "incomplete", "ok", "ok"]
+            verdicts = json.loads((tmp_path / "early/verdicts.json").read_text())
+            assert {v["verdict"] for v in verdicts} == {"INCONCLUSIVE"}
     assert main(["report", str(tmp_path / "res/tiny"), "--out", str(tmp_path / "rep/tiny")]) == 0
     got, want = _report_without_measurements(tmp_path / "rep/tiny"), _report_without_measurements(reference / "rep/tiny")
     assert got["csv"] == want["csv"]
@@ -198,3 +204,38 @@ def test_sigterm_stops_every_worker_at_a_checkpoint_and_exits_130(tmp_path):
     assert "rerun the same command to resume" in err and "Traceback" not in err
     for m in metrics:  # both runs stopped at a step boundary with a checkpoint (checkpoint_every is 1000)
         assert (m.parent / R.CHECKPOINT).exists() and not (m.parent / R.SUMMARY).exists()
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The spawned worker processes of `pid` (Linux /proc), not multiprocessing's resource tracker."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (stat.parent / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and "spawn_main" in cmd and "resource_tracker" not in cmd:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker processes through Linux /proc")
+def test_a_worker_killed_mid_run_fails_only_its_run_and_a_rerun_resumes_it(tmp_path):
+    suite = write_suite(tmp_path, **{"train.steps": 300, "train.checkpoint_every": 5, "eval.interval": 100})
+    cmd = [sys.executable, "-m", "moebench", "run", str(suite), "--results", str(tmp_path / "res"), "--reports",
+           str(tmp_path / "rep"), "--jobs", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpts = [R.run_dir(tmp_path / "res", "tiny", v, 0) / R.CHECKPOINT for v in ("dense", "moe")]
+    assert _wait(lambda: all(c.exists() for c in ckpts), proc), "a run finished before both had a checkpoint"
+    victim = _workers_of(proc.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1, err[-2000:]
+    assert "the worker process died; rerun the same command to resume" in err and "Traceback" not in err
+    summaries = [(c.parent / R.SUMMARY).exists() for c in ckpts]
+    assert summaries.count(True) == 1  # the other run finished beside it
+    assert (tmp_path / "rep/tiny/README.md").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming from step" in again.stdout and "already finished" in again.stdout
