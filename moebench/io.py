@@ -29,6 +29,9 @@ Layout, one directory per (variant, seed):
              "peak_memory_bytes", "peak_memory_method",
              "experts": {...final expert statistics} | null,
              "lm_eval": {task: {metric: value, ..., "version", "n_shot"}} | {},
+             "concurrent_runs": {"at_start", "max", "mean", "launcher", "jobs"} (other runs of the suite
+                 training on the same host: when it started, at most, time-weighted mean; added by the scheduler),
+             "load_avg_1m": {"start", "end"} (the host's 1-minute load average when it started and ended),
              "env": {"git_sha", "git_dirty", "python", "torch", "triton", "device", "device_name",
                      "cpu_model", "hostname", "date"}}
 """

@@ -117,10 +117,7 @@ def run_pool(specs: list[RunSpec], results_root: Path, w: Workers, *, force: boo
         return []
     from moebench.training.worker import worker_main
 
-    DataCache()(specs[0])  # build the token cache here, once, under its lock; workers only memory-map it
-    for spec in specs[1:]:
-        if spec.corpus != specs[0].corpus:
-            DataCache()(spec)
+    DataCache()(specs[0])  # a suite has one corpus: build its token cache here, once; workers only memory-map it
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     st = _State(deque(enumerate(specs, 1)), len(specs), Path(results_root))
