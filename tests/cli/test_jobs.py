@@ -55,6 +55,7 @@ def test_jobs_2_equals_jobs_1_bit_for_bit_and_records_what_ran_beside(tmp_path, 
                  "--jobs", "2"]) == 0
     out = capsys.readouterr().out
     assert "up to 2 at once" in out and "[4/4] moe seed 1: val loss" in out
+    assert "  moe seed 1: step 8/8 train" in out  # the plain progress lines of a sequential run, from metrics.jsonl
     for k in RUNS:
         assert losses(R.run_dir(tmp_path / "res", "tiny", *k)) == losses(R.run_dir(reference / "res", "tiny", *k))
     assert finals(tmp_path / "res") == finals(reference / "res")
@@ -149,6 +150,16 @@ def test_ray_missing_is_exit_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
     assert main(["run", str(write_suite(tmp_path)), "--results", str(tmp_path / "res"), "--launcher", "ray"]) == 2
     assert "pip install -e '.[ray]'" in capsys.readouterr().err and not (tmp_path / "res").exists()
+
+
+def test_a_nan_run_fails_alone_under_jobs_2(tmp_path):
+    suite = write_suite(tmp_path, **{"train.lr": 1e6, "train.grad_clip": 0, "train.steps": 40,
+                                     "train.warmup_steps": 0, "train.optimizer": "sgd"})
+    assert main(["run", str(suite), "--results", str(tmp_path / "res"), "--reports", str(tmp_path / "rep"),
+                 "--jobs", "2", "--quiet"]) == 0
+    s = R.read_json(tmp_path / "res/tiny/dense/seed-0" / R.SUMMARY)
+    assert s["status"] == "failed" and "not finite" in s["failure"]["reason"] and s["failure"]["step"] < 40
+    assert (tmp_path / "res/tiny/moe/seed-0" / R.SUMMARY).exists() and (tmp_path / "rep/tiny/README.md").exists()
 
 
 def _wait(cond, proc, timeout=300):
