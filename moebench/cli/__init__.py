@@ -50,7 +50,8 @@ def build_parser() -> ArgParser:
                         "auto: on CUDA one run per visible GPU (each worker pinned with CUDA_VISIBLE_DEVICES); on "
                         "CPU max(1, free cores // train.threads), where free cores = the cores this process may "
                         "use (its affinity mask) minus the 1-minute load average rounded, at least 1, and "
-                        "train.threads unset counts as every core. Results equal a sequential run's bit for bit")
+                        "train.threads unset counts as every core. Losses equal a sequential run's bit for bit (same "
+                        "train.threads); throughput is measured beside the other runs and recorded as such")
     r.add_argument("--shard", default=None, metavar="K/N",
                    help="run only the K-th of N disjoint round-robin slices of the suite's runs (1 <= K <= N), "
                         "e.g. one per Slurm array task into a shared --results; no report: run `moebench report` "
