@@ -62,9 +62,9 @@ def run_ray(specs: list[RunSpec], results_root: Path, *, address: str | None, fo
     DataCache()(specs[0])  # the cache on this node, built once, before tasks here memory-map it
     spans: list[Span] = []
     progress = SuiteProgress(specs[0].suite, results_root, len(specs), quiet, log)
+    refs: dict = {}
     try:
         task = ray.remote(ray_task)
-        refs = {}
         for i, spec in enumerate(specs, 1):
             opts = {"num_cpus": spec.train.threads or 1, "num_gpus": _gpus_per_run(ray, spec),
                     "max_retries": MAX_RETRIES, "retry_exceptions": False, "name": f"{spec.variant}-seed-{spec.seed}"}
