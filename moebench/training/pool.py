@@ -4,8 +4,9 @@
 Runs are independent (batches are a pure function of seed and step; every run seeds its own model), so a run
 computes bit for bit what it computes alone when its thread count is the same. Workers are spawned (torch
 threads and fork do not mix), pinned to a GPU each on CUDA, and only memory-map the token cache, which this
-process builds first. A run that fails (NaN, a crashed worker) leaves the others going. First Ctrl-C / SIGTERM:
-every worker finishes its step and checkpoints, then exit 130; a second Ctrl-C kills them at once.
+process builds first. A run that fails (NaN, a crashed worker) leaves the others going; a run whose worker died
+comes back as Outcome status "crashed" (no summary is written, so a rerun resumes it from its checkpoint). First
+Ctrl-C / SIGTERM: every worker finishes its step and checkpoints, then exit 130; a second Ctrl-C kills them at once.
 """
 from __future__ import annotations
 
