@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from moebench import io as R
 from moebench.errors import UserError
 from moebench.plan import RunSpec
@@ -64,13 +66,16 @@ def _head(i: int, n: int, spec: RunSpec) -> str:
 def run_sequential(specs: list[RunSpec], results_root: Path, *, force: bool, quiet: bool, log) -> list[Outcome]:
     """`--jobs 1`: every run in this process, in order (what run_plan does, plus the concurrency record)."""
     stop, data, spans, outcomes = StopFlag(), DataCache(), [], []
+    suite_bar = tqdm(total=len(specs), desc=f"suite {specs[0].suite}" if specs else "suite", unit="run", position=0,
+                     dynamic_ncols=True, disable=quiet or not sys.stderr.isatty())
     try:
-        with stop.installed():
+        with stop.installed(), suite_bar:
             for i, spec in enumerate(specs, 1):
                 t0, l0 = time.time(), load_1m()
                 o = run_one(spec, results_root, force=force, stop=stop, quiet=quiet, log=log, data=data,
                             head=_head(i, len(specs), spec))
                 outcomes.append(o)
+                suite_bar.update(1)
                 if o.status != "skipped":
                     spans.append(span_now((spec.variant, spec.seed), t0, l0))
     finally:
