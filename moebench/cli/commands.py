@@ -116,9 +116,11 @@ def train_runs(plan, args, log) -> list:
     from moebench.training import pool
 
     workers = pool.workers_for(specs[0], args.jobs or 1) if specs else None
+    if args.jobs == "auto" and workers:
+        log(f"--jobs auto: {workers.jobs} at once")
     if workers is None or workers.jobs == 1 or len(specs) == 1:
         return pool.run_sequential(specs, args.results, force=args.force, quiet=args.quiet, log=log)
-    log(f"training {len(specs)} runs, up to {workers.jobs} at once" + (" (--jobs auto)" if args.jobs == "auto" else ""))
+    log(f"training {len(specs)} runs, up to {workers.jobs} at once")
     return pool.run_pool(specs, args.results, workers, force=args.force, quiet=args.quiet, log=log)
 
 
