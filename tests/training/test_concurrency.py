@@ -26,3 +26,24 @@ def test_beside_counts_overlapping_runs_on_the_same_host():
     assert out[("d", 0)] == {"at_start": 0, "max": 0, "mean": 0.0}
     seq = beside([Span(("x", 0), 0.0, 1.0), Span(("y", 0), 1.0, 2.0)])  # back to back: never together
     assert seq[("x", 0)]["max"] == 0 and seq[("y", 0)]["at_start"] == 0
+
+
+def test_workers_for_a_cpu_suite(tmp_path):
+    import yaml
+
+    from moebench.config.suite import load_suite
+    from moebench.plan import plan_suite, run_specs
+    from moebench.training.concurrency import usable_cores
+    from moebench.training.pool import workers_for
+    from tests.helpers import DELETE, tiny
+
+    def spec(**changes):
+        p = tmp_path / "suite.yaml"
+        p.write_text(yaml.safe_dump(tiny(**changes)))
+        return run_specs(plan_suite(load_suite(p, [], None)))[0]
+
+    w = workers_for(spec(), "auto")  # train.threads 1: as many as the free cores, which the load decides
+    assert 1 <= w.jobs <= usable_cores() and w.gpus == () and w.threads is None
+    assert workers_for(spec(**{"train.threads": DELETE}), "auto").jobs == 1  # a run on every core: one at a time
+    w = workers_for(spec(**{"train.threads": DELETE}), 2)  # asked for 2: each gets its share of the cores
+    assert (w.jobs, w.threads) == (2, max(1, usable_cores() // 2))
