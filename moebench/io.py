@@ -7,6 +7,7 @@ Layout, one directory per (variant, seed):
       suite.yaml                      the resolved suite (all variants, after extends/--set)
       plan.json                       the plan rows (see plan.py)
       <variant>/seed-<n>/             (a sweep's runs: <variant>@<size>/seed-<n>/)
+      runs.json                       with --shard only: every run of the suite, {"runs": [...]}
         config.yaml                   the resolved RunSpec (model, corpus, train, eval, plan numbers, config_hash)
         metrics.jsonl                 one JSON object per line, appended as training goes:
             {"kind": "train", "step", "tokens", "flops", "wall", "loss", "aux_loss", "lr", "step_time",
@@ -30,6 +31,9 @@ Layout, one directory per (variant, seed):
              "peak_memory_bytes", "peak_memory_method",
              "experts": {...final expert statistics} | null,
              "lm_eval": {task: {metric: value, ..., "version", "n_shot"}} | {},
+             "concurrent_runs": {"at_start", "max", "mean", "launcher", "jobs"} (other runs of the suite
+                 training on the same host: when it started, at most, time-weighted mean; added by the scheduler),
+             "load_avg_1m": {"start", "end"} (the host's 1-minute load average when it started and ended),
              "env": {"git_sha", "git_dirty", "python", "torch", "triton", "device", "device_name",
                      "cpu_model", "hostname", "date"}}
 """
@@ -48,6 +52,9 @@ CONFIG = "config.yaml"
 CHECKPOINT = "checkpoint.pt"
 FINAL_MODEL = "model.safetensors"
 LEGACY_FINAL_MODEL = "model.pt"  # before safetensors; read with torch.load(weights_only=True)
+# results/<suite>/runs.json, written by `run --shard`: every run of the suite, {"runs": [{"variant", "seed"}]}, so
+# a report written before every shard finished shows the others as incomplete rather than judging without them
+PLANNED_RUNS = "runs.json"
 
 
 @contextlib.contextmanager

@@ -7,7 +7,9 @@ Column names of `runs` (one row per (variant, seed)):
   step_time_median_s, peak_memory_bytes, peak_memory_method, tokens_per_param,
   peak_flops, peak_bw, peak_source, param_bytes (from the run's env, for S-MFU / S-MBU),
   experts.<key> for each scalar in summary "experts" (entropy, max_load_x_E, cv, dead_experts, drop_fraction, ...),
-  lm_eval.<task>.<metric>.
+  lm_eval.<task>.<metric>,
+  concurrent_runs_mean, concurrent_runs_max (other runs training beside it on its host: time-weighted mean, max),
+  load_avg_start, load_avg_end (the host's 1-minute load average when it started and ended).
 The final metric columns carry the bare metric names so a claim's `metric: val_bpb` is a column lookup.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pandas as pd
 import yaml
 
 from moebench.errors import UserError
-from moebench.io import CONFIG, METRICS, SUMMARY, read_json, read_metrics
+from moebench.io import CONFIG, METRICS, PLANNED_RUNS, SUMMARY, read_json, read_metrics, run_key
 
 FINAL_KEYS = ("val_loss", "val_ppl", "val_bpb", "test_loss", "test_ppl", "test_bpb")
 CURVE_COLS = ("variant", "seed", "step", "tokens", "flops", "wall", "val_loss", "val_ppl", "val_bpb")
@@ -152,6 +154,9 @@ def _run_row(suite: str, variant: str, seed: int, s: dict | None, cfg: dict) -> 
     row["epochs"] = s.get("epochs")
     row["flops_measured_forward_per_token"] = (s.get("flops_measured") or {}).get("forward")
     row.update({k: s.get(k) for k in ("world_size", "comm_time_s", "comm_fraction")})
+    beside, load = s.get("concurrent_runs") or {}, s.get("load_avg_1m") or {}  # --jobs / Ray: what shared the host
+    row.update(concurrent_runs_mean=beside.get("mean"), concurrent_runs_max=beside.get("max"),
+               load_avg_start=load.get("start"), load_avg_end=load.get("end"))
     row["parallel"] = json.dumps(s.get("parallel"), sort_keys=True) if s.get("parallel") else None
     row.update(_inference_cols(s.get("inference")))
     row.update(_flat("experts", s.get("experts")))  # every scalar statistic the trainer recorded
@@ -194,7 +199,8 @@ def _planned(plan, suite: dict) -> list[tuple[str, int]]:
     the seeds are the resolved suite's train.seeds; a planned run with no directory yet is as unfinished as a
     killed one."""
     seeds = ((suite or {}).get("train") or {}).get("seeds") or []
-    names = [r["name"] for r in plan or [] if isinstance(r, dict) and isinstance(r.get("name"), str)]
+    # a sweep's rows are one per (size, variant): their runs live in variant@size directories
+    names = [run_key(r["name"], r.get("size")) for r in plan or [] if isinstance(r, dict) and isinstance(r.get("name"), str)]
     return sorted({(n, int(sd)) for n in names for sd in seeds if isinstance(sd, int)})
 
 
@@ -259,7 +265,10 @@ def build_result_set(results_dir: Path, suite: dict, plan, records: list[RunReco
                 train.append({**base, **{k: m.get(k) for k in TRAIN_COLS[2:]}})
 
     seen = {(r["variant"], r["seed"]) for r in runs}
-    runs += [_run_row(suite_name, v, sd, None, {}) for v, sd in _planned(plan, suite) if (v, sd) not in seen]
+    # runs another shard will train: missing, not absent (a claim is not judged without them)
+    sharded = read_json(results_dir / PLANNED_RUNS) if (results_dir / PLANNED_RUNS).exists() else {}
+    planned = set(_planned(plan, suite)) | {(str(r["variant"]), int(r["seed"])) for r in sharded.get("runs", [])}
+    runs += [_run_row(suite_name, v, sd, None, {}) for v, sd in sorted(planned) if (v, sd) not in seen]
     runs_df = _frame(runs, RUN_COLS).sort_values(["variant", "seed"], kind="stable").reset_index(drop=True)
     curves_df = _frame(curves, CURVE_COLS).sort_values(["variant", "seed", "step"], kind="stable")
     train_df = _frame(train, TRAIN_COLS).sort_values(["variant", "seed", "step"], kind="stable")

@@ -17,6 +17,18 @@ class ArgParser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
+def jobs_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of runs >= 1 or auto, got {text!r}")
+    return n
+
+
 def build_parser() -> ArgParser:
     p = ArgParser(prog="moebench", description="Dense vs Mixture-of-Experts benchmark suites.")
     sub = p.add_subparsers(dest="command", parser_class=ArgParser)
@@ -36,6 +48,22 @@ def build_parser() -> ArgParser:
     r.add_argument("--track", action="append", default=[], metavar="NAME",
                    help="also stream every run to this experiment tracker (tensorboard, wandb; repeatable; adds to "
                         "the suite's track:)")
+    r.add_argument("--jobs", type=jobs_arg, default=None, metavar="N|auto",
+                   help="train up to N runs at once, each in its own process (default 1: one after another). "
+                        "auto: on CUDA one run per visible GPU (each worker pinned with CUDA_VISIBLE_DEVICES); on "
+                        "CPU max(1, free cores // train.threads), where free cores = the cores this process may "
+                        "use (its affinity mask) minus the 1-minute load average rounded, at least 1, and "
+                        "train.threads unset counts as every core. Losses equal a sequential run's bit for bit (same "
+                        "train.threads); throughput is measured beside the other runs and recorded as such")
+    r.add_argument("--shard", default=None, metavar="K/N",
+                   help="run only the K-th of N disjoint round-robin slices of the suite's runs (1 <= K <= N), "
+                        "e.g. one per Slurm array task into a shared --results; no report: run `moebench report` "
+                        "when every shard has finished")
+    r.add_argument("--launcher", choices=["local", "ray"], default="local",
+                   help="local (default): this machine; ray: each run a Ray task (pip install -e '.[ray]') "
+                        "on a results directory every node can read and write")
+    r.add_argument("--address", default=None, metavar="HOST:PORT",
+                   help="with --launcher ray: the cluster to join (default: start a local one)")
 
     pl = sub.add_parser("plan", help="print params and FLOPs per variant, check FLOP matching; no training")
     pl.add_argument("suite", type=Path)
@@ -90,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
             build_parser().print_help()
             return 2
         if args.command == "run":  # [distributed] --nproc, torchrun ranks; plain cmd_run in one process
-            from moebench.cli.launch import run_command
+            from moebench.cli.launch import check_launch_flags, run_command
+
+            check_launch_flags(args)
 
             return run_command(args, argv)
         from moebench.cli import commands

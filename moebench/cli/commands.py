@@ -79,9 +79,8 @@ def cmd_plan(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from moebench.distributed.env import teardown
+    from moebench.distributed.env import is_distributed, teardown
     from moebench.training.finish import finish_runs
-    from moebench.training.runner import run_plan
     from moebench.training.trackers import check_trackers
 
     suite = suite_from_args(args)
@@ -95,16 +94,59 @@ def cmd_run(args) -> int:
     log = (lambda *a, **k: None) if args.quiet else (lambda msg: print(msg, flush=True))
     log(plan_table(plan))
     t0 = time.time()
-    outcomes = run_plan(plan, args.results, force=args.force, only=args.only, quiet=args.quiet, log=log)
+    if is_distributed():  # [distributed] every rank trains every run together
+        from moebench.training.runner import run_plan
+
+        outcomes = run_plan(plan, args.results, force=args.force, only=args.only, quiet=args.quiet, log=log)
+    else:
+        outcomes = train_runs(plan, args, log)
     teardown()  # [distributed] every rank is done training: post-training work runs here alone
     finish_runs([o.spec for o in outcomes], args.results, log)
-    failed = [o for o in outcomes if o.status == "failed"]
+    failed = [o for o in outcomes if o.status in ("failed", "crashed")]
     log(f"suite {suite.name}: {len(outcomes)} runs ({len(failed)} failed) in {time.time() - t0:.0f} s; "
         f"results in {args.results / suite.name}")
-    out = write_report(args.results / suite.name, (args.reports or Path(suite.report.out)) / suite.name)
-    if out:
-        log(f"report: {out}")
+    crashed = [o for o in outcomes if o.status == "crashed"]
+    if args.shard:
+        print(f"shard {args.shard} done; run `moebench report {args.results / suite.name}` when all shards "
+              "finished", flush=True)
+    else:
+        out = write_report(args.results / suite.name, (args.reports or Path(suite.report.out)) / suite.name)
+        if out:
+            log(f"report: {out}")
+    if crashed:  # a worker process died mid-run (killed, out of memory, a native crash): not the user's error
+        print(f"moebench: error: {', '.join(f'{o.spec.variant} seed {o.spec.seed}' for o in crashed)}: the worker "
+              "process died; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 1
     return 0
+
+
+def train_runs(plan, args, log) -> list:
+    """The runs this invocation owns (--only, --shard), one after another, --jobs at once, or on Ray."""
+    from moebench import io as R
+    from moebench.plan import parse_shard, run_specs
+    from moebench.training.runner import prepare_suite_dir
+
+    specs = run_specs(plan, args.only)
+    if args.shard:
+        shard = parse_shard(args.shard)
+        R.atomic_write_json(args.results / plan.suite.name / R.PLANNED_RUNS,  # every shard: the same content
+                            {"runs": [{"variant": s.key, "seed": s.seed} for s in specs]})
+        specs = shard.select(specs)
+        log(f"shard {shard}: {len(specs)} of the suite's runs")
+    prepare_suite_dir(plan, args.results)  # every shard writes the same suite.yaml / plan.json, atomically
+    if args.launcher == "ray":
+        from moebench.training.ray_pool import run_ray
+
+        return run_ray(specs, args.results, address=args.address, force=args.force, log=log, quiet=args.quiet)
+    from moebench.training import pool
+
+    workers = pool.workers_for(specs[0], args.jobs or 1) if specs else None
+    if args.jobs == "auto" and workers:
+        log(f"--jobs auto: {workers.jobs} at once")
+    if workers is None or workers.jobs == 1 or len(specs) == 1:
+        return pool.run_sequential(specs, args.results, force=args.force, quiet=args.quiet, log=log)
+    log(f"training {len(specs)} runs, up to {workers.jobs} at once")
+    return pool.run_pool(specs, args.results, workers, force=args.force, quiet=args.quiet, log=log)
 
 
 def write_report(results_dir: Path, out_dir: Path) -> Path | None:

@@ -6,10 +6,12 @@ run (rank 0 also logs, writes results and the report) and tears the group down a
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
 from moebench.distributed.env import DistributedRunFailed, init, is_rank0, rank, teardown
+from moebench.errors import UserError
 
 
 def strip_nproc(argv: list[str]) -> list[str]:
@@ -41,6 +43,25 @@ def launch(nproc: int, argv: list[str]) -> int:
         code = failure.exitcode
         return code if code in (2, 130) else 1
     return 0
+
+
+def check_launch_flags(args) -> None:
+    """--jobs / --shard / --launcher / --address against each other and --nproc: one-line errors, before anything
+    is written."""
+    from moebench.plan import parse_shard
+
+    if args.shard is not None:
+        parse_shard(args.shard)
+    distributed = (args.nproc or 1) > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if args.address is not None and args.launcher != "ray":
+        raise UserError("--address: only with --launcher ray (the Ray cluster to join)")
+    if args.launcher == "ray" and importlib.util.find_spec("ray") is None:
+        raise UserError("--launcher ray: Ray is not installed; pip install -e '.[ray]' (or pip install ray)")
+    if args.launcher == "ray" and args.jobs is not None:
+        raise UserError("--jobs: Ray places runs by the GPUs and CPUs each asks for; drop --jobs with --launcher ray")
+    if distributed and (args.jobs not in (None, 1) or args.launcher == "ray" or args.shard is not None):
+        raise UserError("--nproc: a distributed job trains one run at a time on all its processes; "
+                        "--jobs, --shard and --launcher ray are for one-process runs")
 
 
 def run_command(args, argv: list[str]) -> int:

@@ -81,7 +81,7 @@ def variants_table(rs) -> Table:
     headers = ["variant", "kind", "seeds ok/all", "params total", "params active", "train FLOPs/token",
                "tokens/param", "epochs", "val loss (mean ± 95% CI)", "val bpb (mean ± 95% CI)", "val ppl", "test ppl",
                "test bpb", "tokens/s", "peak memory",
-               "load balance (entropy, max load xE, dead)"]
+               "load balance (entropy, max load xE, dead)", "runs beside (mean, max)", "load avg (start, end)"]
     rows = []
     for v in rs.variants:
         a = _variant_agg(rs, v)
@@ -96,8 +96,20 @@ def variants_table(rs) -> Table:
                      mean_pm(ok["val_loss"].dropna()),
                      mean_pm(ok["val_bpb"].dropna()), fmt(stats.mean(ok["val_ppl"].dropna())),
                      fmt(stats.mean(ok["test_ppl"].dropna())), fmt(stats.mean(ok["test_bpb"].dropna())),
-                     si(med("tokens_per_s_median")), mib(med("peak_memory_bytes")), bal])
+                     si(med("tokens_per_s_median")), mib(med("peak_memory_bytes")), bal, *_sharing(ok, med)])
     return headers, rows
+
+
+def _sharing(ok, med) -> list[str]:
+    """What trained beside this variant's runs (--jobs, Ray): throughput measured beside other runs says so.
+    Mean: the median over seeds of each run's time-weighted mean; max: over all seeds."""
+    if "concurrent_runs_max" not in ok or not ok["concurrent_runs_max"].notna().any():
+        return ["-", "-"]
+    beside = f"{fmt(med('concurrent_runs_mean'), 2)}, {int(ok['concurrent_runs_max'].max())}"
+    load = "-"
+    if ok["load_avg_start"].notna().any():
+        load = f"{fmt(med('load_avg_start'), 2)}, {fmt(med('load_avg_end'), 2)}"
+    return [beside, load]
 
 
 def utilisation_table(rs) -> Table:
