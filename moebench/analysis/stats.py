@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import numpy as np
 import pandas as pd
@@ -107,3 +108,16 @@ def final_axis_values(rs, variant: str) -> dict:
         walls.append(float(w.max()) if len(w) else float(r["wall_time_s"]))
     return {"steps": mean(ok["steps"].astype(float)), "tokens": mean(ok["tokens"].astype(float)),
             "flops": mean((ok["tokens"] * ok["train_flops_per_token"]).astype(float)), "wall": mean(walls)}
+
+
+def sidebyside_ratio(sbs: dict, variant: str, baseline: str) -> dict | None:
+    """tokens/s of `variant` / `baseline` from a side-by-side record: the ratio of medians, and the 10th-90th
+    percentile band of the per-round paired ratios (the noise band)."""
+    t = (sbs or {}).get("step_time_s") or {}
+    if variant not in t or baseline not in t or not t[variant] or not t[baseline]:
+        return None
+    a, b = t[variant], t[baseline]
+    paired = sorted(y / x for x, y in zip(a, b) if x > 0)
+    pick = lambda q: paired[min(len(paired) - 1, int(q * len(paired)))]  # noqa: E731
+    return {"ratio": statistics.median(b) / statistics.median(a), "band": [pick(0.1), pick(0.9)],
+            "paired_median": statistics.median(paired), "rounds": len(paired)}

@@ -55,10 +55,19 @@ def cmd_plan(args) -> int:
     return 0
 
 
+EXIT_RUNS_FAILED = 3  # the suite ran, but at least one run failed (NaN loss, a crashed rank): see the report
+
+
 def cmd_run(args) -> int:
+    """Every check that can fail runs before anything on disk changes: the suite validated and planned (devices
+    and backends included), the results and reports directories writable, the token caches built and checked,
+    no finished run of another config in the way; then, holding results/<suite>/.lock, the runs."""
     from moebench.distributed.env import teardown
+    from moebench.plan import run_specs
     from moebench.training.finish import finish_runs
-    from moebench.training.runner import run_plan
+    from moebench.training.lock import suite_lock
+    from moebench.training.rundirs import check_reruns, check_writable
+    from moebench.training.runner import DataCache, run_plan
 
     suite = suite_from_args(args)
     if args.only:
@@ -67,19 +76,46 @@ def cmd_run(args) -> int:
             raise UserError(f"--only: no variant named {', '.join(map(repr, unknown))}; "
                             f"the suite has {', '.join(suite.variants)}")
     plan = plan_suite(suite)
+    reports = (args.reports or Path(suite.report.out))
+    check_writable(args.results, "--results")
+    check_writable(reports, "--reports")
+    specs = run_specs(plan, args.only)
+    check_reruns(specs, args.results, args.force)
+    data = DataCache()
+    for spec in specs:  # builds (or rebuilds, saying so) and checks the token caches; a bad seq_len fails here
+        data(spec)
     log = (lambda *a, **k: None) if args.quiet else (lambda msg: print(msg, flush=True))
     log(format_table([r.to_dict() for r in plan.rows], PLAN_COLUMNS))
     t0 = time.time()
-    outcomes = run_plan(plan, args.results, force=args.force, only=args.only, quiet=args.quiet, log=log)
-    teardown()  # [distributed] every rank is done training: post-training work runs here alone
-    finish_runs([o.spec for o in outcomes], args.results, log)
-    failed = [o for o in outcomes if o.status == "failed"]
-    log(f"suite {suite.name}: {len(outcomes)} runs ({len(failed)} failed) in {time.time() - t0:.0f} s; "
-        f"results in {args.results / suite.name}")
-    out = write_report(args.results / suite.name, (args.reports or Path(suite.report.out)) / suite.name)
+    with suite_lock(args.results / suite.name, wait=getattr(args, "wait", False), log=log):
+        outcomes = run_plan(plan, args.results, force=args.force, only=args.only, quiet=args.quiet, log=log,
+                            data=data)
+        teardown()  # [distributed] every rank is done training: post-training work runs here alone
+        finish_runs([o.spec for o in outcomes], args.results, log)
+        if getattr(args, "sidebyside", False) or any(c.kind == "throughput_ratio" for c in suite.claims):
+            sidebyside(specs, [o for o in outcomes if not o.failed], args.results / suite.name, log)
+        failed = [o for o in outcomes if o.failed]
+        log(f"suite {suite.name}: {len(outcomes)} runs ({len(failed)} failed) in {time.time() - t0:.0f} s; "
+            f"results in {args.results / suite.name}")
+        for o in failed:  # on stderr even with --quiet: the exit status alone does not say which
+            f = o.summary.get("failure") or {}
+            print(f"moebench: FAILED {o.spec.variant} seed {o.spec.seed} at step {f.get('step', '?')}: "
+                  f"{f.get('reason', '?')}", file=sys.stderr, flush=True)
+        out = write_report(args.results / suite.name, reports / suite.name)
     if out:
         log(f"report: {out}")
-    return 0
+    return EXIT_RUNS_FAILED if failed else 0
+
+
+def sidebyside(specs, ok, suite_dir: Path, log) -> None:
+    """Time the finished variants' training steps interleaved (training/sidebyside.py) into sidebyside.json."""
+    from moebench.training import sidebyside as sbs
+
+    done = {o.spec.variant for o in ok}
+    log("timing training steps side by side (interleaved, one process)")
+    rec = sbs.measure([s for s in specs if s.variant in done], suite_dir.parent, log=log)
+    if rec is not None:
+        log(f"side-by-side timing: {rec['rounds']} rounds -> {sbs.write(suite_dir, rec)}")
 
 
 def write_report(results_dir: Path, out_dir: Path) -> Path | None:

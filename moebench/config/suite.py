@@ -44,17 +44,42 @@ class Suite:
 
 # ---------------------------------------------------------------- reading and overrides
 
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+
+def _strict_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)  # resolve `<<:` merges first: a merged key may be overridden on purpose
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _strict_mapping)
+
+
 def read_yaml(path: Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise UserError(f"suite file not found: {path}")
+    if not path.is_file():
+        raise UserError(f"{path}: not a file (a suite is a YAML file, e.g. suites/quickstart.yaml)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file (a suite is a YAML file)") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(e, "problem", None) or str(e)
-        raise UserError(f"{where}: YAML syntax error: {problem}") from None
+        raise UserError(f"{where}: YAML error: {problem}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: a suite must be a YAML mapping (name:, variants:, train:, ...), got {type(data).__name__}")
     return data
@@ -85,8 +110,22 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             parsed = yaml.safe_load(value)
         except yaml.YAMLError:
             parsed = value
+        _check_variant_override(data, key.strip(), parsed)
         set_path(data, key, parsed, "--set")
     return data
+
+
+def _check_variant_override(data: dict, key: str, value: Any) -> None:
+    """`--set variants.moe9.top_k=2` with no variant moe9 is a typo, not a new variant; a whole mapping
+    (`--set 'variants.moe16={extends: moe8, num_experts: 16}'`) adds one on purpose."""
+    parts = key.split(".")
+    variants = data.get("variants")
+    if parts[0] != "variants" or len(parts) < 2 or not isinstance(variants, dict) or parts[1] in variants:
+        return
+    if len(parts) == 2 and isinstance(value, dict):
+        return
+    raise UserError(f"--set {key}: no variant named {parts[1]!r}{did_you_mean(parts[1], variants)}; the suite has "
+                    f"{', '.join(map(str, variants))} (to add one, set it whole: --set 'variants.{parts[1]}={{...}}')")
 
 
 # ---------------------------------------------------------------- pydantic errors -> path messages
@@ -321,8 +360,32 @@ def check_train(spec: SuiteSpec, problems: list[str]) -> None:
         problems.append(f"train.warmup_steps: must be < the number of steps (got {t.warmup_steps} >= {steps})")
     if len(set(t.seeds)) != len(t.seeds):
         problems.append(f"train.seeds: repeated seeds {t.seeds}")
+    negative = [s for s in t.seeds if s < 0]
+    if negative:
+        problems.append(f"train.seeds: must be >= 0 (got {negative})")
     if t.moe_backend != "auto" and t.moe_backend not in BACKENDS:
         problems.append(f"train.moe_backend: {BACKENDS.unknown(t.moe_backend)} (or auto)")
+    else:
+        problems.extend(device_problems(t, any(v.get("num_experts") is not None for v in _variant_dicts(spec))))
+
+
+def _variant_dicts(spec: SuiteSpec) -> list[dict]:
+    return [{**spec.base, **v} for v in spec.variants.values() if isinstance(v, dict)]
+
+
+def device_problems(t: TrainSpec, has_moe: bool) -> list[str]:
+    """Whether train.device and (for MoE variants) train.moe_backend can run on this machine: asked at
+    validation, so `plan` says so and `run` fails before the first run trains, not after the dense one."""
+    from moebench.models.backends import resolve_backend, resolve_device
+
+    try:
+        device = resolve_device(t.device)
+        if has_moe:
+            resolve_backend(t.moe_backend, device)
+    except UserError as e:
+        msg = str(e)
+        return [msg if msg.startswith("train.") else f"train.{msg}"]
+    return []
 
 
 def check_corpus(corpus) -> list[str]:

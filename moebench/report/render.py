@@ -59,6 +59,12 @@ def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str) ->
     blocks += [("h2", "Variants"), ("table", tables.variants_table(rs)),
                ("p", "Means over finished seeds, ± the 95% t interval; params, FLOPs, tokens/s and memory are "
                      "medians.")]
+    failed = sections.failed_runs_table(rs)
+    if failed:
+        blocks += [("h2", "Failed runs"), ("table", failed),
+                   ("p", "Runs that are not finished ok are left out of every mean and make the claims that compare "
+                         "their variant INCONCLUSIVE. damaged: a file no longer matches the row count or checksum "
+                         "its summary recorded (rerun `moebench run` to retrain it).")]
     blocks += [("h2", "Utilisation (S-MFU, S-MBU)"), ("table", tables.utilisation_table(rs)),
                ("p", "S-MFU and S-MBU as MoE-CAP (Jiang et al. 2024) define them for sparse models: achieved "
                      "FLOP/s of the active parameters (train FLOPs/token x tokens/s) / device peak FLOP/s, and bytes "

@@ -78,7 +78,7 @@ def variants_table(rs) -> Table:
     headers = ["variant", "kind", "seeds ok/all", "params total", "params active", "train FLOPs/token",
                "tokens/param", "val loss (mean ± 95% CI)", "val bpb (mean ± 95% CI)", "val ppl", "test ppl",
                "test bpb", "tokens/s", "peak memory",
-               "load balance (entropy, max load xE, dead)"]
+               "load balance (entropy, max load xE, dead)", "not ok (see Failed runs)"]
     rows = []
     for v in rs.variants:
         a = _variant_agg(rs, v)
@@ -92,8 +92,18 @@ def variants_table(rs) -> Table:
                      si(med("train_flops_per_token")), fmt(med("tokens_per_param"), 3), mean_pm(ok["val_loss"].dropna()),
                      mean_pm(ok["val_bpb"].dropna()), fmt(stats.mean(ok["val_ppl"].dropna())),
                      fmt(stats.mean(ok["test_ppl"].dropna())), fmt(stats.mean(ok["test_bpb"].dropna())),
-                     si(med("tokens_per_s_median")), mib(med("peak_memory_bytes")), bal])
+                     si(med("tokens_per_s_median")), mib(med("peak_memory_bytes")), bal, _not_ok(a["runs"])])
     return headers, rows
+
+
+def _not_ok(runs) -> str:
+    bad = runs[runs["status"] != "ok"]
+    out = []
+    for _, r in bad.iterrows():
+        step = r.get("failure_step")
+        at = f" at step {int(step)}" if step is not None and step == step else ""
+        out.append(f"seed {int(r['seed'])} {r['status']}{at}")
+    return "; ".join(out) or "-"
 
 
 def utilisation_table(rs) -> Table:
