@@ -126,7 +126,7 @@ def parse_tolerances(items: list[str] | None) -> dict:
     out = {}
     for item in items or []:
         key, sep, val = item.partition("=")
-        if not sep or key not in DEFAULT_TOLERANCE:
+        if not sep or key not in (*DEFAULT_TOLERANCE, "ab_throughput"):
             raise UserError(f"--tolerance {item!r}: want KEY=VALUE with KEY one of {', '.join(DEFAULT_TOLERANCE)}")
         try:
             out[key] = float(val)

@@ -94,12 +94,17 @@ def build_parser() -> ArgParser:
     b.add_argument("--out", default="reports/kernels", help="where the table is saved as <device>.md")
 
     ck = sub.add_parser("check", help="compare results with a stored baseline (exit 1 on a regression)")
-    ck.add_argument("results_dir", type=Path, help="results/<suite>/")
+    ck.add_argument("results_dir", type=Path, help="results/<suite>/ (with --ab: the suite YAML file)")
     mode = ck.add_mutually_exclusive_group(required=True)
     mode.add_argument("--baseline", type=Path, help="baseline JSON to compare against")
     mode.add_argument("--update-baseline", type=Path, metavar="BASELINE", help="write a baseline from the results")
+    mode.add_argument("--ab", metavar="BASE_REF",
+                      help="time the suite's MoE/dense speed ratio at BASE_REF and at HEAD alternately on this "
+                           "machine; exit 1 if HEAD's is lower by more than the tolerance")
+    ck.add_argument("--probes", type=positive_int, default=3, help="--ab: probe processes per code version")
     ck.add_argument("--tolerance", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a tolerance: throughput_ratio, memory_ratio, quality (relative), quality_sigmas")
+                    help="override a tolerance: throughput_ratio, memory_ratio, quality (relative), quality_sigmas, "
+                         "ab_throughput (--ab)")
     return p
 
 

@@ -183,6 +183,13 @@ def cmd_check(args) -> int:
     from moebench import io as R
 
     tol = check.parse_tolerances(args.tolerance)
+    if args.ab:
+        from moebench.analysis.ab import AB_TOLERANCE, ab_compare
+
+        ok, table = ab_compare(args.results_dir, args.ab, probes=args.probes,
+                               tolerance=tol.get("ab_throughput", AB_TOLERANCE))
+        print(table)
+        return 0 if ok else 1
     if args.update_baseline:
         path = args.update_baseline
         old = None

@@ -79,7 +79,8 @@ def read_yaml(path: Path) -> dict:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(e, "problem", None) or str(e)
-        raise UserError(f"{where}: YAML error: {problem}") from None
+        kind = "YAML error" if isinstance(e, yaml.constructor.ConstructorError) else "YAML syntax error"
+        raise UserError(f"{where}: {kind}: {problem}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: a suite must be a YAML mapping (name:, variants:, train:, ...), got {type(data).__name__}")
     return data
