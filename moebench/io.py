@@ -164,7 +164,11 @@ def read_summary(rd: Path) -> tuple[dict | None, str | None]:
 def verify_run(rd: Path, summary: dict) -> str | None:
     """None if the files a finished summary recorded are intact, else one line naming the damaged file."""
     rd = Path(rd)
-    for name, want in (summary.get("integrity") or {}).items():
+    if summary.get("status") != "ok":
+        return None
+    if not summary.get("integrity"):  # written before summaries recorded checksums: the metrics must parse
+        return _metrics_parse_problem(rd / METRICS)
+    for name, want in summary["integrity"].items():
         path = rd / name
         if not path.exists():
             return f"{path}: missing (its summary recorded it)"
@@ -172,4 +176,17 @@ def verify_run(rd: Path, summary: dict) -> str | None:
             return f"{path}: {_rows(path)} rows, its summary recorded {want['rows']} (truncated or appended to)"
         if sha256_file(path) != want.get("sha256"):
             return f"{path}: checksum differs from the one its summary recorded (modified or damaged)"
+    return None
+
+
+def _metrics_parse_problem(path: Path) -> str | None:
+    if not path.exists():
+        return f"{path}: missing"
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for i, line in enumerate(f, 1):
+            try:
+                if line.strip():
+                    json.loads(line)
+            except json.JSONDecodeError:
+                return f"{path}: line {i} is not JSON (truncated or damaged)"
     return None

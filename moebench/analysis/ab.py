@@ -69,7 +69,13 @@ def ab_compare(suite: Path, base_ref: str, probes: int = 3, rounds: int = 15, to
         ratios: dict[str, dict[str, list[float]]] = {"head": {}, "base": {}}
         order = [side for i in range(probes) for side in (("head", "base") if i % 2 == 0 else ("base", "head"))]
         for i, side in enumerate(order, 1):
-            res = _probe(script, roots[side], suite, rounds)
+            try:
+                res = _probe(script, roots[side], suite, rounds)
+            except UserError as e:
+                if side == "head":
+                    raise
+                # a base older than the probe's API (load_suite, plan_suite, run_specs, Trainer) cannot be timed
+                return True, f"moebench check --ab: base {base_ref} ({sha[:12]}) cannot be probed, A/B skipped: {e}"
             for v, base in res["matched_to"].items():
                 r = sidebyside_ratio(res, v, base) if base else None
                 if r and v != base:

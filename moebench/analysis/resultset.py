@@ -144,25 +144,6 @@ def _merge_env(envs: list[dict]) -> dict:
     return out
 
 
-def run_damage(d: Path, s: dict) -> str | None:
-    """Why a finished run's files cannot be trusted, or None. Runs written before summaries recorded checksums
-    are checked for a metrics file that parses line by line."""
-    if s.get("status") != "ok":
-        return None
-    if s.get("integrity"):
-        return verify_run(d, s)
-    path = d / METRICS
-    if not path.exists():
-        return f"{path}: missing"
-    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        try:
-            if line.strip():
-                json.loads(line)
-        except json.JSONDecodeError:
-            return f"{path}: line {i} is not JSON (truncated or damaged)"
-    return None
-
-
 def _config(d: Path) -> dict:
     try:
         cfg = yaml.safe_load((d / CONFIG).read_text(encoding="utf-8")) if (d / CONFIG).exists() else {}
@@ -214,7 +195,7 @@ def load_results(results_dir: Path) -> ResultSet:
     runs, curves, train, envs, experts, inference = [], [], [], [], {}, {}
     for variant, seed, d in _seed_dirs(results_dir):
         s, problem = read_summary(d)
-        problem = problem or (run_damage(d, s) if s is not None else None)
+        problem = problem or (verify_run(d, s) if s is not None else None)
         cfg = _config(d)
         if problem:  # a damaged run is no data: its numbers could be anything (and flip a verdict)
             runs.append({**_run_row(suite_name, variant, seed, None, cfg), "status": "damaged",

@@ -24,7 +24,7 @@ def run_state(rd: Path, spec: RunSpec) -> str:
     if summary is not None:
         if summary.get("config_hash") != spec.config_hash:
             return "stale"
-        return "damaged" if summary.get("status") == "ok" and R.verify_run(rd, summary) else "done"
+        return "damaged" if R.verify_run(rd, summary) else "done"
     cfg = _config_on_disk(rd)
     if cfg is not None:
         return "resume" if cfg.get("config_hash") == spec.config_hash else "stale"
