@@ -200,8 +200,8 @@ def resolve_variant_dicts(base: dict, variants: dict, problems: list[str]) -> di
         return merged
 
     for name, own in variants.items():
-        if not VARIANT_NAME.match(str(name)):
-            problems.append(f"variants.{name}: a variant name must be letters, digits, '_' or '-'")
+        if not VARIANT_NAME.match(str(name)) or name == "superseded":  # results/<suite>/superseded/: archived runs
+            problems.append(f"variants.{name}: a variant name must be letters, digits, '_' or '-' (not 'superseded')")
         if own is None:
             variants[name] = own = {}
         if not isinstance(own, dict):
