@@ -30,11 +30,11 @@ __all__ = ["run_state", "run_one", "run_plan", "prepare_suite_dir", "StopFlag", 
 class Outcome:
     spec: RunSpec
     status: str  # ok | failed | skipped | skipped-failed (finished earlier, failed)
+    summary: dict
 
     @property
     def failed(self) -> bool:
         return self.status in ("failed", "skipped-failed")
-    summary: dict
 
 
 class StopFlag:
