@@ -130,7 +130,11 @@ def cmd_report(args) -> int:
                         "pass results/<suite>/")
     import yaml
 
-    name = (yaml.safe_load((args.results_dir / "suite.yaml").read_text()) or {}).get("name", args.results_dir.name)
+    try:
+        name = (yaml.safe_load((args.results_dir / "suite.yaml").read_text()) or {}).get("name", args.results_dir.name)
+    except (OSError, yaml.YAMLError, AttributeError):
+        raise UserError(f"{args.results_dir / 'suite.yaml'}: unreadable; rerun `moebench run` on the suite to "
+                        "rewrite it") from None
     out = write_report(args.results_dir, args.out or Path("reports") / name)
     print(f"report: {out}")
     return 0
