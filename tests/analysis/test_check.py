@@ -158,3 +158,15 @@ def test_sidebyside_ratio_replaces_the_sequential_one_and_gates_only_on_the_same
     base["env"]["device_name"] = "CPU (Intel Xeon, 1 threads)"  # a baseline from another processor: shown only
     ok, table, rows = compare_to_baseline(worse, base)
     assert ok and "info only" in table and "Intel Xeon" in table, table
+
+
+def test_ab_probes_head_and_the_base_commit_alternately(tmp_path, capsys):
+    """--ab exports the base commit with git archive and probes both code versions on this machine."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump(tiny(**{"train.threads": 1})))
+    # the mechanics, not the speed (no timed assertion): a 99% tolerance cannot trip on a tiny model's noise
+    assert main(["check", str(suite), "--ab", "HEAD", "--probes", "1", "--tolerance", "ab_throughput=0.99"]) == 0
+    out = capsys.readouterr().out
+    assert "probe 1/2 (head): moe/dense" in out and "probe 2/2 (base): moe/dense" in out
+    assert "throughput_ratio  moe/dense  base" in out and "allowed -99%" in out
+    assert main(["check", str(suite), "--ab", "no-such-ref"]) == 2
