@@ -4,9 +4,10 @@ Why: on a shared machine the load changes from one run to the next, so two runs 
 different machines and their tokens/s are not comparable (the CI suite's MoE/dense ratio moved 39.5% between
 back-to-back runs). Here every variant's model (its trained weights, so routing is realistic) takes a few real
 training steps (Trainer.train_step: the same hot loop the runs used) in turn, round after round, the order
-rotating each round; a load burst hits every variant of the rounds it spans. The ratio of two variants'
-tokens/s is the ratio of their median step times over the rounds (batches are the suite's, so tokens per step
-are equal). Each round also gives its own paired ratio; their spread is recorded and used as the noise band.
+rotating each round; a load burst hits every variant of the rounds it spans. Each round gives a paired ratio of
+two variants' tokens/s (the inverse ratio of their step times: batches are the suite's, so tokens per step are
+equal); the ratio is the median of those over the rounds, and their spread is the noise band
+(analysis.stats.sidebyside_ratio).
 
 Written to results/<suite>/sidebyside.json; read by analysis (ResultSet.sidebyside) for the throughput_ratio
 claims and by `moebench check` (analysis.stats.sidebyside_ratio).
@@ -78,7 +79,7 @@ def measure(specs: list[RunSpec], results_root: Path, rounds: int = ROUNDS, step
     out = {"format": FORMAT, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "method": (f"{len(times[names[0]])} rounds x {steps} training steps per variant, interleaved in one "
                       f"process (order rotating), after {WARMUP_STEPS} warm-up steps each; one seed's trained "
-                      "weights; ratio of tokens/s = ratio of median step times"),
+                      "weights; ratio of tokens/s = median over rounds of the per-round step-time ratio"),
            "rounds": len(times[names[0]]), "steps_per_round": steps, "loadavg": [load0, os.getloadavg()],
            "env": {k: env.get(k) for k in ("device_name", "cpu_model", "hostname", "git_sha", "torch")},
            "seeds": {n: first[n].seed for n in names}, "step_time_s": times}

@@ -102,7 +102,7 @@ def _judge_sidebyside(c: RatioClaim, rs, sbs: dict) -> Verdict:
                                       c.max is not None and f"<= {c.max:g}") if s)
     load = (rs.sidebyside or {}).get("loadavg")
     rule = (f"ratio = tokens/s {c.variant} / {c.baseline} timed side by side (training steps interleaved in one "
-            f"process, {sbs['rounds']} rounds; ratio of median step times); PASS if it and the 10th-90th "
+            f"process, {sbs['rounds']} rounds; median of the per-round paired ratios); PASS if it and the 10th-90th "
             f"percentile band of the per-round ratios are {bounds}, FAIL if none are, else INCONCLUSIVE")
     numbers = {"ratio": sbs["ratio"], "range": [lo, hi], "method": "sidebyside", "rounds": sbs["rounds"],
                "loadavg": load}
