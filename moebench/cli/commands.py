@@ -92,8 +92,12 @@ def cmd_run(args) -> int:
                             data=data)
         teardown()  # [distributed] every rank is done training: post-training work runs here alone
         finish_runs([o.spec for o in outcomes], args.results, log)
+        stale_timing = args.results / suite.name / "sidebyside.json"
         if getattr(args, "sidebyside", False) or any(c.kind == "throughput_ratio" for c in suite.claims):
             sidebyside(specs, [o for o in outcomes if not o.failed], args.results / suite.name, log)
+        elif stale_timing.exists() and any(o.status in ("ok", "failed") for o in outcomes):
+            stale_timing.unlink()  # it timed models that were just retrained: no longer theirs
+            log(f"removed {stale_timing}: runs were retrained (rerun with --sidebyside to time them)")
         failed = [o for o in outcomes if o.failed]
         log(f"suite {suite.name}: {len(outcomes)} runs ({len(failed)} failed) in {time.time() - t0:.0f} s; "
             f"results in {args.results / suite.name}")
@@ -116,6 +120,8 @@ def sidebyside(specs, ok, suite_dir: Path, log) -> None:
     rec = sbs.measure([s for s in specs if s.variant in done], suite_dir.parent, log=log)
     if rec is not None:
         log(f"side-by-side timing: {rec['rounds']} rounds -> {sbs.write(suite_dir, rec)}")
+    elif (suite_dir / "sidebyside.json").exists():  # an older timing must not stand for these runs
+        (suite_dir / "sidebyside.json").unlink()
 
 
 def write_report(results_dir: Path, out_dir: Path) -> Path | None:
