@@ -9,6 +9,7 @@ from pathlib import Path
 
 from moebench.config.suite import Suite, load_suite
 from moebench.errors import UserError
+from moebench.io import SIDEBYSIDE
 from moebench.plan import plan_suite
 
 PLAN_COLUMNS = ("name", "kind", "params_total", "params_active", "params_embedding", "train_flops_per_token",
@@ -92,7 +93,7 @@ def cmd_run(args) -> int:
                             data=data)
         teardown()  # [distributed] every rank is done training: post-training work runs here alone
         finish_runs([o.spec for o in outcomes], args.results, log)
-        stale_timing = args.results / suite.name / "sidebyside.json"
+        stale_timing = args.results / suite.name / SIDEBYSIDE
         if getattr(args, "sidebyside", False) or any(c.kind == "throughput_ratio" for c in suite.claims):
             sidebyside(specs, [o for o in outcomes if not o.failed], args.results / suite.name, log)
         elif stale_timing.exists() and any(o.status in ("ok", "failed") for o in outcomes):
@@ -120,8 +121,8 @@ def sidebyside(specs, ok, suite_dir: Path, log) -> None:
     rec = sbs.measure([s for s in specs if s.variant in done], suite_dir.parent, log=log)
     if rec is not None:
         log(f"side-by-side timing: {rec['rounds']} rounds -> {sbs.write(suite_dir, rec)}")
-    elif (suite_dir / "sidebyside.json").exists():  # an older timing must not stand for these runs
-        (suite_dir / "sidebyside.json").unlink()
+    elif (suite_dir / SIDEBYSIDE).exists():  # an older timing must not stand for these runs
+        (suite_dir / SIDEBYSIDE).unlink()
 
 
 def write_report(results_dir: Path, out_dir: Path) -> Path | None:
