@@ -237,3 +237,15 @@ def test_no_library_warning_reaches_the_terminal(tmp_path):
     assert p.returncode == 3, p.stderr[-2000:]
     assert "Warning" not in p.stderr, p.stderr
     assert p.stderr.strip().splitlines() == [l for l in p.stderr.strip().splitlines() if l.startswith("moebench:")]
+
+
+def test_a_side_by_side_timing_does_not_outlive_the_models_it_timed(work, capsys):
+    from moebench.training.sidebyside import write
+
+    write(work / "res/tiny", {"rounds": 1, "step_time_s": {"dense": [0.1]}})
+    assert main(args(work, "--quiet")) == 0  # nothing retrained: the timing stays
+    assert (work / "res/tiny" / R.SIDEBYSIDE).exists()
+    assert main(args(work, "--force")) == 0  # retrained: the old timing is gone, and it says so
+    assert not (work / "res/tiny" / R.SIDEBYSIDE).exists()
+    assert "sidebyside.json: runs were retrained" in capsys.readouterr().out
+    assert list((work / "res/tiny/superseded").glob("*/dense/seed-0/summary.json"))  # --force archived the run
