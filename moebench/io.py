@@ -35,11 +35,20 @@ Layout, one directory per (variant, seed):
                  training on the same host: when it started, at most, time-weighted mean; added by the scheduler),
              "load_avg_1m": {"start", "end"} (the host's 1-minute load average when it started and ended),
              "env": {"git_sha", "git_dirty", "python", "torch", "triton", "device", "device_name",
-                     "cpu_model", "hostname", "date"}}
+                     "cpu_model", "hostname", "date"},
+             "integrity": {"metrics.jsonl": {"rows", "sha256"}, "model.pt": {"sha256"}}  (ok runs)}
+      superseded/<config_hash>/<variant>/seed-<n>/   finished runs of an older config, archived by `run --force`
+      superseded/damaged-<time>/<variant>/seed-<n>/  runs whose files failed their check, archived before a retrain
+      sidebyside.json                 MoE/dense step-time ratios timed interleaved (training/sidebyside.py)
+      .lock                           held (flock) by the `moebench run` writing here: pid, host, start time
+
+A finished run whose files no longer match the row count and sha256 recorded in its summary is "damaged":
+readers say which file and treat it as unfinished; `run` says so and retrains it.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -55,6 +64,7 @@ LEGACY_FINAL_MODEL = "model.pt"  # before safetensors; read with torch.load(weig
 # results/<suite>/runs.json, written by `run --shard`: every run of the suite, {"runs": [{"variant", "seed"}]}, so
 # a report written before every shard finished shows the others as incomplete rather than judging without them
 PLANNED_RUNS = "runs.json"
+SIDEBYSIDE = "sidebyside.json"  # in results/<suite>/: training/sidebyside.py
 
 
 @contextlib.contextmanager
@@ -142,3 +152,70 @@ def read_metrics(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             break
     return rows
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _rows(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def run_integrity(rd: Path) -> dict:
+    """What a finished run's summary records of its files, so a reader can tell a damaged file from a good one."""
+    rd = Path(rd)
+    out = {METRICS: {"rows": _rows(rd / METRICS), "sha256": sha256_file(rd / METRICS)}}
+    if (rd / FINAL_MODEL).exists():
+        out[FINAL_MODEL] = {"sha256": sha256_file(rd / FINAL_MODEL)}
+    return out
+
+
+def read_summary(rd: Path) -> tuple[dict | None, str | None]:
+    """(summary, None), (None, None) when there is none yet, or (None, problem) when it is unreadable."""
+    path = Path(rd) / SUMMARY
+    try:
+        s = read_json(path)
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as e:
+        return None, f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    if not isinstance(s, dict) or "status" not in s:
+        return None, f"{path}: not a run summary (no status)"
+    return s, None
+
+
+def verify_run(rd: Path, summary: dict) -> str | None:
+    """None if the files a finished summary recorded are intact, else one line naming the damaged file."""
+    rd = Path(rd)
+    if summary.get("status") != "ok":
+        return None
+    if not summary.get("integrity"):  # written before summaries recorded checksums: the metrics must parse
+        return _metrics_parse_problem(rd / METRICS)
+    for name, want in summary["integrity"].items():
+        path = rd / name
+        if not path.exists():
+            return f"{path}: missing (its summary recorded it)"
+        if "rows" in want and _rows(path) != want["rows"]:
+            return f"{path}: {_rows(path)} rows, its summary recorded {want['rows']} (truncated or appended to)"
+        if sha256_file(path) != want.get("sha256"):
+            return f"{path}: checksum differs from the one its summary recorded (modified or damaged)"
+    return None
+
+
+def _metrics_parse_problem(path: Path) -> str | None:
+    if not path.exists():
+        return f"{path}: missing"
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for i, line in enumerate(f, 1):
+            try:
+                if line.strip():
+                    json.loads(line)
+            except json.JSONDecodeError:
+                return f"{path}: line {i} is not JSON (truncated or damaged)"
+    return None

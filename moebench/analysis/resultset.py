@@ -1,7 +1,8 @@
 """Run directories -> ResultSet (pandas), read from disk alone: a report never needs a model or a GPU.
 
 Column names of `runs` (one row per (variant, seed)):
-  suite, variant, seed, status ("ok" | "failed" | "incomplete"), failure_step, failure_reason, kind, matched_to,
+  suite, variant, seed, status ("ok" | "failed" | "incomplete" | "damaged": a summary or file that fails its check,
+  failure_reason names the file; its numbers and curves are left out), failure_step, failure_reason, kind, matched_to,
   backend, params_total, params_active, params_embedding, train_flops_per_token, forward_flops_per_token, steps,
   tokens, wall_time_s, val_loss, val_ppl, val_bpb, test_loss, test_ppl, test_bpb, tokens_per_s_median,
   step_time_median_s, peak_memory_bytes, peak_memory_method, tokens_per_param,
@@ -26,7 +27,8 @@ import pandas as pd
 import yaml
 
 from moebench.errors import UserError
-from moebench.io import CONFIG, METRICS, PLANNED_RUNS, SUMMARY, read_json, read_metrics, run_key
+from moebench.io import (CONFIG, METRICS, PLANNED_RUNS, SIDEBYSIDE, read_json, read_metrics,
+                         read_summary, run_key, verify_run)
 
 FINAL_KEYS = ("val_loss", "val_ppl", "val_bpb", "test_loss", "test_ppl", "test_bpb")
 CURVE_COLS = ("variant", "seed", "step", "tokens", "flops", "wall", "val_loss", "val_ppl", "val_bpb")
@@ -51,6 +53,7 @@ class ResultSet:
     env: dict  # merged env of finished runs: a key with differing values holds them sorted and joined by " | "
     experts: dict = field(default_factory=dict)  # (variant, seed) -> final summary "experts" dict (per-layer loads)
     inference: dict = field(default_factory=dict)  # (variant, seed) -> summary "inference" dict (speed, pruning)
+    sidebyside: dict | None = None  # results/<suite>/sidebyside.json: interleaved step times (training/sidebyside.py)
 
     @property
     def name(self) -> str:
@@ -187,8 +190,18 @@ def _merge_env(envs: list[dict]) -> dict:
     return out
 
 
+def _config(d: Path) -> dict:
+    try:
+        cfg = yaml.safe_load((d / CONFIG).read_text(encoding="utf-8")) if (d / CONFIG).exists() else {}
+    except yaml.YAMLError:
+        cfg = {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
 def _seed_dirs(results_dir: Path):
-    for vdir in sorted(p for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    # superseded/ holds archived runs of older configs (training/rundirs.py), not this suite's runs
+    for vdir in sorted(p for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+                       and p.name != "superseded"):
         seeds = [(int(m.group(1)), d) for d in vdir.iterdir() if d.is_dir() and (m := _SEED_DIR.match(d.name))]
         for seed, d in sorted(seeds):
             yield vdir.name, seed, d
@@ -221,14 +234,16 @@ class RunRecord:
     summary: dict | None
     config: dict
     metrics: list[dict]
+    problem: str | None = None  # a damaged file, named (its summary's counts or checksums no longer match)
 
 
 def read_records(results_dir: Path) -> list[RunRecord]:
     out = []
     for variant, seed, d in _seed_dirs(results_dir):
-        s = read_json(d / SUMMARY) if (d / SUMMARY).exists() else None
-        cfg = (yaml.safe_load((d / CONFIG).read_text(encoding="utf-8")) or {}) if (d / CONFIG).exists() else {}
-        out.append(RunRecord(variant, seed, s, cfg if isinstance(cfg, dict) else {}, list(read_metrics(d / METRICS))))
+        s, problem = read_summary(d)
+        problem = problem or (verify_run(d, s) if s is not None else None)
+        metrics = [] if problem else list(read_metrics(d / METRICS))
+        out.append(RunRecord(variant, seed, None if problem else s, _config(d), metrics, problem))
     return out
 
 
@@ -236,10 +251,15 @@ def load_results(results_dir: Path) -> ResultSet:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise UserError(f"results directory not found: {results_dir}")
-    suite_path = results_dir / "suite.yaml"
-    suite = (yaml.safe_load(suite_path.read_text(encoding="utf-8")) or {}) if suite_path.exists() else {}
-    plan_path = results_dir / "plan.json"
-    plan = read_json(plan_path) if plan_path.exists() else None
+    suite_path, plan_path = results_dir / "suite.yaml", results_dir / "plan.json"
+    try:
+        suite = (yaml.safe_load(suite_path.read_text(encoding="utf-8")) or {}) if suite_path.exists() else {}
+        plan = read_json(plan_path) if plan_path.exists() else None
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise UserError(f"{results_dir}: suite.yaml or plan.json is unreadable ({type(e).__name__}); rerun "
+                        "`moebench run` on the suite to rewrite them") from None
+    if not isinstance(suite, dict):
+        raise UserError(f"{suite_path}: not a suite mapping")
     return build_result_set(results_dir, suite, plan, read_records(results_dir))
 
 
@@ -250,6 +270,10 @@ def build_result_set(results_dir: Path, suite: dict, plan, records: list[RunReco
     runs, curves, train, envs, experts, inference = [], [], [], [], {}, {}
     for rec in records:
         variant, seed, s = rec.variant, rec.seed, rec.summary
+        if rec.problem:  # a damaged run is no data: its numbers could be anything (and flip a verdict)
+            runs.append({**_run_row(suite_name, variant, seed, None, rec.config), "status": "damaged",
+                         "failure_reason": rec.problem})
+            continue
         runs.append(_run_row(suite_name, variant, seed, s, rec.config))
         if s is not None:
             envs.append(s.get("env") or {})
@@ -274,4 +298,14 @@ def build_result_set(results_dir: Path, suite: dict, plan, records: list[RunReco
     train_df = _frame(train, TRAIN_COLS).sort_values(["variant", "seed", "step"], kind="stable")
     return ResultSet(results_dir=Path(results_dir), suite=suite, plan=plan, runs=runs_df,
                      curves=curves_df.reset_index(drop=True), train=train_df.reset_index(drop=True),
-                     env=_merge_env(envs), experts=experts, inference=inference)
+                     env=_merge_env(envs), experts=experts, inference=inference,
+                     sidebyside=_sidebyside(results_dir / SIDEBYSIDE))
+
+
+def _sidebyside(path: Path) -> dict | None:
+    """The side-by-side timing record; an unreadable one is ignored (the per-run medians are used instead)."""
+    try:
+        d = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) and isinstance(d.get("step_time_s"), dict) else None

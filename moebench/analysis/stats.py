@@ -3,6 +3,7 @@ time-to-target on seed curves with a bootstrap interval for a speedup."""
 from __future__ import annotations
 
 import math
+import statistics
 
 import numpy as np
 from scipy import special
@@ -88,3 +89,23 @@ def ols_slope(pts: list[tuple[float, float]]) -> dict:
     h = float(t_quantile(0.975, dof)) * float(r.stderr) if dof > 0 else math.inf
     return {"slope": float(r.slope), "ci_low": float(r.slope) - h, "ci_high": float(r.slope) + h,
             "p": float(r.pvalue), "se": float(r.stderr), "df": dof}
+
+
+def sidebyside_ratio(sbs: dict, variant: str, baseline: str) -> dict | None:
+    """tokens/s of `variant` / `baseline` from a side-by-side record (training/sidebyside.py): the median over
+    rounds of each round's paired ratio (baseline step time / variant step time, timed back to back), and the
+    10th-90th percentile band of those ratios (the noise band).
+
+    Why the paired median and not the ratio of the two medians: a load change between rounds moves both halves
+    of a pair alike, so pairing cancels it. Measured on the 2-core machine under load (NOTES-15.md): over
+    back-to-back CI-suite runs the paired median's sd was 2.2% against 3.8% for the ratio of medians (n=11)."""
+    t = (sbs or {}).get("step_time_s") or {}
+    if variant not in t or baseline not in t or not t[variant] or not t[baseline]:
+        return None
+    a, b = t[variant], t[baseline]
+    paired = sorted(y / x for x, y in zip(a, b) if x > 0)
+    if not paired:
+        return None
+    pick = lambda q: paired[min(len(paired) - 1, int(q * len(paired)))]  # noqa: E731
+    return {"ratio": statistics.median(paired), "band": [pick(0.1), pick(0.9)],
+            "ratio_of_medians": statistics.median(b) / statistics.median(a), "rounds": len(paired)}

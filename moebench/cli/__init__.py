@@ -1,15 +1,44 @@
-"""Command line: argument parsing and exit codes (0 ok, 1 internal error, 2 user error), nothing else."""
+"""Command line: argument parsing and exit codes, nothing else.
+
+Exit codes: 0 ok; 1 an internal error (a bug: traceback); 2 the user's error (one line naming the file or
+field, nothing on disk changed); 3 `run` finished but at least one run failed (NaN loss, a crashed rank; the
+report's "Failed runs" section says which, at which step, why); 130 interrupted.
+"""
 from __future__ import annotations
 
 import argparse
 import errno
-import json
 import sys
+import warnings
 from pathlib import Path
 
 from moebench.errors import UserError
 
 COMMANDS = ("run", "plan", "report", "eval", "compare", "bench", "check", "export", "publish")
+
+
+# Library warnings the user can do nothing about (torch internals, matplotlib layout); they are not errors.
+QUIET_WARNINGS = (("ignore", r"torch(\..*)?$"), ("ignore", r"matplotlib(\..*)?$"), ("ignore", r"lm_eval(\..*)?$"),
+                  ("ignore", r"pandas(\..*)?$"))
+
+
+def quiet_library_warnings() -> None:
+    for action, module in QUIET_WARNINGS:
+        warnings.filterwarnings(action, module=module)
+    # warnings a library attributes to our calling line (stacklevel), so the module filter above misses them
+    warnings.filterwarnings("ignore", message="No artists with labels found to put in legend")
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {n})")
+    return n
 
 
 class ArgParser(argparse.ArgumentParser):
@@ -43,7 +72,12 @@ def build_parser() -> ArgParser:
     r.add_argument("--force", action="store_true", help="redo runs that already finished")
     r.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
     r.add_argument("--quiet", action="store_true", help="no progress output")
-    r.add_argument("--nproc", type=int, default=None, metavar="N",
+    r.add_argument("--sidebyside", action="store_true",
+                   help="after training, time the variants' steps interleaved (results/<suite>/sidebyside.json); "
+                        "automatic when the suite has a throughput_ratio claim")
+    r.add_argument("--wait", action="store_true",
+                   help="if another moebench run holds the results directory, wait for it instead of exiting")
+    r.add_argument("--nproc", type=positive_int, default=None, metavar="N",
                    help="train on N local processes (torchrun --standalone --nproc_per_node=N)")
     r.add_argument("--track", action="append", default=[], metavar="NAME",
                    help="also stream every run to this experiment tracker (tensorboard, wandb; repeatable; adds to "
@@ -99,17 +133,23 @@ def build_parser() -> ArgParser:
     pb.add_argument("--out", type=Path, required=True, help="the site directory to write")
 
     ck = sub.add_parser("check", help="compare results with a stored baseline (exit 1 on a regression)")
-    ck.add_argument("results_dir", type=Path, help="results/<suite>/")
+    ck.add_argument("results_dir", type=Path, help="results/<suite>/ (with --ab: the suite YAML file)")
     mode = ck.add_mutually_exclusive_group(required=True)
     mode.add_argument("--baseline", type=Path, help="baseline JSON to compare against")
     mode.add_argument("--update-baseline", type=Path, metavar="BASELINE", help="write a baseline from the results")
+    mode.add_argument("--ab", metavar="BASE_REF",
+                      help="time the suite's MoE/dense speed ratio at BASE_REF and at HEAD alternately on this "
+                           "machine; exit 1 if HEAD's is lower by more than the tolerance")
+    ck.add_argument("--probes", type=positive_int, default=3, help="--ab: probe processes per code version")
     ck.add_argument("--tolerance", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a tolerance: throughput_ratio, memory_ratio, quality (relative), quality_sigmas")
+                    help="override a tolerance: throughput_ratio, memory_ratio, quality (relative), quality_sigmas, "
+                         "ab_throughput (--ab)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_library_warnings()
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         argv.insert(0, "run")  # `moebench suite.yaml` = `moebench run suite.yaml`
     try:
@@ -130,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"moebench: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            print(f"moebench: error: permission denied writing {e.filename or 'a file'}; finished runs are intact, "
+                  "fix the permissions (or pass another --results / --reports) and rerun", file=sys.stderr)
+            return 2
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         where = f" writing {e.filename}" if e.filename else ""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from moebench.config.suite import Suite, load_suite
 from moebench.errors import UserError
+from moebench.io import SIDEBYSIDE
 from moebench.plan import plan_suite
 
 PLAN_COLUMNS = ("name", "kind", "params_total", "params_active", "params_embedding", "train_flops_per_token",
@@ -78,9 +79,20 @@ def cmd_plan(args) -> int:
     return 0
 
 
+EXIT_RUNS_FAILED = 3  # the suite ran, but at least one run failed (NaN loss, a crashed rank): see the report
+
+
 def cmd_run(args) -> int:
+    """Every check that can fail runs before anything on disk changes: the suite validated and planned (devices
+    and backends included), trackers installed, the results and reports directories writable, the token caches
+    built and checked, no finished run of another config in the way; then, holding results/<suite>/.lock, the
+    runs (one after another, --jobs at once, a --shard, or on Ray)."""
     from moebench.distributed.env import is_distributed, teardown
+    from moebench.plan import run_specs
     from moebench.training.finish import finish_runs
+    from moebench.training.lock import suite_lock
+    from moebench.training.rundirs import check_reruns, check_writable
+    from moebench.training.runner import DataCache, run_plan
     from moebench.training.trackers import check_trackers
 
     suite = suite_from_args(args)
@@ -91,36 +103,69 @@ def cmd_run(args) -> int:
             raise UserError(f"--only: no variant named {', '.join(map(repr, unknown))}; "
                             f"the suite has {', '.join(suite.variants)}")
     plan = plan_suite(suite)
+    reports = (args.reports or Path(suite.report.out))
+    check_writable(args.results, "--results")
+    check_writable(reports, "--reports")
+    specs = run_specs(plan, args.only)
+    check_reruns(specs, args.results, args.force)
+    data = DataCache()
+    for spec in specs:  # builds (or rebuilds, saying so) and checks the token caches; a bad seq_len fails here
+        data(spec)
     log = (lambda *a, **k: None) if args.quiet else (lambda msg: print(msg, flush=True))
     log(plan_table(plan))
     t0 = time.time()
-    if is_distributed():  # [distributed] every rank trains every run together
-        from moebench.training.runner import run_plan
-
-        outcomes = run_plan(plan, args.results, force=args.force, only=args.only, quiet=args.quiet, log=log)
-    else:
-        outcomes = train_runs(plan, args, log)
-    teardown()  # [distributed] every rank is done training: post-training work runs here alone
-    finish_runs([o.spec for o in outcomes], args.results, log)
-    failed = [o for o in outcomes if o.status in ("failed", "crashed")]
-    log(f"suite {suite.name}: {len(outcomes)} runs ({len(failed)} failed) in {time.time() - t0:.0f} s; "
-        f"results in {args.results / suite.name}")
-    crashed = [o for o in outcomes if o.status == "crashed"]
-    if args.shard:
-        print(f"shard {args.shard} done; run `moebench report {args.results / suite.name}` when all shards "
-              "finished", flush=True)
-    else:
-        out = write_report(args.results / suite.name, (args.reports or Path(suite.report.out)) / suite.name)
-        if out:
-            log(f"report: {out}")
+    out = None
+    with suite_lock(args.results / suite.name, wait=getattr(args, "wait", False), log=log):
+        if is_distributed():  # [distributed] every rank trains every run together
+            outcomes = run_plan(plan, args.results, force=args.force, only=args.only, quiet=args.quiet, log=log,
+                                data=data)
+        else:
+            outcomes = train_runs(plan, args, log, data)
+        teardown()  # [distributed] every rank is done training: post-training work runs here alone
+        finish_runs([o.spec for o in outcomes], args.results, log)
+        stale_timing = args.results / suite.name / SIDEBYSIDE
+        if getattr(args, "sidebyside", False) or any(c.kind == "throughput_ratio" for c in suite.claims):
+            sidebyside(specs, [o for o in outcomes if not o.failed and o.status != "crashed"],
+                       args.results / suite.name, log)
+        elif stale_timing.exists() and any(o.status in ("ok", "failed") for o in outcomes):
+            stale_timing.unlink()  # it timed models that were just retrained: no longer theirs
+            log(f"removed {stale_timing}: runs were retrained (rerun with --sidebyside to time them)")
+        failed = [o for o in outcomes if o.failed]
+        crashed = [o for o in outcomes if o.status == "crashed"]
+        log(f"suite {suite.name}: {len(outcomes)} runs ({len(failed) + len(crashed)} failed) in "
+            f"{time.time() - t0:.0f} s; results in {args.results / suite.name}")
+        for o in failed:  # on stderr even with --quiet: the exit status alone does not say which
+            f = o.summary.get("failure") or {}
+            print(f"moebench: FAILED {o.spec.key} seed {o.spec.seed} at step {f.get('step', '?')}: "
+                  f"{f.get('reason', '?')}", file=sys.stderr, flush=True)
+        if args.shard:
+            print(f"shard {args.shard} done; run `moebench report {args.results / suite.name}` when all shards "
+                  "finished", flush=True)
+        else:
+            out = write_report(args.results / suite.name, reports / suite.name)
+    if out:
+        log(f"report: {out}")
     if crashed:  # a worker process died mid-run (killed, out of memory, a native crash): not the user's error
-        print(f"moebench: error: {', '.join(f'{o.spec.variant} seed {o.spec.seed}' for o in crashed)}: the worker "
+        print(f"moebench: error: {', '.join(f'{o.spec.key} seed {o.spec.seed}' for o in crashed)}: the worker "
               "process died; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 1
-    return 0
+    return EXIT_RUNS_FAILED if failed else 0
 
 
-def train_runs(plan, args, log) -> list:
+def sidebyside(specs, ok, suite_dir: Path, log) -> None:
+    """Time the finished variants' training steps interleaved (training/sidebyside.py) into sidebyside.json."""
+    from moebench.training import sidebyside as sbs
+
+    done = {o.spec.variant for o in ok}
+    log("timing training steps side by side (interleaved, one process)")
+    rec = sbs.measure([s for s in specs if s.variant in done], suite_dir.parent, log=log)
+    if rec is not None:
+        log(f"side-by-side timing: {rec['rounds']} rounds -> {sbs.write(suite_dir, rec)}")
+    elif (suite_dir / SIDEBYSIDE).exists():  # an older timing must not stand for these runs
+        (suite_dir / SIDEBYSIDE).unlink()
+
+
+def train_runs(plan, args, log, data=None) -> list:
     """The runs this invocation owns (--only, --shard), one after another, --jobs at once, or on Ray."""
     from moebench import io as R
     from moebench.plan import parse_shard, run_specs
@@ -144,7 +189,7 @@ def train_runs(plan, args, log) -> list:
     if args.jobs == "auto" and workers:
         log(f"--jobs auto: {workers.jobs} at once")
     if workers is None or workers.jobs == 1 or len(specs) == 1:
-        return pool.run_sequential(specs, args.results, force=args.force, quiet=args.quiet, log=log)
+        return pool.run_sequential(specs, args.results, force=args.force, quiet=args.quiet, log=log, data=data)
     log(f"training {len(specs)} runs, up to {workers.jobs} at once")
     return pool.run_pool(specs, args.results, workers, force=args.force, quiet=args.quiet, log=log)
 
@@ -161,7 +206,11 @@ def cmd_report(args) -> int:
                         "pass results/<suite>/")
     import yaml
 
-    name = (yaml.safe_load((args.results_dir / "suite.yaml").read_text()) or {}).get("name", args.results_dir.name)
+    try:
+        name = (yaml.safe_load((args.results_dir / "suite.yaml").read_text()) or {}).get("name", args.results_dir.name)
+    except (OSError, yaml.YAMLError, AttributeError):
+        raise UserError(f"{args.results_dir / 'suite.yaml'}: unreadable; rerun `moebench run` on the suite to "
+                        "rewrite it") from None
     out = write_report(args.results_dir, args.out or Path("reports") / name)
     print(f"report: {out}")
     return 0
@@ -231,6 +280,13 @@ def cmd_check(args) -> int:
     from moebench import io as R
 
     tol = check.parse_tolerances(args.tolerance)
+    if args.ab:
+        from moebench.analysis.ab import AB_TOLERANCE, ab_compare
+
+        ok, table = ab_compare(args.results_dir, args.ab, probes=args.probes,
+                               tolerance=tol.get("ab_throughput", AB_TOLERANCE))
+        print(table)
+        return 0 if ok else 1
     if args.update_baseline:
         path = args.update_baseline
         old = None

@@ -41,7 +41,7 @@ def launch(nproc: int, argv: list[str]) -> int:
     except ChildFailedError as e:
         _, failure = e.get_first_failure()
         code = failure.exitcode
-        return code if code in (2, 130) else 1
+        return code if code in (2, 3, 130) else 1
     return 0
 
 

@@ -4,19 +4,18 @@ Every problem is collected and reported at once, each prefixed with its dotted p
 """
 from __future__ import annotations
 
-import copy
 import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from moebench.errors import SuiteValidationError, UserError, did_you_mean
 
 from .claims import validate_claims
+from .load import apply_overrides, apply_preset, read_yaml
 from .sweep import build_sizes, claim_names
 from .schema import (MOE_FIELDS, BaseSpec, EvalSpec, MatchSpec, ReportSpec, SuiteSpec, SweepSpec, TrainSpec,
                      VariantSpec)
@@ -57,53 +56,6 @@ class Suite:
     @property
     def baseline(self) -> str:
         return self.match.baseline or next(n for n, v in self.variants.items() if v.kind == "dense")
-
-
-# ---------------------------------------------------------------- reading and overrides
-
-def read_yaml(path: Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"suite file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(e, "problem", None) or str(e)
-        raise UserError(f"{where}: YAML syntax error: {problem}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a suite must be a YAML mapping (name:, variants:, train:, ...), got {type(data).__name__}")
-    return data
-
-
-def set_path(data: dict, key: str, value: Any, origin: str) -> None:
-    """data["a"]["b"]["c"] = value for key "a.b.c", creating sections on the way."""
-    parts = key.strip().split(".")
-    node = data
-    for p in parts[:-1]:
-        nxt = node.get(p) if isinstance(node, dict) else None
-        if nxt is None:
-            nxt = node[p] = {}
-        if not isinstance(nxt, dict):
-            raise UserError(f"{origin} {key}: {p!r} is not a section")
-        node = nxt
-    node[parts[-1]] = value
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """`--set train.steps=50 --set variants.moe8.num_experts=16`: values are parsed as YAML scalars/lists."""
-    data = copy.deepcopy(data)
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set train.steps=50")
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            parsed = value
-        set_path(data, key, parsed, "--set")
-    return data
 
 
 # ---------------------------------------------------------------- pydantic errors -> path messages
@@ -177,8 +129,8 @@ def resolve_variant_dicts(base: dict, variants: dict, problems: list[str]) -> di
         return merged
 
     for name, own in variants.items():
-        if not VARIANT_NAME.match(str(name)):
-            problems.append(f"variants.{name}: a variant name must be letters, digits, '_' or '-'")
+        if not VARIANT_NAME.match(str(name)) or name == "superseded":  # results/<suite>/superseded/: archived runs
+            problems.append(f"variants.{name}: a variant name must be letters, digits, '_' or '-' (not 'superseded')")
         if own is None:
             variants[name] = own = {}
         if not isinstance(own, dict):
@@ -287,28 +239,6 @@ def check_matching(suite_variants: dict[str, VariantSpec], match: MatchSpec,
     return out
 
 
-def apply_preset(data: dict, preset: str | None) -> tuple[dict, str | None]:
-    """`presets: {cpu: {train.steps: 300}, gpu: {...}}`: named sets of --set overrides. With none chosen the
-    first one applies; the chosen preset is appended to the suite name so cpu and gpu results never mix."""
-    data = dict(data)
-    presets = data.pop("presets", None)
-    if presets is None:
-        if preset:
-            raise UserError(f"--preset {preset}: this suite defines no presets")
-        return data, None
-    if not isinstance(presets, dict) or not all(isinstance(v, dict) for v in presets.values()):
-        raise UserError("presets: must map a preset name to {dotted.key: value} overrides")
-    chosen = preset or next(iter(presets))
-    if chosen not in presets:
-        raise UserError(f"--preset {chosen}: no such preset{did_you_mean(chosen, presets)}; "
-                        f"this suite has {', '.join(presets)}")
-    data = copy.deepcopy(data)
-    for key, value in presets[chosen].items():
-        set_path(data, str(key), value, f"presets.{chosen}:")
-    data["name"] = f"{data.get('name', 'suite')}-{chosen}"
-    return data, chosen
-
-
 def load_suite(path: Path, overrides: list[str] | None = None, preset: str | None = None) -> Suite:
     data, _ = apply_preset(read_yaml(path), preset)
     data = apply_overrides(data, overrides or [])
@@ -368,8 +298,32 @@ def check_train(spec: SuiteSpec, problems: list[str]) -> None:
         problems.append(f"train.warmup_steps: must be < the number of steps (got {t.warmup_steps} >= {steps})")
     if len(set(t.seeds)) != len(t.seeds):
         problems.append(f"train.seeds: repeated seeds {t.seeds}")
+    negative = [s for s in t.seeds if s < 0]
+    if negative:
+        problems.append(f"train.seeds: must be >= 0 (got {negative})")
     if t.moe_backend != "auto" and t.moe_backend not in BACKENDS:
         problems.append(f"train.moe_backend: {BACKENDS.unknown(t.moe_backend)} (or auto)")
+    else:
+        problems.extend(device_problems(t, any(v.get("num_experts") is not None for v in _variant_dicts(spec))))
+
+
+def _variant_dicts(spec: SuiteSpec) -> list[dict]:
+    return [{**spec.base, **v} for v in spec.variants.values() if isinstance(v, dict)]
+
+
+def device_problems(t: TrainSpec, has_moe: bool) -> list[str]:
+    """Whether train.device and (for MoE variants) train.moe_backend can run on this machine: asked at
+    validation, so `plan` says so and `run` fails before the first run trains, not after the dense one."""
+    from moebench.models.backends import resolve_backend, resolve_device
+
+    try:
+        device = resolve_device(t.device)
+        if has_moe:
+            resolve_backend(t.moe_backend, device)
+    except UserError as e:
+        msg = str(e)
+        return [msg if msg.startswith("train.") else f"train.{msg}"]
+    return []
 
 
 def check_corpus(corpus) -> list[str]:

@@ -80,6 +80,12 @@ def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str, ex
                          "the suite could have detected at that noise with 80% power (what an INCONCLUSIVE "
                          "could have seen); a control variant computes the same function as the baseline, so its "
                          "difference is a measured no-effect.")]
+    failed = sections.failed_runs_table(rs)
+    if failed:
+        blocks += [("h2", "Failed runs"), ("table", failed),
+                   ("p", "Runs that are not finished ok are left out of every mean and make the claims that compare "
+                         "their variant INCONCLUSIVE. damaged: a file no longer matches the row count or checksum "
+                         "its summary recorded (rerun `moebench run` to retrain it).")]
     blocks += [("h2", "Utilisation (S-MFU, S-MBU)"), ("table", tables.utilisation_table(rs)),
                ("p", "S-MFU and S-MBU as MoE-CAP (Jiang et al. 2024) define them for sparse models: achieved "
                      "FLOP/s of the active parameters (train FLOPs/token x tokens/s) / device peak FLOP/s, and bytes "

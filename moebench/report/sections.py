@@ -1,4 +1,5 @@
-"""Report sections that appear only when a suite measured them: FLOP accounting and inference (with pruning)."""
+"""Report sections that appear only when a suite measured them: FLOP accounting, inference (with pruning),
+failed / damaged / unfinished runs."""
 from __future__ import annotations
 
 import statistics
@@ -92,3 +93,24 @@ def distributed_table(rs) -> Table | None:
         rows.append([v, fmt(_median(list(ok["world_size"]))), layout, fmt(_median(list(ok["comm_time_s"])), 4),
                      fmt(_median(list(ok["comm_fraction"])), 3)])
     return ["variant", "world size", "layout", "communication s (median over seeds)", "communication fraction"], rows
+
+
+def failure_text(r) -> str:
+    """'failed at step 12: loss is nan (not finite)' for one row of ResultSet.runs."""
+    step = r.get("failure_step")
+    at = f" at step {int(step)}" if step is not None and step == step else ""
+    reason = r.get("failure_reason")
+    return f"{r['status']}{at}" + (f": {reason}" if isinstance(reason, str) and reason else "")
+
+
+def failed_runs_table(rs) -> Table | None:
+    """Every run that is not ok: failed (NaN, a crashed rank), damaged (a file failed its check), incomplete."""
+    bad = rs.runs[rs.runs["status"] != "ok"] if len(rs.runs) else rs.runs
+    if not len(bad):
+        return None
+    rows = [[str(r["variant"]), str(int(r["seed"])), str(r["status"]),
+             fmt(r.get("failure_step")) if r.get("failure_step") == r.get("failure_step") else "-",
+             r["failure_reason"] if isinstance(r.get("failure_reason"), str) else
+             ("no summary.json: not trained yet, still training or killed" if r["status"] == "incomplete" else "-")]
+            for _, r in bad.iterrows()]
+    return ["variant", "seed", "status", "step", "reason"], rows

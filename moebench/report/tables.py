@@ -81,7 +81,8 @@ def variants_table(rs) -> Table:
     headers = ["variant", "kind", "seeds ok/all", "params total", "params active", "train FLOPs/token",
                "tokens/param", "epochs", "val loss (mean ± 95% CI)", "val bpb (mean ± 95% CI)", "val ppl", "test ppl",
                "test bpb", "tokens/s", "peak memory",
-               "load balance (entropy, max load xE, dead)", "runs beside (mean, max)", "load avg (start, end)"]
+               "load balance (entropy, max load xE, dead)", "runs beside (mean, max)", "load avg (start, end)",
+               "not ok (see Failed runs)"]
     rows = []
     for v in rs.variants:
         a = _variant_agg(rs, v)
@@ -96,7 +97,7 @@ def variants_table(rs) -> Table:
                      mean_pm(ok["val_loss"].dropna()),
                      mean_pm(ok["val_bpb"].dropna()), fmt(stats.mean(ok["val_ppl"].dropna())),
                      fmt(stats.mean(ok["test_ppl"].dropna())), fmt(stats.mean(ok["test_bpb"].dropna())),
-                     si(med("tokens_per_s_median")), mib(med("peak_memory_bytes")), bal, *_sharing(ok, med)])
+                     si(med("tokens_per_s_median")), mib(med("peak_memory_bytes")), bal, *_sharing(ok, med), _not_ok(a["runs"])])
     return headers, rows
 
 
@@ -110,6 +111,16 @@ def _sharing(ok, med) -> list[str]:
     if ok["load_avg_start"].notna().any():
         load = f"{fmt(med('load_avg_start'), 2)}, {fmt(med('load_avg_end'), 2)}"
     return [beside, load]
+
+
+def _not_ok(runs) -> str:
+    bad = runs[runs["status"] != "ok"]
+    out = []
+    for _, r in bad.iterrows():
+        step = r.get("failure_step")
+        at = f" at step {int(step)}" if step is not None and step == step else ""
+        out.append(f"seed {int(r['seed'])} {r['status']}{at}")
+    return "; ".join(out) or "-"
 
 
 def utilisation_table(rs) -> Table:

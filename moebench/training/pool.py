@@ -63,9 +63,10 @@ def _head(i: int, n: int, spec: RunSpec) -> str:
     return f"[{i}/{n}] {spec.variant} seed {spec.seed}"
 
 
-def run_sequential(specs: list[RunSpec], results_root: Path, *, force: bool, quiet: bool, log) -> list[Outcome]:
+def run_sequential(specs: list[RunSpec], results_root: Path, *, force: bool, quiet: bool, log,
+                   data: DataCache | None = None) -> list[Outcome]:
     """`--jobs 1`: every run in this process, in order (what run_plan does, plus the concurrency record)."""
-    stop, data, spans, outcomes = StopFlag(), DataCache(), [], []
+    stop, data, spans, outcomes = StopFlag(), data or DataCache(), [], []
     suite_bar = tqdm(total=len(specs), desc=f"suite {specs[0].suite}" if specs else "suite", unit="run", position=0,
                      dynamic_ncols=True, disable=quiet or not sys.stderr.isatty())
     try:

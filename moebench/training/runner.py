@@ -2,7 +2,6 @@
 interrupted ones. Post-training measurements (inference, lm-eval) are training/finish.py's."""
 from __future__ import annotations
 
-import shutil
 import signal
 import sys
 from contextlib import contextmanager
@@ -20,29 +19,22 @@ from moebench.training.env import environment
 from moebench.errors import RunFailed, UserError
 from moebench.plan import Plan, RunSpec, run_specs
 from moebench.training.trackers import open_trackers
+from moebench.training.rundirs import archive_run, archive_tag, check_reruns, damage, run_state
 from moebench.training.trainer import Trainer, load_data, run_identity
+
+__all__ = ["run_state", "run_one", "run_plan", "prepare_suite_dir", "StopFlag", "DataCache", "Outcome",
+           "check_reruns"]
 
 
 @dataclass
 class Outcome:
     spec: RunSpec
-    status: str  # ok | failed | skipped
+    status: str  # ok | failed | skipped | skipped-failed (finished earlier, failed)
     summary: dict
 
-
-def run_state(rd: Path, spec: RunSpec) -> str:
-    """done: finished with this config; stale: something else is there; resume / new."""
-    summary = rd / R.SUMMARY
-    if summary.exists():
-        try:
-            same = R.read_json(summary).get("config_hash") == spec.config_hash
-        except (OSError, ValueError):
-            same = False
-        return "done" if same else "stale"
-    if (rd / R.CONFIG).exists():
-        cfg = yaml.safe_load((rd / R.CONFIG).read_text()) or {}
-        return "resume" if cfg.get("config_hash") == spec.config_hash else "stale"
-    return "new"
+    @property
+    def failed(self) -> bool:
+        return self.status in ("failed", "skipped-failed")
 
 
 class StopFlag:
@@ -105,7 +97,10 @@ def train_one(spec: RunSpec, rd: Path, data, stop: StopFlag, quiet: bool, log) -
     bar, update = _progress(spec, quiet, log)
     try:
         trainer = Trainer(spec, rd, data, stop, update)
-        if trainer.try_resume():
+        resumed = trainer.try_resume()
+        if trainer.resume_problem:
+            log(f"  {spec.key} seed {spec.seed}: {trainer.resume_problem}")
+        if resumed:
             log(f"  {spec.key} seed {spec.seed}: resuming from step {trainer.step}")
         else:  # starting at step 0: rows an earlier attempt logged before any checkpoint are void
             trainer.metrics_path.unlink(missing_ok=True)
@@ -129,6 +124,8 @@ def train_one(spec: RunSpec, rd: Path, data, stop: StopFlag, quiet: bool, log) -
     finally:
         bar.close()
     if rank0:
+        if summary["status"] == "ok":  # what a reader checks the files against (metrics rows, checksums)
+            summary["integrity"] = R.run_integrity(rd)
         R.atomic_write_json(rd / R.SUMMARY, summary)
         (rd / R.CHECKPOINT).unlink(missing_ok=True)
     _remove_rank_files(rd)
@@ -206,17 +203,27 @@ def run_one(spec: RunSpec, results_root: Path, *, force: bool = False, stop: Sto
         log(f"{head}: a rank failed last time ({R.read_json(rd / R.SUMMARY)['failure']['reason']}); retrying")
         (rd / R.SUMMARY).unlink()
         state = "resume"
+    if rank0 and state == "damaged":
+        why = damage(rd)
+        log(f"{head}: {why}; moved to {archive_run(rd, archive_tag(rd, state))}, retraining")
+        state = "new"
+    if rank0 and state == "stale" and not force and (rd / R.SUMMARY).exists():
+        check_reruns([spec], results_root, force)  # a finished run of another config is never replaced silently
+    if rank0 and (state == "stale" or (force and state in ("done", "resume"))):
+        old = archive_run(rd, archive_tag(rd, state))
+        log(f"{head}: the earlier run ({'finished' if (old / R.SUMMARY).exists() else 'unfinished'}) moved to {old}")
+        state = "new"
     state = D.broadcast_object(state)  # [distributed] rank 0 decides, every rank follows
     if state == "done" and not force:
-        log(f"{head}: already finished with this config, skipped (--force redoes it)")
-        return Outcome(spec, "skipped", R.read_json(rd / R.SUMMARY) if rank0 else {})
-    if state == "stale" or force:
-        if rank0:
-            shutil.rmtree(rd, ignore_errors=True)
-        else:
-            _remove_rank_files(rd)
+        summary = R.read_json(rd / R.SUMMARY) if rank0 else {}
+        failed = summary.get("status") == "failed"
+        log(f"{head}: already finished with this config{' (FAILED)' if failed else ''}, skipped "
+            "(--force redoes it)")
+        return Outcome(spec, "skipped-failed" if failed else "skipped", summary)
+    if not rank0 and state == "new":  # [distributed] rank 0 archived the old run; this rank's files go too
+        _remove_rank_files(rd)
     D.barrier()
-    log(f"{head}: {'resuming' if state == 'resume' and not force else 'training'}")
+    log(f"{head}: {'resuming' if state == 'resume' else 'training'}")
     summary = train_one(spec, rd, (data or DataCache())(spec), stop or StopFlag(), quiet, log)
     if summary["status"] == "ok":
         f = summary["final"]
@@ -226,14 +233,16 @@ def run_one(spec: RunSpec, results_root: Path, *, force: bool = False, stop: Sto
 
 
 def run_plan(plan: Plan, results_root: Path, force: bool = False, only: list[str] | None = None,
-             quiet: bool = False, log=print) -> list[Outcome]:
+             quiet: bool = False, log=print, data: DataCache | None = None) -> list[Outcome]:
     plan = D.broadcast_object(plan)  # [distributed] rank 0's plan (a step-time match is measured per rank)
+    specs = run_specs(plan, only)
+    if D.is_rank0():
+        check_reruns(specs, results_root, force)  # before suite.yaml / plan.json are rewritten
     prepare_suite_dir(plan, results_root)
     if not D.is_rank0():  # [distributed] one voice
         quiet, log = True, (lambda *a, **k: None)
-    specs = run_specs(plan, only)
     outcomes: list[Outcome] = []
-    data, stop = DataCache(), StopFlag()
+    data, stop = data or DataCache(), StopFlag()
     suite_bar = tqdm(total=len(specs), desc=f"suite {plan.suite.name}", unit="run", position=0, dynamic_ncols=True,
                      disable=quiet or not sys.stderr.isatty())
     with stop.installed(), suite_bar:

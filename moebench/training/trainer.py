@@ -78,7 +78,7 @@ def load_data(spec: RunSpec) -> Data:
     data = Data(load_tokens(c.name, c.tokenizer, "train"), load_tokens(c.name, c.tokenizer, "valid"), test)
     for split, ts in (("train", data.train), ("valid", data.valid)):
         if len(ts.tokens) <= c.seq_len + 1:
-            raise UserError(f"corpus.seq_len: {c['seq_len']} is longer than the {split} split ({len(ts.tokens)} tokens)")
+            raise UserError(f"corpus.seq_len: {c.seq_len} is longer than the {split} split ({len(ts.tokens)} tokens)")
     return data
 
 
@@ -139,6 +139,7 @@ class Trainer:
         self.trackers = Trackers([])  # the runner opens the suite's trackers once it knows the start step
         self._next: tuple | None = None  # (step, batch) built while the previous step ran
         self.stop = False
+        self.resume_problem: str | None = None  # a damaged checkpoint, said by the runner before training
 
     # ------------------------------------------------------------ checkpoint
     def save_checkpoint(self) -> None:
@@ -152,10 +153,26 @@ class Trainer:
         torch.save(state, buf)
         R.atomic_write_bytes(self.ckpt_path, buf.getvalue())
 
-    def try_resume(self) -> bool:
+    def _load_checkpoint(self):
+        """The checkpoint's state, or None; a truncated / corrupt file is named in resume_problem, set aside
+        (checkpoint.pt.damaged, never read again) and training restarts from step 0."""
         path = self.ckpt_path
-        # weights_only: a checkpoint holds tensors and plain data only, so opening one runs no code
-        state = torch.load(path, map_location=self.device, weights_only=True) if path.exists() else None
+        if not path.exists():
+            return None
+        try:  # weights_only: a checkpoint holds tensors and plain data only, so opening one runs no code
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            if not isinstance(state, dict) or "step" not in state:
+                raise ValueError("not a moebench checkpoint")
+            return state
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint means the same: start over
+            why = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            self.resume_problem = (f"{path}: checkpoint is damaged ({type(e).__name__}: {why[:120]}); restarting "
+                                   f"from step 0 (the file is kept as {path.name}.damaged)")
+            path.replace(path.with_name(path.name + ".damaged"))
+            return None
+
+    def try_resume(self) -> bool:
+        state = self._load_checkpoint()
         if state is not None and (state.get("config_hash") != self.spec.config_hash
                                   or state.get("layout") != self.par.layout()):
             state = None

@@ -117,15 +117,56 @@ def test_slowed_moe_path_end_to_end(tmp_path):
     suite.write_text(yaml.safe_dump(tiny(**{"eval.test": False, "train.steps": 30, "eval.interval": 30,
                                             "train.threads": 1})))
 
-    def run(results, slow):
+    def run(results, slow):  # --sidebyside: the ratio is timed interleaved, so machine load cancels out
         cmd = [sys.executable, str(REPO / "benchmarks" / "slow_moe.py"), "run", str(suite), "--quiet",
-               "--results", str(tmp_path / results), "--reports", str(tmp_path / "rep")]
+               "--sidebyside", "--results", str(tmp_path / results), "--reports", str(tmp_path / "rep")]
         subprocess.run(cmd, env={**os.environ, "MOEBENCH_SLOW_MOE": slow}, check=True, cwd=REPO, timeout=300)
         return tmp_path / results / "tiny"
 
     base = build_baseline(run("base", "0"))
+    assert base["ratios"]["moe/dense"]["throughput_method"] == "sidebyside"
     ok, table, rows = compare_to_baseline(run("slow", "29"), base)
     bad = {(r["metric"], r["what"]) for r in rows if r["status"] == "REGRESSED"}
     assert not ok and ("throughput_ratio", "moe/dense") in bad, table
     # the slowdown changes speed only: same losses, same memory accounting
     assert not {m for m, _ in bad} & {"val_loss", "val_bpb", "memory_ratio"}, table
+
+
+def _with_sidebyside(suite_dir: Path, dense_s: float, moe_s: float, cpu="CPU (test)") -> Path:
+    """The real writer (training/sidebyside.write) with a record of the shape measure() returns."""
+    from moebench.training.sidebyside import write
+
+    write(suite_dir, {"format": 1, "rounds": 12, "steps_per_round": 2, "loadavg": [[4.0, 4.0, 4.0]] * 2,
+                      "env": {"device_name": cpu}, "step_time_s": {"dense": [dense_s * (1 + 0.01 * (i % 3))
+                                                                             for i in range(12)],
+                                                                   "moe": [moe_s] * 12}})
+    return suite_dir
+
+
+def test_sidebyside_ratio_replaces_the_sequential_one_and_gates_only_on_the_same_processor(tmp_path):
+    base_dir = _with_sidebyside(write_results(tmp_path / "base"), 0.10, 0.125)
+    base = build_baseline(base_dir)
+    assert base["ratios"]["moe/dense"]["throughput_method"] == "sidebyside"
+    assert base["ratios"]["moe/dense"]["throughput_ratio"] == pytest.approx(0.101 / 0.125, rel=0.02)
+    # the runs' own tokens/s say MoE is twice as slow (load during its run); side by side it is 25% slower
+    slow = _with_sidebyside(write_results(tmp_path / "slow", {("moe", "tps"): 0.5}), 0.10, 0.125)
+    ok, table, _ = compare_to_baseline(slow, base)
+    assert ok, table
+    worse = _with_sidebyside(write_results(tmp_path / "worse"), 0.10, 0.2)
+    ok, table, rows = compare_to_baseline(worse, base)
+    assert not ok and ("throughput_ratio", "REGRESSED") in {(r["metric"], r["status"]) for r in rows}, table
+    base["env"]["device_name"] = "CPU (Intel Xeon, 1 threads)"  # a baseline from another processor: shown only
+    ok, table, rows = compare_to_baseline(worse, base)
+    assert ok and "info only" in table and "Intel Xeon" in table, table
+
+
+def test_ab_probes_head_and_the_base_commit_alternately(tmp_path, capsys):
+    """--ab exports the base commit with git archive and probes both code versions on this machine."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump(tiny(**{"train.threads": 1})))
+    # the mechanics, not the speed (no timed assertion): a 99% tolerance cannot trip on a tiny model's noise
+    assert main(["check", str(suite), "--ab", "HEAD", "--probes", "1", "--tolerance", "ab_throughput=0.99"]) == 0
+    out = capsys.readouterr().out
+    assert "probe 1/2 (head): moe/dense" in out and "probe 2/2 (base): moe/dense" in out
+    assert "throughput_ratio  moe/dense  base" in out and "allowed -99%" in out
+    assert main(["check", str(suite), "--ab", "no-such-ref"]) == 2

@@ -64,6 +64,23 @@ def test_throughput_ratio(suite, moe_tps, bounds, expected):
     assert v.numbers["ratio"] == pytest.approx(0.9)
 
 
+@pytest.mark.parametrize("moe_s,bounds,expected", [
+    ([0.125] * 10, {"min": 0.7}, "PASS"),  # 0.8, band tight
+    ([0.125] * 10, {"min": 0.9}, "FAIL"),
+    ([0.125] * 5 + [0.08] * 5, {"min": 0.9}, "INCONCLUSIVE"),  # per-round ratios straddle the bound
+])
+def test_throughput_ratio_uses_the_side_by_side_timing_when_present(suite, moe_s, bounds, expected):
+    from moebench.training.sidebyside import write
+
+    for s in (0, 1):  # the runs' own medians say 0.5: the side-by-side record wins
+        write_run(suite, "moe", s, MOE, tokens_per_s=1000.0)
+        write_run(suite, "dense", s, DENSE, tokens_per_s=2000.0)
+    write(suite, {"rounds": 10, "loadavg": [[3.5, 3.0, 2.0]] * 2, "step_time_s": {"dense": [0.1] * 10, "moe": moe_s}})
+    v = judge(load_results(suite), kind="throughput_ratio", variant="moe", baseline="dense", **bounds)
+    assert v.verdict == expected, v.reason
+    assert v.numbers["method"] == "sidebyside" and "side by side" in v.rule and "load average 3.5" in v.reason
+
+
 def test_memory_ratio(suite):
     rs = two_seed(suite, peak_mem=1_500_000)
     assert judge(rs, kind="memory_ratio", variant="moe", baseline="dense", max=1.6).verdict == "PASS"

@@ -83,8 +83,8 @@ def _report_without_measurements(rep: Path) -> dict:
             continue
         cells = line.split(" | ")
         if "tokens/s" in cells:
-            cols = [i for i, c in enumerate(cells) if c in ("tokens/s", "runs beside (mean, max)",
-                                                             "load avg (start, end) |")]
+            cols = [i for i, c in enumerate(cells) if c.rstrip(" |") in ("tokens/s", "runs beside (mean, max)",
+                                                                         "load avg (start, end)")]
         elif cols and line.startswith("| ") and len(cells) > max(cols):
             line = " | ".join("*" if i in cols else c for i, c in enumerate(cells))
         else:
@@ -160,7 +160,7 @@ def test_a_nan_run_fails_alone_under_jobs_2(tmp_path):
     suite = write_suite(tmp_path, **{"train.lr": 1e6, "train.grad_clip": 0, "train.steps": 40,
                                      "train.warmup_steps": 0, "train.optimizer": "sgd"})
     assert main(["run", str(suite), "--results", str(tmp_path / "res"), "--reports", str(tmp_path / "rep"),
-                 "--jobs", "2", "--quiet"]) == 0
+                 "--jobs", "2", "--quiet"]) == 3  # 3: a run failed
     s = R.read_json(tmp_path / "res/tiny/dense/seed-0" / R.SUMMARY)
     assert s["status"] == "failed" and "not finite" in s["failure"]["reason"] and s["failure"]["step"] < 40
     assert (tmp_path / "res/tiny/moe/seed-0" / R.SUMMARY).exists() and (tmp_path / "rep/tiny/README.md").exists()

@@ -82,6 +82,16 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
         load_suite(p)
 
 
+def test_duplicate_keys_are_an_error_with_both_lines(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("name: x\ntrain: {steps: 1}\nvariants:\n  dense: {d_ff: 4, d_ff: 8}\n")
+    with pytest.raises(UserError, match=r"s.yaml:4:\d+: YAML error: duplicate key 'd_ff' \(first at line 4\)"):
+        load_suite(p)
+    p.write_text("name: x\ntrain: {steps: 1}\nvariants: {dense: {}}\ntrain: {steps: 2}\n")
+    with pytest.raises(UserError, match=r"s.yaml:4:1: YAML error: duplicate key 'train' \(first at line 2\)"):
+        load_suite(p)
+
+
 def test_missing_file():
     with pytest.raises(UserError, match="suite file not found"):
         load_suite("/nonexistent/suite.yaml")

@@ -1,3 +1,4 @@
+import hashlib
 import multiprocessing as mp
 import struct
 import time
@@ -15,9 +16,11 @@ def _shards(d):
 def test_header_fields(tmp_path):
     ts = load_tokens("ptb", "byte", "valid", cache_dir=tmp_path)
     (path,) = _shards(tmp_path)
-    magic, version, itemsize, n_tokens, n_bytes, vocab = struct.unpack("<8sIIQQQ", path.read_bytes()[:40])
+    magic, version, itemsize, n_tokens, n_bytes, vocab, digest = struct.unpack("<8sIIQQQ16s",
+                                                                               path.read_bytes()[:56])
     text = corpora.load_text("ptb", "valid")
-    assert (magic, version, itemsize, vocab) == (b"MOEBTOK\x00", 1, 2, 256)
+    assert (magic, version, itemsize, vocab) == (b"MOEBTOK\x00", 2, 2, 256)
+    assert digest == hashlib.blake2b(path.read_bytes()[64:], digest_size=16).digest()
     assert n_tokens == len(ts.tokens) == n_bytes == ts.n_bytes == len(text.encode("utf-8"))
     assert path.stat().st_size == 64 + 2 * n_tokens
     assert isinstance(ts.tokens, np.memmap) and ts.tokens.ndim == 1
@@ -102,3 +105,18 @@ def test_empty_split_is_a_user_error(tmp_path):
     path.write_text("only line\n")
     with pytest.raises(UserError, match="is empty"):
         load_tokens(f"text:{path}", "byte", "train", cache_dir=tmp_path / "c")
+
+
+def test_cache_body_overwritten_with_valid_ids_is_rebuilt_after_saying_so(tmp_path, capsys):
+    good = load_tokens("ptb", "byte", "valid", cache_dir=tmp_path)
+    want = bytes(good.tokens[:100].tolist())
+    (path,) = _shards(tmp_path)
+    raw = bytearray(path.read_bytes())
+    raw[64:264] = bytes([65, 0]) * 100  # 100 tokens of 'A': valid ids, wrong text
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="damaged"):
+        cache.open_shard(path)
+    again = load_tokens("ptb", "byte", "valid", cache_dir=tmp_path)
+    err = capsys.readouterr().err
+    assert f"token cache {path} is damaged" in err and "rebuilding" in err
+    assert bytes(again.tokens[:100].tolist()) == want

@@ -123,6 +123,9 @@ def judge_loss_better(c: LossBetter, rs) -> Verdict:
 
 
 def judge_ratio(c: RatioClaim, rs) -> Verdict:
+    sbs = stats.sidebyside_ratio(rs.sidebyside, c.variant, c.baseline) if c.kind == "throughput_ratio" else None
+    if sbs is not None:
+        return _judge_sidebyside(c, rs, sbs)
     a, b = rs.seed_values(c.variant, c.column), rs.seed_values(c.baseline, c.column)
     if not a or not b or min(b) <= 0:
         return no_data(c, rs, f"{c.column} of {c.variant} and {c.baseline}")
@@ -137,6 +140,25 @@ def judge_ratio(c: RatioClaim, rs) -> Verdict:
     numbers = {"ratio": r, "range": [lo, hi], f"{c.variant}_median": stats.median(a),
                f"{c.baseline}_median": stats.median(b)}
     return verdict(c, rs, v, numbers, f"ratio {r:.3g} (seed range {lo:.3g}-{hi:.3g}), required {bounds}", rule)
+
+
+def _judge_sidebyside(c: RatioClaim, rs, sbs: dict) -> Verdict:
+    """Throughput from the interleaved side-by-side timing: runs trained one after another saw different load."""
+    ok = lambda x: (c.min is None or x >= c.min) and (c.max is None or x <= c.max)  # noqa: E731
+    lo, hi = sbs["band"]
+    v = tri(all(map(ok, (lo, sbs["ratio"], hi))), not any(map(ok, (lo, sbs["ratio"], hi))))
+    bounds = " and ".join(s for s in (c.min is not None and f">= {c.min:g}",
+                                      c.max is not None and f"<= {c.max:g}") if s)
+    load = (rs.sidebyside or {}).get("loadavg")
+    rule = (f"ratio = tokens/s {c.variant} / {c.baseline} timed side by side (training steps interleaved in one "
+            f"process, {sbs['rounds']} rounds; median of the per-round paired ratios); PASS if it and the 10th-90th "
+            f"percentile band of the per-round ratios are {bounds}, FAIL if none are, else INCONCLUSIVE")
+    numbers = {"ratio": sbs["ratio"], "range": [lo, hi], "method": "sidebyside", "rounds": sbs["rounds"],
+               "loadavg": load}
+    reason = (f"ratio {sbs['ratio']:.3g} side by side (per-round band {lo:.3g}-{hi:.3g}, load average "
+              f"{load[0][0]:.1f} at start), required {bounds}" if load else
+              f"ratio {sbs['ratio']:.3g} side by side (per-round band {lo:.3g}-{hi:.3g}), required {bounds}")
+    return verdict(c, rs, v, numbers, reason, rule)
 
 
 for _kind in ("throughput_ratio", "memory_ratio", "inference_ratio"):
