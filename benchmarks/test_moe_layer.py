@@ -13,7 +13,7 @@ import torch
 
 from bench_support import ROUNDS, fwd_bwd, paired, synced
 from moebench.models.backends import BACKENDS, triton_available
-from moebench.models.config import MoEConfig
+from moebench.models.spec import MoEConfig
 from moebench.models.mlp import MLP
 from moebench.models.moe import MoELayer, token_choice_assignment
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bench_support import fwd_bwd, paired
-from moebench.models.config import MoEConfig
+from moebench.models.spec import MoEConfig
 from moebench.models.mlp import MLP
 from moebench.models.moe import MoELayer
 

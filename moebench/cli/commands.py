@@ -87,7 +87,7 @@ def cmd_run(args) -> int:
     and backends included), trackers installed, the results and reports directories writable, the token caches
     built and checked, no finished run of another config in the way; then, holding results/<suite>/.lock, the
     runs (one after another, --jobs at once, a --shard, or on Ray)."""
-    from moebench.distributed.env import is_distributed, teardown
+    from moebench.distributed.groups import is_distributed, teardown
     from moebench.plan import run_specs
     from moebench.training.finish import finish_runs
     from moebench.training.lock import suite_lock

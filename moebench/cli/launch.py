@@ -10,7 +10,7 @@ import importlib.util
 import os
 import sys
 
-from moebench.distributed.env import DistributedRunFailed, init, is_rank0, rank, teardown
+from moebench.distributed.groups import DistributedRunFailed, init, is_rank0, rank, teardown
 from moebench.errors import UserError
 
 

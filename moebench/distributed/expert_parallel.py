@@ -24,7 +24,7 @@ import torch.distributed as dist
 from moebench.errors import UserError
 from moebench.models.experts import Assignment
 
-from .env import comm_timer, groups, world_size
+from .groups import comm_timer, groups, world_size
 
 EXPERT_PARAMS = ("w_up", "w_gate", "w_down")
 

@@ -27,7 +27,7 @@ import torch.distributed as dist
 from moebench.errors import UserError
 
 from . import expert_parallel as ep_mod
-from .env import (all_reduce_scalars, backend_name, comm_timer, gather_scalars, is_distributed, rank,
+from .groups import (all_reduce_scalars, backend_name, comm_timer, gather_scalars, is_distributed, rank,
                   rank_generator_seed, world_size)
 
 

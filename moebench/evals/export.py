@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from moebench.errors import UserError
-from moebench.models.config import ModelConfig
+from moebench.models.spec import ModelConfig
 
 ROPE_THETA = 10000.0  # moebench.models.transformer.rope_cache's base
 

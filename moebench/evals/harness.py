@@ -243,7 +243,7 @@ def _as_lm(model_or_run_dir, batch_size: int) -> LM:
     return MoebenchLM(model=model, tokenizer=tokenizer, seq_len=seq_len, device=device, batch_size=batch_size)
 
 
-def summarize(results: dict) -> dict:
+def scores_of(results: dict) -> dict:
     """lm-eval's results -> {task: {metric: value, ..., "version", "n_shot"}}; ",none" filter suffixes dropped."""
     out = {}
     for task, metrics in results["results"].items():
@@ -292,4 +292,4 @@ def run_lm_eval(model_or_run_dir, tasks: list[str], limit: Optional[int] = None,
                           # Scoring is deterministic; leaving the global RNGs alone keeps a caller's (the
                           # trainer's) random streams reproducible.
                           random_seed=None, numpy_random_seed=None, torch_random_seed=None)
-    return summarize(res)
+    return scores_of(res)

@@ -1,5 +1,5 @@
 """Models: a dense-or-MoE decoder-only transformer, routers, expert backends."""
-from .config import ModelConfig, MoEConfig
+from .spec import ModelConfig, MoEConfig
 from .transformer import ModelOutput, Transformer
 
 __all__ = ["ModelConfig", "MoEConfig", "ModelOutput", "Transformer"]

@@ -22,7 +22,7 @@ from .experts import expert_counts
 
 def layer_counters(E: int, routed_expert_idx: torch.Tensor, n_dropped: int | torch.Tensor, probs, logits) -> dict:
     """One layer's raw counters as tensors on the layer's device (no host read, no float64: the caller sums
-    them over batches on the device and `summarize` reads them back once)."""
+    them over batches on the device and `expert_stats` reads them back once)."""
     dev = routed_expert_idx.device
     with torch.no_grad():
         c = {"counts": expert_counts(routed_expert_idx, E),
@@ -60,7 +60,7 @@ def to_host(counters: list[dict]) -> list[dict]:
     return out
 
 
-def summarize(counters: list[dict], dead_threshold: float) -> dict:
+def expert_stats(counters: list[dict], dead_threshold: float) -> dict:
     counters = to_host(counters)
     layers, ent, rent, cvs, maxl, dead, z, lb = [], [], [], [], [], 0, [], []
     routed = dropped = 0.0

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from .activations import ACTIVATIONS
 from .backends import get_backend
-from .config import MoEConfig
+from .spec import MoEConfig
 from .experts import Assignment, expert_counts
 from .mlp import MLP
 from .routers import ROUTERS, Routing

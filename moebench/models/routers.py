@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from moebench.registry import Registry
 
-from .config import MoEConfig
+from .spec import MoEConfig
 from .experts import Assignment
 
 

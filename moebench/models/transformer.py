@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig
+from .spec import ModelConfig
 from .mlp import MLP
 from .moe import MoELayer
 

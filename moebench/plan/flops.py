@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from moebench.models.activations import ACTIVATIONS
-from moebench.models.config import ModelConfig
+from moebench.models.spec import ModelConfig
 from moebench.models.routers import ROUTERS
 
 

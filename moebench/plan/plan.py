@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from moebench.errors import SuiteValidationError
 from moebench.io import run_key
 from moebench.plan.flops import Counts, count
-from moebench.models.config import ModelConfig, MoEConfig
+from moebench.models.spec import ModelConfig, MoEConfig
 from moebench.config.schema import VariantSpec
 from moebench.config.suite import Suite
 

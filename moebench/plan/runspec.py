@@ -9,7 +9,7 @@ from typing import Optional
 
 from moebench.config.schema import CorpusSpec, EvalSpec, InferenceSpec, TrainSpec
 from moebench.io import run_key
-from moebench.models.config import ModelConfig
+from moebench.models.spec import ModelConfig
 
 from .plan import Plan, PlanRow
 

@@ -4,7 +4,7 @@ hand-written descriptions: what each variant is (MoE blocks, experts, parameters
 from __future__ import annotations
 
 from moebench.analysis import stats
-from moebench.models.config import ModelConfig, MoEConfig
+from moebench.models.spec import ModelConfig, MoEConfig
 
 from .tables import Table, fmt, si
 

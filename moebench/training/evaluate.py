@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from moebench.models.counters import accumulate, summarize
+from moebench.models.counters import accumulate, expert_stats
 from moebench.models.moe import collecting_stats
 
 
@@ -55,6 +55,6 @@ def evaluate(model, windows: torch.Tensor, batch_size: int, device, bytes_per_to
     loss = float(total) / count
     res = {"loss": loss, "ppl": math.exp(min(loss, 700)), "bpb": bits_per_byte(loss, bytes_per_token)}
     if counters is not None:
-        res["experts"] = summarize(counters, dead_threshold)
+        res["experts"] = expert_stats(counters, dead_threshold)
     return res
 

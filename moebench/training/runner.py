@@ -12,7 +12,7 @@ import yaml
 from tqdm import tqdm
 
 from moebench import io as R
-from moebench.distributed import env as D  # [distributed] rank 0 writes; identity in one process
+from moebench.distributed import groups as D  # [distributed] rank 0 writes; identity in one process
 from moebench.models.backends import resolve_device
 from moebench.models.weights import weights_bytes
 from moebench.training.env import environment

@@ -283,9 +283,9 @@ class Trainer:
                 if self.stop and not last:  # [distributed] any rank's request stops every rank (step_metrics)
                     self.save_checkpoint()
                     raise KeyboardInterrupt
-        return self.summarize()
+        return self.summary()
 
-    def summarize(self) -> dict:
+    def summary(self) -> dict:
         rows = R.read_metrics(self.metrics_path)
         train = [r for r in rows if r["kind"] == "train"]
         evals = [r for r in rows if r["kind"] == "eval"]

@@ -5,9 +5,9 @@ import sys
 import torch
 import torch.distributed as dist
 
-from moebench.distributed import env
+from moebench.distributed import groups as env
 from moebench.distributed.expert_parallel import shard_model
-from moebench.models.config import MoEConfig
+from moebench.models.spec import MoEConfig
 from moebench.models.moe import MoELayer
 
 

@@ -133,7 +133,7 @@ def test_expert_parallel_without_enough_processes_is_a_user_error(tmp_path, caps
 
 
 def test_comm_timer_merges_overlapping_intervals():
-    from moebench.distributed.env import CommTimer
+    from moebench.distributed.groups import CommTimer
 
     t = CommTimer()
     for s, e in ((0.0, 1.0), (0.5, 1.5), (3.0, 4.0), (3.2, 3.4)):

@@ -16,7 +16,7 @@ from moebench.evals.export import hf_problems
 from moebench.evals.harness import run_lm_eval
 from moebench.evals.hf_tokenizer import write_tokenizer
 from moebench.evals.load import load_trained
-from moebench.models.config import ModelConfig, MoEConfig
+from moebench.models.spec import ModelConfig, MoEConfig
 from tests.helpers import tiny
 
 # GQA, both tied and untied embeddings, top-2 routing over 4 experts

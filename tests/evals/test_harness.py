@@ -115,7 +115,7 @@ def test_generation_stops_at_gpt2_end_of_text():
 
 
 def test_real_transformer_through_adapter():
-    from moebench.models.config import ModelConfig
+    from moebench.models.spec import ModelConfig
     from moebench.models.transformer import Transformer
 
     torch.manual_seed(0)
@@ -202,7 +202,7 @@ def test_run_directory_via_load_trained(tmp_path):
     import yaml
 
     from moebench import io as results
-    from moebench.models.config import ModelConfig
+    from moebench.models.spec import ModelConfig
     from moebench.models.transformer import Transformer
 
     cfg = ModelConfig(vocab_size=256, seq_len=32, d_model=32, n_layers=1, n_heads=2, d_ff=64)

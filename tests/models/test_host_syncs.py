@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from moebench.models import ModelConfig, MoEConfig, Transformer
-from moebench.models.counters import summarize, to_host
+from moebench.models.counters import expert_stats, to_host
 from moebench.models.moe import MoELayer, collecting_stats
 from tests.syncs import HostSyncs
 
@@ -61,7 +61,7 @@ def test_statistics_stay_on_the_device_until_summarized():
         host = to_host([counters, counters])
     assert s.counts == {"cpu": 1}  # one read-back of every counter of every layer, packed
     assert all(v.device.type == "cpu" and v.dtype == torch.float64 for layer in host for v in layer.values())
-    summary = summarize([counters], dead_threshold=0.1)
+    summary = expert_stats([counters], dead_threshold=0.1)
     assert sum(summary["layers"][0]["load"]) == pytest.approx(1.0)
 
 

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from moebench.models.backends import BACKENDS
-from moebench.models.config import MoEConfig
+from moebench.models.spec import MoEConfig
 from moebench.models.experts import Assignment, reference_experts
 from moebench.models.moe import MoELayer, collecting_stats, token_choice_assignment
 from moebench.models.routers import ROUTERS, Routing
-from moebench.models.counters import layer_counters, summarize
+from moebench.models.counters import expert_stats, layer_counters
 
 
 def naive_per_token(x, assign, w_up, w_gate, w_down, activation):
@@ -132,7 +132,7 @@ def test_expert_choice_capacity_and_groups():
 
 def test_stats_summary_by_hand():
     counters = [layer_counters(4, torch.tensor([0, 0, 0, 1]), 1, None, None)]
-    s = summarize(counters, dead_threshold=0.1)
+    s = expert_stats(counters, dead_threshold=0.1)
     assert s["layers"][0]["load"] == [0.75, 0.25, 0.0, 0.0]
     assert s["max_load_x_E"] == pytest.approx(3.0)
     assert s["dead_experts"] == 2

@@ -6,7 +6,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from moebench.models.backends import BACKENDS
-from moebench.models.config import MoEConfig
+from moebench.models.spec import MoEConfig
 from moebench.models.mlp import MLP
 from moebench.models.moe import MoELayer
 

@@ -9,7 +9,7 @@ from safetensors import safe_open
 
 from moebench import io as R
 from moebench.evals.load import load_trained
-from moebench.models.config import ModelConfig, MoEConfig
+from moebench.models.spec import ModelConfig, MoEConfig
 from moebench.models.transformer import Transformer
 from moebench.models.weights import load_weights, weights_bytes
 

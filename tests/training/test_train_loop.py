@@ -83,7 +83,7 @@ def test_distributed_step_metrics_are_one_collective(monkeypatch):
 def test_evaluation_reads_back_once(tmp_path, monkeypatch):
     tr = trainer(tmp_path)
     seen = []
-    monkeypatch.setattr(ev_mod, "summarize", lambda counters, dead: seen.append(counters) or {})
+    monkeypatch.setattr(ev_mod, "expert_stats", lambda counters, dead: seen.append(counters) or {})
     with HostSyncs(to_cpu=False) as s:
         res = ev_mod.evaluate(tr.model, tr.windows, 4, tr.device, 1.0)
     # one read (the summed loss; both modes see it); the counters reach summarize as device tensors

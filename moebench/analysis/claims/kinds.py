@@ -1,7 +1,7 @@
 """Claim judges, one per kind (specs in moebench.config.claims): ResultSet -> Verdict with numbers, a one-line
 reason and the rule applied.
 
-Expert statistics read from summary.json "experts" (written by the trainer, models/counters.py summarize()):
+Expert statistics read from summary.json "experts" (written by the trainer, models/counters.py expert_stats()):
   entropy        load entropy H(load) / log E in [0, 1], mean over MoE layers (1 = perfectly balanced)
   max_load_x_E   max over experts of load share x E, max over layers (1 = balanced; Shazeer et al. saw 17.8)
   dead_experts   experts whose load share < dead_threshold / E, summed over layers
