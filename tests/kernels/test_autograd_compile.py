@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernel_helpers import make_weights, topk_assign
+from tests.kernels.kernel_helpers import make_weights, topk_assign
 from moebench.kernels.moe_ops import experts_fwd, triton_experts
 from moebench.models.experts import Assignment, reference_experts
 

@@ -6,7 +6,7 @@ import inspect
 import pytest
 import torch
 
-from kernel_helpers import make_weights, topk_assign, triton_assign
+from tests.kernels.kernel_helpers import make_weights, topk_assign, triton_assign
 from moebench.kernels import activation, combine, grouped_gemm, grouped_xty, moe_ops, permute, routing
 from moebench.kernels.combine import combine_rows, token_segments
 from moebench.models.experts import Assignment, reference_experts

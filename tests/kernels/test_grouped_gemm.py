@@ -6,7 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernel_helpers import all_to_one_assign, make_weights
+from tests.kernels.kernel_helpers import all_to_one_assign, make_weights
 from moebench.kernels.config import INTERPRETER_DEFAULT, override
 from moebench.kernels.grouped_gemm import grouped_mm, swizzle_tile
 from moebench.kernels.moe_ops import triton_experts

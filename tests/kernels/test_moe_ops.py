@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernel_helpers import (all_to_one_assign, expert_choice_assign, make_weights, per_token_loop,
+from tests.kernels.kernel_helpers import (all_to_one_assign, expert_choice_assign, make_weights, per_token_loop,
                             topk_assign, triton_assign)
 from moebench.kernels.moe_ops import is_available
 from moebench.models.experts import Assignment, reference_experts

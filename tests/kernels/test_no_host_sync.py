@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
-from kernel_helpers import all_to_one_assign, make_weights
+from tests.kernels.kernel_helpers import all_to_one_assign, make_weights
 from moebench.kernels import moe_ops
 
 SYNCS = {torch.Tensor.item, torch.Tensor.cpu, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__int__,
