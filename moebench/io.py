@@ -176,6 +176,17 @@ def run_integrity(rd: Path) -> dict:
     return out
 
 
+def read_config(rd: Path) -> dict | None:
+    """A run directory's config.yaml as a mapping; None when it is missing or unreadable ({} if not a mapping)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((Path(rd) / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return cfg if isinstance(cfg, dict) else {}
+
+
 def read_summary(rd: Path) -> tuple[dict | None, str | None]:
     """(summary, None), (None, None) when there is none yet, or (None, problem) when it is unreadable."""
     path = Path(rd) / SUMMARY

@@ -27,8 +27,8 @@ import pandas as pd
 import yaml
 
 from moebench.errors import UserError
-from moebench.io import (CONFIG, METRICS, PLANNED_RUNS, SIDEBYSIDE, read_json, read_metrics,
-                         read_summary, run_key, verify_run)
+from moebench.io import (METRICS, PLANNED_RUNS, SIDEBYSIDE, read_json, read_metrics,
+                         read_config, read_summary, run_key, verify_run)
 
 FINAL_KEYS = ("val_loss", "val_ppl", "val_bpb", "test_loss", "test_ppl", "test_bpb")
 CURVE_COLS = ("variant", "seed", "step", "tokens", "flops", "wall", "val_loss", "val_ppl", "val_bpb")
@@ -190,14 +190,6 @@ def _merge_env(envs: list[dict]) -> dict:
     return out
 
 
-def _config(d: Path) -> dict:
-    try:
-        cfg = yaml.safe_load((d / CONFIG).read_text(encoding="utf-8")) if (d / CONFIG).exists() else {}
-    except yaml.YAMLError:
-        cfg = {}
-    return cfg if isinstance(cfg, dict) else {}
-
-
 def _seed_dirs(results_dir: Path):
     # superseded/ holds archived runs of older configs (training/rundirs.py), not this suite's runs
     for vdir in sorted(p for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
@@ -243,7 +235,7 @@ def read_records(results_dir: Path) -> list[RunRecord]:
         s, problem = read_summary(d)
         problem = problem or (verify_run(d, s) if s is not None else None)
         metrics = [] if problem else list(read_metrics(d / METRICS))
-        out.append(RunRecord(variant, seed, None if problem else s, _config(d), metrics, problem))
+        out.append(RunRecord(variant, seed, None if problem else s, read_config(d) or {}, metrics, problem))
     return out
 
 

@@ -6,7 +6,6 @@ import datetime as _dt
 import os
 from pathlib import Path
 
-import yaml
 
 from moebench import io as R
 from moebench.errors import UserError
@@ -25,7 +24,7 @@ def run_state(rd: Path, spec: RunSpec) -> str:
         if summary.get("config_hash") != spec.config_hash:
             return "stale"
         return "damaged" if R.verify_run(rd, summary) else "done"
-    cfg = _config_on_disk(rd)
+    cfg = R.read_config(rd)
     if cfg is not None:
         return "resume" if cfg.get("config_hash") == spec.config_hash else "stale"
     return "new"
@@ -35,14 +34,6 @@ def damage(rd: Path) -> str:
     """The one-line reason run_state said 'damaged'."""
     summary, problem = R.read_summary(rd)
     return problem or R.verify_run(rd, summary) or f"{rd}: damaged"
-
-
-def _config_on_disk(rd: Path) -> dict | None:
-    try:
-        cfg = yaml.safe_load((Path(rd) / R.CONFIG).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    return cfg if isinstance(cfg, dict) else {}
 
 
 def _flat(d, prefix: str = "") -> dict:
@@ -71,7 +62,7 @@ def stale_finished(specs: list[RunSpec], results_root: Path) -> list[tuple[RunSp
         rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed)
         summary, _ = R.read_summary(rd)
         if summary is not None and summary.get("config_hash") != spec.config_hash:
-            out.append((spec, config_diff(_config_on_disk(rd) or {}, spec.to_dict())))
+            out.append((spec, config_diff(R.read_config(rd) or {}, spec.to_dict())))
     return out
 
 
@@ -106,7 +97,7 @@ def archive_tag(rd: Path, state: str) -> str:
     if state == "damaged":
         return "damaged-" + _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     summary, _ = R.read_summary(rd)
-    return str((summary or _config_on_disk(rd) or {}).get("config_hash") or "unknown")
+    return str((summary or R.read_config(rd) or {}).get("config_hash") or "unknown")
 
 
 def check_writable(path: Path, flag: str) -> None:
