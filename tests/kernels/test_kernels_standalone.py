@@ -1,10 +1,10 @@
-"""moebench.kernels (top-level kernels/) depends on torch and triton only; kernels/tools may use moebench."""
+"""moebench.kernels (kernels/moebench_kernels/) depends on torch and triton only; its tools/ may use moebench."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-KERNELS = Path(__file__).resolve().parents[2] / "kernels"
+KERNELS = Path(__file__).resolve().parents[2] / "kernels" / "moebench_kernels"
 ALLOWED = {"torch", "triton", "numpy", "__future__"}
 
 

@@ -67,16 +67,32 @@ def test_lock_refuses_then_waits(tmp_path):
         with pytest.raises(UserError, match=r"in use by another moebench run \(pid \d+ on .* since "):
             with suite_lock(tmp_path / "s"):
                 pass
+    # No timing in this test: the holder keeps the lock until told to let go (a line on its stdin), and writes a
+    # marker file while it still holds it, so "we got the lock after the holder let go" is an ordering the test
+    # can check on a loaded machine (it used to sleep 2 s and poll the holder's exit, a race under load).
+    marker = tmp_path / "holder-releasing"
     holder = subprocess.Popen([sys.executable, "-c",
-                               "import time; from moebench.training.lock import suite_lock\n"
-                               f"with suite_lock({str(tmp_path / 's')!r}):\n print('held', flush=True); time.sleep(2)"],
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    said = []
-    with suite_lock(tmp_path / "s", wait=True, poll_s=0.05, log=said.append):
-        assert holder.poll() is not None  # we got it only after the holder let go
-    assert said and "waiting for" in said[0]
-    holder.wait()
+                               "import sys; from pathlib import Path; from moebench.training.lock import suite_lock\n"
+                               f"with suite_lock({str(tmp_path / 's')!r}):\n"
+                               " print('held', flush=True); sys.stdin.readline()\n"
+                               f" Path({str(marker)!r}).write_text('releasing')\n"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        said = []
+
+        def log(msg):  # called once the waiter has found the lock busy: only then may the holder let go
+            said.append(msg)
+            holder.stdin.write("go\n")
+            holder.stdin.flush()
+
+        with suite_lock(tmp_path / "s", wait=True, poll_s=0.01, log=log):
+            assert marker.read_text() == "releasing"  # we got it only after the holder let go
+        assert len(said) == 1 and "waiting for" in said[0]
+        assert holder.wait(timeout=120) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
 
 
 def test_sidebyside_times_variants_interleaved(trained):
