@@ -36,10 +36,21 @@ def _header(rs) -> list:
     n_ok = int((rs.runs["status"] == "ok").sum()) if len(rs.runs) else 0
     items = [f"git SHA: {e.get('git_sha', 'n/a')}{dirty}",
              f"python {e.get('python', 'n/a')}, torch {e.get('torch', 'n/a')}, triton {e.get('triton', 'n/a')}",
+             _lock_line(e),
              f"device: {e.get('device', 'n/a')} ({e.get('device_name', 'n/a')}); CPU: {e.get('cpu_model', 'n/a')}",
              f"total training wall time: {rs.total_wall_time_s():.1f} s over {len(rs.runs)} runs ({n_ok} finished ok)"]
     return [("h1", f"moebench report: {rs.name}"),
             ("p", "Date: " + datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")), ("list", items)]
+
+
+def _lock_line(e: dict) -> str:
+    state, sha = e.get("lock_state"), e.get("lock_sha256")
+    if state is None:
+        return "environment lock: not recorded (runs made before requirements/test.lock)"
+    if state == "no lock":
+        return "environment lock: none (not run from a checkout with requirements/test.lock)"
+    line = f"environment lock: requirements/test.lock sha256 {str(sha)[:12]}, {state}"
+    return line + (f" ({e['lock_differ']})" if state != "locked" and e.get("lock_differ") else "")
 
 
 def _rules(verdicts, min_tpp_default: float = 1.0) -> list:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .lockfile import lock_state
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -82,5 +84,6 @@ def environment(device: torch.device, dtype: str = "float32") -> dict:
         "argv": sys.argv[1:],
         "param_bytes": 2 if dtype in ("bfloat16", "float16") else 4,
         "fp32_matmul": fp32_matmul(),  # train.tf32, applied by the trainer
+        **lock_state(),  # the locked environment's hash, and whether every pinned version is the installed one
         **dict(_peaks(device.type)),  # device peak FLOP/s and bandwidth (spec sheet or measured probe)
     }

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import yaml
 
 from moebench import io as R
 from moebench.cli import main
+from tests.cli import paused_cli as pc
 from tests.helpers import tiny
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,15 +89,16 @@ def test_kill_mid_run_then_rerun_equals_uninterrupted(tmp_path):
     assert ref.returncode == 0, ref.stderr.decode()[-2000:]
 
     res = tmp_path / "res"
-    proc = subprocess.Popen(cmd + ["--results", str(res)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    ckpt = res / "tiny/moe/seed-0" / R.CHECKPOINT
-    deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the suite finished before it could be killed; make it longer"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # the moe run stops itself after its step-5 checkpoint: the kill lands there, whatever the machine's load
+    paused = [sys.executable, str(pc.SCRIPT)] + cmd[3:] + ["--results", str(res)]
+    with open(tmp_path / "out.txt", "w") as out:
+        proc = subprocess.Popen(paused, env={**env, "MOEBENCH_TEST_PAUSE": "moe:5"}, stdout=out, stderr=out)
+        pc.wait_for(lambda: pc.state(proc.pid) in ("T", "Z", None), "the moe run to pause at step 5")
+        assert pc.state(proc.pid) == "T", (tmp_path / "out.txt").read_text()[-2000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     assert (res / "tiny/dense/seed-0" / R.SUMMARY).exists() and not (res / "tiny/moe/seed-0" / R.SUMMARY).exists()
+    assert (res / "tiny/moe/seed-0" / R.CHECKPOINT).exists()
 
     again = subprocess.run(cmd + ["--results", str(res)], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -111,16 +112,16 @@ def test_kill_mid_run_then_rerun_equals_uninterrupted(tmp_path):
 
 
 def test_sigterm_checkpoints_and_exits_130(tmp_path):
-    suite = write_suite(tmp_path, **{"train.steps": 400, "train.checkpoint_every": 1000, "variants.moe": None})
+    suite = write_suite(tmp_path, **{"train.steps": 40, "train.checkpoint_every": 1000, "variants.moe": None})
     suite.write_text(suite.read_text().replace("moe: null\n", ""))
-    cmd = [sys.executable, "-m", "moebench", "run", str(suite), "--results", str(tmp_path / "res"), "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "res/tiny/dense/seed-0" / R.METRICS
-    deadline = time.time() + 120
-    while (not metrics.exists() or metrics.stat().st_size == 0) and time.time() < deadline:
-        time.sleep(0.02)
+    cmd = [sys.executable, str(pc.SCRIPT), "run", str(suite), "--results", str(tmp_path / "res"), "--quiet"]
+    # paused before step 3: the SIGTERM waits, pending, and is handled the moment the run continues
+    proc = subprocess.Popen(cmd, env={**os.environ, "MOEBENCH_TEST_PAUSE": "dense:2"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    pc.wait_for(lambda: pc.state(proc.pid) in ("T", "Z", None), "the run to pause at step 2")
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    proc.send_signal(signal.SIGCONT)
+    _, err = proc.communicate(timeout=pc.PATIENCE_S)
     assert proc.returncode == 130, err
     assert "rerun the same command to resume" in err and "Traceback" not in err
     assert (tmp_path / "res/tiny/dense/seed-0" / R.CHECKPOINT).exists()

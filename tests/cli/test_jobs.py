@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +12,7 @@ import yaml
 
 from moebench import io as R
 from moebench.cli import main
+from tests.cli import paused_cli as pc
 from tests.helpers import tiny
 
 # min_tokens_per_param 0: a tiny run is far from one token per parameter, and these claims must reach a verdict
@@ -166,11 +166,19 @@ def test_a_nan_run_fails_alone_under_jobs_2(tmp_path):
     assert (tmp_path / "res/tiny/moe/seed-0" / R.SUMMARY).exists() and (tmp_path / "rep/tiny/README.md").exists()
 
 
-def _wait(cond, proc, timeout=300):
-    deadline = time.time() + timeout
-    while not cond() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    return cond()
+def _paused(cmd: list, pause: str, out: Path) -> subprocess.Popen:
+    """`moebench run --jobs 2` through tests/cli/paused_cli.py: the workers training `pause`'s variant stop
+    themselves at its step (their checkpoint of that step written), the others run on."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", MOEBENCH_TEST_PAUSE=pause)
+    with open(out, "w") as f:
+        return subprocess.Popen([sys.executable, str(pc.SCRIPT)] + cmd, env=env, stdout=f, stderr=f)
+
+
+def _stopped_workers(proc, n: int, why: str, also=lambda: True) -> list[int]:
+    stopped = lambda: [w for w in pc.children(proc.pid) if pc.state(w) == "T"]  # noqa: E731
+    pc.wait_for(lambda: proc.poll() is not None or (len(stopped()) >= n and also()), why)
+    assert proc.poll() is None, f"the suite ended before {why}"
+    return stopped()
 
 
 def test_kill_9_during_jobs_2_then_rerun_resumes_and_equals_uninterrupted(tmp_path, reference):
@@ -184,18 +192,20 @@ def test_kill_9_during_jobs_2_then_rerun_resumes_and_equals_uninterrupted(tmp_pa
     assert done.returncode == 0, done.stderr[-2000:]
 
     res = tmp_path / "res"
-    proc = subprocess.Popen(cmd + ["--results", str(res)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # the dense runs finish; the moe runs stop themselves after their step-5 checkpoint, so the kill lands while a
+    # run is finished and another is half done, whatever the machine's load
+    proc = _paused(cmd[3:] + ["--results", str(res)], "moe:5", tmp_path / "out.txt")
     dirs = [R.run_dir(res, "tiny", *k) for k in RUNS]
-    mid = lambda: any((d / R.SUMMARY).exists() for d in dirs) and any(  # noqa: E731
-        (d / R.CHECKPOINT).exists() and not (d / R.SUMMARY).exists() for d in dirs)
-    assert _wait(mid, proc), "the suite finished before it could be killed; make it longer"
+    _stopped_workers(proc, 1, "a finished run and a moe run paused at step 5",
+                     also=lambda: any((d / R.SUMMARY).exists() for d in dirs))
+    workers = pc.children(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    sizes = {d: (d / R.METRICS).stat().st_size for d in dirs if (d / R.METRICS).exists()}
-    time.sleep(2)
-    assert sizes == {d: (d / R.METRICS).stat().st_size for d in sizes}, "a worker outlived its parent"
+    # a worker that outlived its parent would go on writing into the results directory
+    pc.wait_for(lambda: all(pc.state(w) in (None, "Z") for w in workers), "the workers to die with their parent")
     finished = [d for d in dirs if (d / R.SUMMARY).exists()]
     assert 0 < len(finished) < len(dirs)
+    assert any((d / R.CHECKPOINT).exists() and not (d / R.SUMMARY).exists() for d in dirs)
 
     again = subprocess.run(cmd + ["--results", str(res)], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -207,50 +217,41 @@ def test_kill_9_during_jobs_2_then_rerun_resumes_and_equals_uninterrupted(tmp_pa
 
 
 def test_sigterm_stops_every_worker_at_a_checkpoint_and_exits_130(tmp_path):
-    suite = write_suite(tmp_path, **{"train.steps": 400, "train.checkpoint_every": 1000})
-    cmd = [sys.executable, "-m", "moebench", "run", str(suite), "--results", str(tmp_path / "res"), "--quiet",
-           "--jobs", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    suite = write_suite(tmp_path, **{"train.steps": 40, "train.checkpoint_every": 1000})
+    cmd = ["run", str(suite), "--results", str(tmp_path / "res"), "--quiet", "--jobs", "2"]
     metrics = [R.run_dir(tmp_path / "res", "tiny", v, 0) / R.METRICS for v in ("dense", "moe")]
-    assert _wait(lambda: all(m.exists() and m.stat().st_size > 0 for m in metrics), proc)
+    # both workers stop themselves before step 3; the parent's SIGTERM reaches them as a pending signal, and only
+    # once it waits in both (seen in /proc) do they continue: then each stops at its next step boundary
+    proc = _paused(cmd, "dense,moe:2", tmp_path / "out.txt")
+    workers = _stopped_workers(proc, 2, "both runs paused at step 2")
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    pc.wait_for(lambda: all(pc.pending(w, signal.SIGTERM) for w in workers), "the parent to relay SIGTERM")
+    for w in workers:
+        os.kill(w, signal.SIGCONT)
+    proc.wait(timeout=pc.PATIENCE_S)
+    err = (tmp_path / "out.txt").read_text()
     assert proc.returncode == 130, err
     assert "rerun the same command to resume" in err and "Traceback" not in err
     for m in metrics:  # both runs stopped at a step boundary with a checkpoint (checkpoint_every is 1000)
         assert (m.parent / R.CHECKPOINT).exists() and not (m.parent / R.SUMMARY).exists()
 
 
-def _workers_of(pid: int) -> list[int]:
-    """The spawned worker processes of `pid` (Linux /proc), not multiprocessing's resource tracker."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmd = (stat.parent / "cmdline").read_bytes().decode(errors="replace")
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == pid and "spawn_main" in cmd and "resource_tracker" not in cmd:
-            out.append(int(stat.parent.name))
-    return out
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker processes through Linux /proc")
 def test_a_worker_killed_mid_run_fails_only_its_run_and_a_rerun_resumes_it(tmp_path):
-    suite = write_suite(tmp_path, **{"train.steps": 300, "train.checkpoint_every": 5, "eval.interval": 100})
-    cmd = [sys.executable, "-m", "moebench", "run", str(suite), "--results", str(tmp_path / "res"), "--reports",
-           str(tmp_path / "rep"), "--jobs", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    suite = write_suite(tmp_path, **{"train.steps": 60, "train.checkpoint_every": 5, "eval.interval": 100})
+    cmd = ["run", str(suite), "--results", str(tmp_path / "res"), "--reports", str(tmp_path / "rep"), "--jobs", "2"]
     ckpts = [R.run_dir(tmp_path / "res", "tiny", v, 0) / R.CHECKPOINT for v in ("dense", "moe")]
-    assert _wait(lambda: all(c.exists() for c in ckpts), proc), "a run finished before both had a checkpoint"
-    victim = _workers_of(proc.pid)[0]
+    # the dense run stops itself after its step-5 checkpoint; that worker is the one killed, the moe run goes on
+    proc = _paused(cmd, "dense:5", tmp_path / "out.txt")
+    (victim,) = _stopped_workers(proc, 1, "the dense run paused at step 5")
     os.kill(victim, signal.SIGKILL)
-    out, err = proc.communicate(timeout=600)
+    proc.wait(timeout=pc.PATIENCE_S)
+    err = (tmp_path / "out.txt").read_text()
     assert proc.returncode == 1, err[-2000:]
     assert "the worker process died; rerun the same command to resume" in err and "Traceback" not in err
     summaries = [(c.parent / R.SUMMARY).exists() for c in ckpts]
     assert summaries.count(True) == 1  # the other run finished beside it
     assert (tmp_path / "rep/tiny/README.md").exists()
-    again = subprocess.run(cmd, capture_output=True, text=True)
+    again = subprocess.run([sys.executable, "-m", "moebench"] + cmd, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming from step" in again.stdout and "already finished" in again.stdout
