@@ -260,7 +260,7 @@ def cmd_bench(args) -> int:
     import torch
 
     from moebench.io import atomic_write_text
-    from moebench.kernels.tools.bench import format_table as kernel_table, run_kernel_bench
+    from moebench.models.expert_bench import format_table as kernel_table, run_kernel_bench
     from moebench.training.env import device_name
 
     rows = run_kernel_bench()

@@ -39,6 +39,10 @@ def test_run_writes_results_and_report(tmp_path, capsys):
         assert set(s["final"]) >= {"val_loss", "val_bpb", "test_loss", "test_ppl"}
         assert s["peak_memory_bytes"] > 0 and s["peak_memory_method"].startswith("cpu")
         assert s["env"]["torch"] and s["config_hash"]
+        # the locked environment: its hash, and whether this interpreter runs exactly its versions
+        assert s["env"]["lock_sha256"] == R.sha256_file(REPO / "requirements" / "test.lock")
+        assert s["env"]["lock_state"] in ("locked", "unlocked")
+        assert (s["env"]["lock_state"] == "unlocked") == bool(s["env"]["lock_differ"])
         # PTB bytes: ~5.1M training tokens, of which this run saw 1,536 once
         assert s["unique_train_tokens"] > 4_000_000 and s["epochs"] == s["tokens"] / s["unique_train_tokens"]
         evals = [r for r in R.read_metrics(rd / R.METRICS) if r["kind"] == "eval"]
@@ -46,7 +50,8 @@ def test_run_writes_results_and_report(tmp_path, capsys):
         assert (rd / R.CONFIG).exists() and (rd / R.FINAL_MODEL).exists() and not (rd / R.CHECKPOINT).exists()
     moe = R.read_json(tmp_path / "res" / "tiny" / "moe" / "seed-0" / R.SUMMARY)
     assert moe["backend"] == "torch" and len(moe["experts"]["layers"]) == 2
-    assert (tmp_path / "rep" / "tiny" / "README.md").exists()
+    report = (tmp_path / "rep" / "tiny" / "README.md").read_text()
+    assert f"environment lock: requirements/test.lock sha256 {s['env']['lock_sha256'][:12]}" in report
 
 
 def test_rerun_skips_finished_and_force_redoes(tmp_path, capsys):

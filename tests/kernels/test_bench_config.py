@@ -6,8 +6,8 @@ import json
 import torch
 
 from moebench.kernels import config
-from moebench.kernels.tools import tune
-from moebench.kernels.tools.bench import GPU_SHAPES, format_table, run_kernel_bench
+from moebench.models import expert_tune as tune
+from moebench.models.expert_bench import GPU_SHAPES, format_table, run_kernel_bench
 
 TINY = {"name": "tiny", "E": 4, "k": 2, "d": 32, "f": 48, "activation": "swiglu", "tokens": [64]}
 

@@ -1,4 +1,5 @@
-"""moebench.kernels (kernels/moebench_kernels/) depends on torch and triton only; its tools/ may use moebench."""
+"""moebench.kernels (kernels/moebench_kernels/) depends on torch and triton only (the benchmark and tuner that
+build model-level inputs live in moebench/models/expert_bench.py and expert_tune.py)."""
 from __future__ import annotations
 
 import ast
@@ -34,7 +35,7 @@ def _outside_imports(path: Path) -> list[str]:
 
 
 def test_kernels_import_only_torch_triton_numpy_and_stdlib():
-    files = [p for p in KERNELS.rglob("*.py") if "tools" not in p.relative_to(KERNELS).parts]
+    files = list(KERNELS.rglob("*.py"))
     assert len(files) >= 8, files  # the walk really found the package
     bad = [b for p in files for b in _outside_imports(p)]
     assert not bad, bad

@@ -4,7 +4,8 @@ Active FLOPs only (what the tokens actually use): forward of a gated MLP is 6*T*
 forward+backward 18*T*k*d*f; non-gated 4 and 12. The dense reference is one GEMM [T*k, d] @ [d, 3f] (2f if
 not gated) timed in the same run, so `frac_dense` = dense time / path time says how much of the device's
 achievable GEMM throughput the MoE path keeps, independent of clock and driver.
-Imports moebench.models (the torch backends it compares against), so it lives in kernels/tools.
+Model-level (it builds Assignments and compares against the torch backends), so it lives beside the backends,
+not in kernels/ (which imports only torch and triton).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 
 import torch
 
-from ..timing import median_ms
+from moebench.kernels.timing import median_ms
 
 GPU_SHAPES = [
     # Mixtral-8x7B-like coarse experts
@@ -34,11 +35,11 @@ CPU_SHAPES = [
 
 
 def _paths(device: torch.device) -> dict:
-    from moebench.models.backends import torch_grouped_experts, torch_loop_experts
+    from .backends import torch_grouped_experts, torch_loop_experts
 
     paths = {}
     if device.type == "cuda":
-        from moebench.models.backends import _triton
+        from .backends import _triton
 
         paths["triton"] = _triton
     else:  # on a GPU a Python loop over 64-128 experts only slows the run down; on CPU it is the baseline
@@ -49,7 +50,7 @@ def _paths(device: torch.device) -> dict:
 
 
 def _inputs(shape: dict, T: int, dtype, device, seed: int = 0):
-    from moebench.models.experts import Assignment
+    from .experts import Assignment
 
     # Generated on the device: the coarse shape's weights are ~1.4G numbers, slow to make on a CPU.
     gen = torch.Generator(device=device).manual_seed(seed)

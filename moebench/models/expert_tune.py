@@ -1,11 +1,11 @@
-"""Pick block sizes by timing candidates on the current GPU, and store the winner in configs/<gpu>.json.
+"""Pick block sizes by timing candidates on the current GPU, and store the winner in moebench.kernels' configs/<gpu>.json.
 
 Every candidate is timed on the whole layer forward+backward (what training pays for). The GEMM config
 (BLOCK_M/N/K, warps, stages; shared by the four row-blocked kernels) is searched first with the default X^T Y
 config, then the X^T Y config (weight-gradient kernels) with the GEMM winner fixed: two 1-D searches instead
 of their product. Candidates that fail to compile (shared memory, registers) are skipped. Usage on a GPU machine:
 
-    python -m moebench.kernels.tools.tune           # the bench shapes, every token bucket
+    python -m moebench.models.expert_tune           # the bench shapes, every token bucket
 """
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import json
 
 import torch
 
-from .bench import GPU_SHAPES, _inputs
-from ..config import CONFIG_DIR, clear_cache, device_name, gpu_default, override, shape_key
-from ..timing import median_ms
+from moebench.kernels.config import CONFIG_DIR, clear_cache, device_name, gpu_default, override, shape_key
+from moebench.kernels.timing import median_ms
+
+from .expert_bench import GPU_SHAPES, _inputs
 
 
 def gemm_candidates() -> list[dict]:
@@ -34,7 +35,7 @@ def xty_candidates() -> list[dict]:
 
 
 def _time_layer(inputs, activation, device, cfg, warmup=2, reps=5) -> float:
-    from ..moe_ops import triton_experts
+    from moebench.kernels.moe_ops import triton_experts
 
     x, assign, w_up, w_gate, w_down = inputs
     params = [p for p in (x, assign.weight, w_up, w_gate, w_down) if p is not None]
