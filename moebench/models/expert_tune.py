@@ -1,4 +1,4 @@
-"""Pick block sizes by timing candidates on the current GPU, and store the winner in moebench.kernels' configs/<gpu>.json.
+"""Pick block sizes by timing candidates on the current GPU; store the winner in moebench.kernels' configs.
 
 Every candidate is timed on the whole layer forward+backward (what training pays for). The GEMM config
 (BLOCK_M/N/K, warps, stages; shared by the four row-blocked kernels) is searched first with the default X^T Y
