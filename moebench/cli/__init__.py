@@ -31,6 +31,15 @@ def quiet_library_warnings() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version("moebench")
+    except PackageNotFoundError:  # imported from a checkout that was never pip-installed
+        return "unknown (not installed; pip install -e .)"
+
+
 def positive_int(text: str) -> int:
     try:
         n = int(text)
@@ -60,6 +69,7 @@ def jobs_arg(text: str) -> int | str:
 
 def build_parser() -> ArgParser:
     p = ArgParser(prog="moebench", description="Dense vs Mixture-of-Experts benchmark suites.")
+    p.add_argument("--version", action="store_true", help="print moebench's version and exit")
     sub = p.add_subparsers(dest="command", parser_class=ArgParser)
 
     r = sub.add_parser("run", help="plan, train every (variant, seed), evaluate, write the report")
@@ -154,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "run")  # `moebench suite.yaml` = `moebench run suite.yaml`
     try:
         args = build_parser().parse_args(argv)
+        if args.version:
+            print(f"moebench {version()}")
+            return 0
         if args.command is None:
             build_parser().print_help()
             return 2

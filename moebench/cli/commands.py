@@ -114,7 +114,7 @@ def cmd_run(args) -> int:
     log = (lambda *a, **k: None) if args.quiet else (lambda msg: print(msg, flush=True))
     log(plan_table(plan))
     t0 = time.time()
-    out = None
+    rendered = None
     with suite_lock(args.results / suite.name, wait=getattr(args, "wait", False), log=log):
         if is_distributed():  # [distributed] every rank trains every run together
             outcomes = run_plan(plan, args.results, force=args.force, only=args.only, quiet=args.quiet, log=log,
@@ -142,9 +142,10 @@ def cmd_run(args) -> int:
             print(f"shard {args.shard} done; run `moebench report {args.results / suite.name}` when all shards "
                   "finished", flush=True)
         else:
-            out = write_report(args.results / suite.name, reports / suite.name)
-    if out:
-        log(f"report: {out}")
+            rendered = write_report(args.results / suite.name, reports / suite.name)
+    if rendered:  # the verdicts are what the suite was run for: printed even with --quiet
+        print(console_claims(rendered.verdicts), flush=True)
+        print(f"report: {rendered.readme}", flush=True)
     if crashed:  # a worker process died mid-run (killed, out of memory, a native crash): not the user's error
         print(f"moebench: error: {', '.join(f'{o.spec.key} seed {o.spec.seed}' for o in crashed)}: the worker "
               "process died; rerun the same command to resume from the last checkpoint", file=sys.stderr)
@@ -194,10 +195,16 @@ def train_runs(plan, args, log, data=None) -> list:
     return pool.run_pool(specs, args.results, workers, force=args.force, quiet=args.quiet, log=log)
 
 
-def write_report(results_dir: Path, out_dir: Path) -> Path | None:
-    from moebench.report.render import write_report as render
+def write_report(results_dir: Path, out_dir: Path):
+    from moebench.report.render import render_report
 
-    return render(results_dir, out_dir)
+    return render_report(results_dir, out_dir)
+
+
+def console_claims(verdicts) -> str:
+    from moebench.report.render import console_claims as table
+
+    return table(verdicts)
 
 
 def cmd_report(args) -> int:
@@ -211,8 +218,9 @@ def cmd_report(args) -> int:
     except (OSError, yaml.YAMLError, AttributeError):
         raise UserError(f"{args.results_dir / 'suite.yaml'}: unreadable; rerun `moebench run` on the suite to "
                         "rewrite it") from None
-    out = write_report(args.results_dir, args.out or Path("reports") / name)
-    print(f"report: {out}")
+    rendered = write_report(args.results_dir, args.out or Path("reports") / name)
+    print(console_claims(rendered.verdicts))
+    print(f"report: {rendered.readme}")
     return 0
 
 
