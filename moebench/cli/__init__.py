@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from moebench.errors import UserError
+from moebench.io import RESULTS_ROOT
 
 COMMANDS = ("run", "plan", "report", "eval", "compare", "bench", "check", "export", "publish")
 
@@ -77,8 +78,10 @@ def build_parser() -> ArgParser:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a suite field, e.g. --set train.steps=50 (repeatable)")
     r.add_argument("--preset", default=None, help="a preset of the suite (e.g. cpu, gpu); default: its first")
-    r.add_argument("--results", type=Path, default=Path("results"), help="results root (default: results/)")
-    r.add_argument("--reports", type=Path, default=None, help="reports root (default: the suite's report.out)")
+    r.add_argument("--results", type=Path, default=Path(RESULTS_ROOT), help="results root (default: results/)")
+    r.add_argument("--reports", type=Path, default=None,
+                   help="reports root (default: the suite's report.out, reports/); the project's committed reports "
+                        "are regenerated only by naming it: --reports evidence")
     r.add_argument("--force", action="store_true", help="redo runs that already finished")
     r.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
     r.add_argument("--quiet", action="store_true", help="no progress output")
@@ -117,7 +120,8 @@ def build_parser() -> ArgParser:
 
     rp = sub.add_parser("report", help="(re)write the report of stored results")
     rp.add_argument("results_dir", type=Path, help="results/<suite>/")
-    rp.add_argument("--out", type=Path, default=None, help="output directory (default: reports/<suite>/)")
+    rp.add_argument("--out", type=Path, default=None, help="output directory (default: reports/<suite>/; evidence/<suite>/ "
+                                                      "regenerates the project's committed report)")
 
     ev = sub.add_parser("eval", help="run lm-eval tasks on a finished run")
     ev.add_argument("run_dir", type=Path, help="results/<suite>/<variant>/seed-<n>/")
@@ -139,7 +143,8 @@ def build_parser() -> ArgParser:
     ex.add_argument("--out", type=Path, required=True, help="the model directory to write (new or empty)")
 
     pb = sub.add_parser("publish", help="one static site (GitHub Pages) from a directory of reports")
-    pb.add_argument("reports_dir", type=Path, help="the reports root (reports/), one sub-directory per suite")
+    pb.add_argument("reports_dir", type=Path,
+                    help="the reports root, one sub-directory per suite (evidence/ for the project's site)")
     pb.add_argument("--out", type=Path, required=True, help="the site directory to write")
 
     ck = sub.add_parser("check", help="compare results with a stored baseline (exit 1 on a regression)")

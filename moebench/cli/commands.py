@@ -9,7 +9,7 @@ from pathlib import Path
 
 from moebench.config.suite import Suite, load_suite
 from moebench.errors import UserError
-from moebench.io import SIDEBYSIDE
+from moebench.io import REPORTS_ROOT, SIDEBYSIDE
 from moebench.plan import plan_suite
 
 PLAN_COLUMNS = ("name", "kind", "params_total", "params_active", "params_embedding", "train_flops_per_token",
@@ -218,7 +218,7 @@ def cmd_report(args) -> int:
     except (OSError, yaml.YAMLError, AttributeError):
         raise UserError(f"{args.results_dir / 'suite.yaml'}: unreadable; rerun `moebench run` on the suite to "
                         "rewrite it") from None
-    rendered = write_report(args.results_dir, args.out or Path("reports") / name)
+    rendered = write_report(args.results_dir, args.out or Path(REPORTS_ROOT) / name)
     print(console_claims(rendered.verdicts))
     print(f"report: {rendered.readme}")
     return 0
