@@ -128,9 +128,12 @@ def build_parser() -> ArgParser:
     ev.add_argument("--tasks", nargs="+", required=True)
     ev.add_argument("--limit", type=int, default=None)
 
-    cp = sub.add_parser("compare", help="side-by-side table of two result sets")
-    cp.add_argument("a", type=Path)
-    cp.add_argument("b", type=Path)
+    cp = sub.add_parser("compare", help="side-by-side table of two result sets, their config differences first")
+    cp.add_argument("a", type=Path, help="results/<suite>/ of one suite run (A)")
+    cp.add_argument("b", type=Path, help="results/<suite>/ of another (B); ratios are B/A")
+    cp.add_argument("--force", action="store_true",
+                    help="compare even when A and B differ in training length, corpus or tokenizer (refused, "
+                         "exit 2, without it)")
 
     b = sub.add_parser("bench", help="micro-benchmarks")
     b.add_argument("what", choices=["kernels"])

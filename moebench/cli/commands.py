@@ -258,7 +258,7 @@ def cmd_publish(args) -> int:
 def cmd_compare(args) -> int:
     from moebench.report.compare import compare
 
-    print(compare(args.a, args.b))
+    print(compare(args.a, args.b, force=args.force))
     return 0
 
 
