@@ -141,8 +141,7 @@ def resolve_variant_dicts(base: dict, variants: dict, problems: list[str]) -> di
 
 
 def check_variant(name: str, v: VariantSpec, own_keys: set, seq_len: int, problems: list[str]) -> None:
-    from moebench.models.activations import ACTIVATIONS
-    from moebench.models.routers import ROUTERS
+    from moebench.models.names import ACTIVATION_SHAPES as ACTIVATIONS, ROUTER_TRAITS as ROUTERS
 
     p = f"variants.{name}"
     if v.activation not in ACTIVATIONS:
@@ -286,7 +285,7 @@ def build_suite(data: dict, path: Path | None = None) -> Suite:
 
 
 def check_train(spec: SuiteSpec, problems: list[str]) -> None:
-    from moebench.models.backends import BACKENDS
+    from moebench.models.names import BACKEND_NAMES as BACKENDS
 
     t = spec.train
     if (t.steps is None) == (t.tokens is None):
@@ -314,6 +313,10 @@ def _variant_dicts(spec: SuiteSpec) -> list[dict]:
 def device_problems(t: TrainSpec, has_moe: bool) -> list[str]:
     """Whether train.device and (for MoE variants) train.moe_backend can run on this machine: asked at
     validation, so `plan` says so and `run` fails before the first run trains, not after the dense one."""
+    from moebench.models.names import CPU_BACKENDS, cpu_without_torch
+
+    if cpu_without_torch(t.device) and (not has_moe or t.moe_backend in CPU_BACKENDS):
+        return []  # nothing to ask torch: planning a CPU suite stays torch-free
     from moebench.models.backends import resolve_backend, resolve_device
 
     try:
