@@ -74,7 +74,7 @@ def build_parser() -> ArgParser:
     sub = p.add_subparsers(dest="command", parser_class=ArgParser)
 
     r = sub.add_parser("run", help="plan, train every (variant, seed), evaluate, write the report")
-    r.add_argument("suite", type=Path)
+    r.add_argument("suite", type=Path, help="the suite YAML file (e.g. suites/quickstart.yaml)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a suite field, e.g. --set train.steps=50 (repeatable)")
     r.add_argument("--preset", default=None, help="a preset of the suite (e.g. cpu, gpu); default: its first")
@@ -113,20 +113,24 @@ def build_parser() -> ArgParser:
                    help="with --launcher ray: the cluster to join (default: start a local one)")
 
     pl = sub.add_parser("plan", help="print params and FLOPs per variant, check FLOP matching; no training")
-    pl.add_argument("suite", type=Path)
-    pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    pl.add_argument("suite", type=Path, help="the suite YAML file (e.g. suites/quickstart.yaml)")
+    pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a suite field, e.g. --set train.steps=50 (repeatable)")
     pl.add_argument("--preset", default=None, help="a preset of the suite (e.g. cpu, gpu); default: its first")
     pl.add_argument("--json", action="store_true", help="print the plan rows as a JSON list")
 
     rp = sub.add_parser("report", help="(re)write the report of stored results")
     rp.add_argument("results_dir", type=Path, help="results/<suite>/")
-    rp.add_argument("--out", type=Path, default=None, help="output directory (default: reports/<suite>/; evidence/<suite>/ "
-                                                      "regenerates the project's committed report)")
+    rp.add_argument("--out", type=Path, default=None,
+                    help="output directory (default: reports/<suite>/; evidence/<suite>/ regenerates the project's "
+                         "committed report)")
 
     ev = sub.add_parser("eval", help="run lm-eval tasks on a finished run")
     ev.add_argument("run_dir", type=Path, help="results/<suite>/<variant>/seed-<n>/")
-    ev.add_argument("--tasks", nargs="+", required=True)
-    ev.add_argument("--limit", type=int, default=None)
+    ev.add_argument("--tasks", nargs="+", required=True, metavar="TASK",
+                    help="lm-eval task names (e.g. ptb_ppl, lambada_olmo: shipped with moebench, offline)")
+    ev.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                    help="evaluate only the first N documents of each task (a quick look; default: all)")
 
     cp = sub.add_parser("compare", help="side-by-side table of two result sets, their config differences first")
     cp.add_argument("a", type=Path, help="results/<suite>/ of one suite run (A)")
@@ -136,8 +140,8 @@ def build_parser() -> ArgParser:
                          "exit 2, without it)")
 
     b = sub.add_parser("bench", help="micro-benchmarks")
-    b.add_argument("what", choices=["kernels"])
-    b.add_argument("--json", action="store_true")
+    b.add_argument("what", choices=["kernels"], help="kernels: the MoE expert kernels against torch and a dense GEMM")
+    b.add_argument("--json", action="store_true", help="print the table's rows as JSON instead of markdown")
     b.add_argument("--out", default="reports/kernels", help="where the table is saved as <device>.md")
 
     ex = sub.add_parser("export", help="a finished run as a transformers model directory (Llama / Mixtral)")

@@ -61,6 +61,12 @@ def plan_table(plan) -> str:
     return format_table(rows, SWEEP_COLUMNS)
 
 
+def solved_lines(plan) -> list[str]:
+    """The widths the plan solved from `auto` (expert_d_ff, d_ff), one line per variant that had one."""
+    return [f"  {r.key}: solved " + ", ".join(f"{k} = {v}" for k, v in r.solved.items()) for r in plan.rows
+            if r.solved]
+
+
 def cmd_plan(args) -> int:
     plan = plan_suite(suite_from_args(args))
     rows = [r.to_dict() for r in plan.rows]
@@ -73,9 +79,8 @@ def cmd_plan(args) -> int:
             else f"{len(rows)} variants x {len(s.train.seeds)} seeds")
     print(f"suite {s.name}: {grid}, vocab {plan.vocab_size}, seq_len {s.corpus.seq_len}")
     print(plan_table(plan))
-    for r in plan.rows:
-        if r.solved:
-            print(f"  {r.key}: solved " + ", ".join(f"{k} = {v}" for k, v in r.solved.items()))
+    for line in solved_lines(plan):
+        print(line)
     return 0
 
 
@@ -113,6 +118,8 @@ def cmd_run(args) -> int:
         data(spec)
     log = (lambda *a, **k: None) if args.quiet else (lambda msg: print(msg, flush=True))
     log(plan_table(plan))
+    for line in solved_lines(plan):
+        log(line)
     t0 = time.time()
     rendered = None
     with suite_lock(args.results / suite.name, wait=getattr(args, "wait", False), log=log):

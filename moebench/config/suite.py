@@ -294,7 +294,8 @@ def check_train(spec: SuiteSpec, problems: list[str]) -> None:
     if t.tokens is not None and steps < 1:
         problems.append(f"train.tokens: fewer than one step's worth ({t.batch_size} x {spec.corpus.seq_len} tokens)")
     if steps and t.warmup_steps >= steps:
-        problems.append(f"train.warmup_steps: must be < the number of steps (got {t.warmup_steps} >= {steps})")
+        problems.append(f"train.warmup_steps: must be < the number of steps (got {t.warmup_steps} >= {steps}); "
+                        f"lower it with the steps, e.g. --set train.warmup_steps={steps // 10}")
     if len(set(t.seeds)) != len(t.seeds):
         problems.append(f"train.seeds: repeated seeds {t.seeds}")
     negative = [s for s in t.seeds if s < 0]

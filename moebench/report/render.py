@@ -102,11 +102,11 @@ def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str, ex
     if lm:
         blocks += [("h2", "lm-evaluation-harness"), ("table", lm),
                    ("p", "Tasks from eval.lm_eval, run by lm-evaluation-harness on each finished run's model "
-                         "(moebench/lm_eval_adapter.py); mean over finished seeds.")]
+                         "(moebench/evals/harness.py); mean over finished seeds.")]
     flops = sections.flop_table(rs)
     if flops:
         blocks += [("h2", "FLOP accounting"), ("table", flops),
-                   ("p", "Analytic: moebench/flops.py (matmuls only, attention over the full context, k experts "
+                   ("p", "Analytic: moebench/plan/flops.py (matmuls only, attention over the full context, k experts "
                          "per token). Measured: torch FlopCounterMode on one forward of an evaluation batch at the "
                          "end of training (math SDPA backend so attention is visible; real routing, so tokens a "
                          "capacity limit drops cost nothing). The last column is what fixed-shape hardware pays "

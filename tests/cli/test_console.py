@@ -47,3 +47,43 @@ def test_version_prints_the_installed_version():
 
     out = subprocess.run([sys.executable, "-m", "moebench", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"moebench {version('moebench')}"
+
+
+def _actions(parser, prog="moebench"):
+    import argparse
+
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for name, sub in a.choices.items():
+                yield from _actions(sub, f"{prog} {name}")
+        elif not isinstance(a, argparse._HelpAction):
+            yield prog, a
+
+
+def test_every_option_and_argument_has_help():
+    from moebench.cli import build_parser
+
+    missing = [f"{prog} {a.option_strings[0] if a.option_strings else a.dest}"
+               for prog, a in _actions(build_parser()) if not a.help]
+    assert missing == []
+    assert sum(1 for _ in _actions(build_parser())) > 40  # every sub-command's options were walked
+
+
+def test_steps_below_the_warmup_suggest_lowering_train_warmup_steps(capsys):
+    from pathlib import Path
+
+    suite = Path(__file__).resolve().parents[2] / "suites/quickstart.yaml"
+    assert main(["plan", str(suite), "--set", "train.steps=30"]) == 2
+    err = capsys.readouterr().err
+    assert "train.warmup_steps: must be < the number of steps (got 30 >= 30)" in err
+    assert "--set train.warmup_steps=3" in err
+
+
+def test_source_paths_the_report_cites_exist():
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    cited = {m for p in (repo / "moebench/report").glob("*.py")
+             for m in re.findall(r"\bmoebench/[\w/]+\.py\b", p.read_text())}
+    assert "moebench/plan/flops.py" in cited
+    assert [c for c in sorted(cited) if not (repo / c).exists()] == []

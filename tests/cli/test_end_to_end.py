@@ -34,6 +34,10 @@ def test_run_writes_results_and_report(tmp_path, capsys):
     assert main(["run", str(suite), "--results", str(tmp_path / "res"), "--reports", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
     assert "report:" in out
+    assert re.search(r"^  moe: solved expert_d_ff = \d+$", out, re.M)  # the plan print shows solved widths
+    # progress as plain lines (stdout is not a terminal here) with the step rate and the time left
+    assert re.search(r"^  dense seed 0: step 8/12 .* tok/s, [\d.]+ step/s, ETA \d+s \(suite \d+s\)\)$", out, re.M)
+    assert re.search(r"^  moe seed 0: step 8/12 .* step/s, ETA \d+s\)$", out, re.M)  # the last run: no suite part
     # the verdict on the console, one line: one seed is below the gate, so INCONCLUSIVE with the reason
     assert re.search(r"^INCONCLUSIVE +moe balanced +entropy = [\d.]+ +moe has 1 finished seed\(s\), need 2$", out,
                      re.M)
@@ -51,7 +55,8 @@ def test_run_writes_results_and_report(tmp_path, capsys):
         assert (rd / R.CONFIG).exists() and (rd / R.FINAL_MODEL).exists() and not (rd / R.CHECKPOINT).exists()
     moe = R.read_json(tmp_path / "res" / "tiny" / "moe" / "seed-0" / R.SUMMARY)
     assert moe["backend"] == "torch" and len(moe["experts"]["layers"]) == 2
-    assert (tmp_path / "rep" / "tiny" / "README.md").exists()
+    readme = (tmp_path / "rep" / "tiny" / "README.md").read_text()
+    assert re.search(r"\| moe \| all of 2; 4 experts, top-2 \| expert_d_ff \d+ \(solved\) \|", readme)
 
 
 def test_rerun_skips_finished_and_force_redoes(tmp_path, capsys):
