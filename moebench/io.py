@@ -55,6 +55,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# Output roots, relative to where moebench runs: a user's runs write results/ and reports/ (both git-ignored); the
+# project's published reports live in evidence/, which only an explicit --reports / --out names, so a run with the
+# defaults never overwrites them and the README's first command leaves `git status` clean
+RESULTS_ROOT = "results"
+REPORTS_ROOT = "reports"
+EVIDENCE_ROOT = "evidence"
+
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"

@@ -16,6 +16,7 @@ import math
 import statistics
 from pathlib import Path
 
+from moebench.config.diff import suite_changes
 from moebench.errors import UserError
 
 from .resultset import load_results
@@ -39,11 +40,33 @@ def _drop_none(x):
     return [_drop_none(v) for v in x] if isinstance(x, list) else x
 
 
+NOT_HASHED = ("description", "claims", "report")  # they change no number: no new baseline for them
+
+
+def _suite_core(suite: dict) -> dict:
+    """The resolved suite a baseline records (and hashes): a new optional schema field resolves to None in every
+    suite.yaml written after it, so None values are left out."""
+    return _drop_none({k: v for k, v in suite.items() if k not in NOT_HASHED})
+
+
 def _suite_hash(suite: dict) -> str:
-    # description and claims do not change a number, and a new optional schema field resolves to None in every
-    # suite.yaml written after it: neither should call for a new baseline
-    core = {k: v for k, v in suite.items() if k not in ("description", "claims", "report")}
-    return hashlib.sha256(json.dumps(_drop_none(core), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(_suite_core(suite), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def suite_note(baseline: dict, cur: dict) -> str | None:
+    """None when the results' suite is the baseline's (field by field, a missing field read as its default);
+    else which fields changed."""
+    if cur["suite_hash"] == baseline.get("suite_hash"):
+        return None
+    stored = baseline.get("suite_config")
+    if not isinstance(stored, dict):
+        return ("note: the suite's hash differs from the baseline's, which predates baselines recording their "
+                "suite, so which fields changed cannot be named; rerun with --update-baseline to record it")
+    changes = suite_changes(stored, cur["suite_config"])
+    if not changes:
+        return None  # only defaults that resolve to the same values
+    return ("note: the suite changed since the baseline was written (" + "; ".join(map(str, changes))
+            + "); if on purpose, rerun with --update-baseline")
 
 
 def _fast_steps(train, variant: str, seeds) -> float | None:
@@ -95,7 +118,8 @@ def measure(results_dir: Path) -> dict:
             "memory_ratio": mem[0] / mem[1] if None not in mem and mem[1] else None,
         }
     env = rs.env
-    return {"suite": rs.name, "suite_hash": _suite_hash(rs.suite), "variants": variants, "ratios": ratios,
+    return {"suite": rs.name, "suite_hash": _suite_hash(rs.suite), "suite_config": _suite_core(rs.suite),
+            "variants": variants, "ratios": ratios,
             "env": {k: env.get(k) for k in ("device_name", "cpu_model", "torch", "git_sha")},
             "loadavg": (rs.sidebyside or {}).get("loadavg")}
 
@@ -240,8 +264,9 @@ def compare_to_baseline(results_dir: Path, baseline: dict, tolerance: dict | Non
                  "`moebench check --ab BASE_REF` to compare speed with the base commit on this machine)\n")
     if cur.get("loadavg"):
         head += f"load average during the side-by-side timing: {cur['loadavg'][0][0]:.1f}\n"
-    if cur["suite_hash"] != baseline.get("suite_hash"):
-        head += "note: the suite changed since the baseline was written; if on purpose, rerun with --update-baseline\n"
+    changed = suite_note(baseline, cur)
+    if changed:
+        head += changed + "\n"
     verdict = (f"\n{len(bad)} of {len(checked)} checks REGRESSED: " + ", ".join(f"{r['metric']} {r['what']}"
                                                                             for r in bad)) if bad else \
         f"\nall {len(checked)} checks within tolerance"

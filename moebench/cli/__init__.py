@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from moebench.errors import UserError
+from moebench.io import RESULTS_ROOT
 
 COMMANDS = ("run", "plan", "report", "eval", "compare", "bench", "check", "export", "publish")
 
@@ -29,6 +30,15 @@ def quiet_library_warnings() -> None:
     warnings.filterwarnings("ignore", message="No artists with labels found to put in legend")
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
     warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version("moebench")
+    except PackageNotFoundError:  # imported from a checkout that was never pip-installed
+        return "unknown (not installed; pip install -e .)"
 
 
 def positive_int(text: str) -> int:
@@ -60,15 +70,18 @@ def jobs_arg(text: str) -> int | str:
 
 def build_parser() -> ArgParser:
     p = ArgParser(prog="moebench", description="Dense vs Mixture-of-Experts benchmark suites.")
+    p.add_argument("--version", action="store_true", help="print moebench's version and exit")
     sub = p.add_subparsers(dest="command", parser_class=ArgParser)
 
     r = sub.add_parser("run", help="plan, train every (variant, seed), evaluate, write the report")
-    r.add_argument("suite", type=Path)
+    r.add_argument("suite", type=Path, help="the suite YAML file (e.g. suites/quickstart.yaml)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a suite field, e.g. --set train.steps=50 (repeatable)")
     r.add_argument("--preset", default=None, help="a preset of the suite (e.g. cpu, gpu); default: its first")
-    r.add_argument("--results", type=Path, default=Path("results"), help="results root (default: results/)")
-    r.add_argument("--reports", type=Path, default=None, help="reports root (default: the suite's report.out)")
+    r.add_argument("--results", type=Path, default=Path(RESULTS_ROOT), help="results root (default: results/)")
+    r.add_argument("--reports", type=Path, default=None,
+                   help="reports root (default: the suite's report.out, reports/); the project's committed reports "
+                        "are regenerated only by naming it: --reports evidence")
     r.add_argument("--force", action="store_true", help="redo runs that already finished")
     r.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
     r.add_argument("--quiet", action="store_true", help="no progress output")
@@ -100,27 +113,35 @@ def build_parser() -> ArgParser:
                    help="with --launcher ray: the cluster to join (default: start a local one)")
 
     pl = sub.add_parser("plan", help="print params and FLOPs per variant, check FLOP matching; no training")
-    pl.add_argument("suite", type=Path)
-    pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    pl.add_argument("suite", type=Path, help="the suite YAML file (e.g. suites/quickstart.yaml)")
+    pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a suite field, e.g. --set train.steps=50 (repeatable)")
     pl.add_argument("--preset", default=None, help="a preset of the suite (e.g. cpu, gpu); default: its first")
     pl.add_argument("--json", action="store_true", help="print the plan rows as a JSON list")
 
     rp = sub.add_parser("report", help="(re)write the report of stored results")
     rp.add_argument("results_dir", type=Path, help="results/<suite>/")
-    rp.add_argument("--out", type=Path, default=None, help="output directory (default: reports/<suite>/)")
+    rp.add_argument("--out", type=Path, default=None,
+                    help="output directory (default: reports/<suite>/; evidence/<suite>/ regenerates the project's "
+                         "committed report)")
 
     ev = sub.add_parser("eval", help="run lm-eval tasks on a finished run")
     ev.add_argument("run_dir", type=Path, help="results/<suite>/<variant>/seed-<n>/")
-    ev.add_argument("--tasks", nargs="+", required=True)
-    ev.add_argument("--limit", type=int, default=None)
+    ev.add_argument("--tasks", nargs="+", required=True, metavar="TASK",
+                    help="lm-eval task names (e.g. ptb_ppl, lambada_olmo: shipped with moebench, offline)")
+    ev.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                    help="evaluate only the first N documents of each task (a quick look; default: all)")
 
-    cp = sub.add_parser("compare", help="side-by-side table of two result sets")
-    cp.add_argument("a", type=Path)
-    cp.add_argument("b", type=Path)
+    cp = sub.add_parser("compare", help="side-by-side table of two result sets, their config differences first")
+    cp.add_argument("a", type=Path, help="results/<suite>/ of one suite run (A)")
+    cp.add_argument("b", type=Path, help="results/<suite>/ of another (B); ratios are B/A")
+    cp.add_argument("--force", action="store_true",
+                    help="compare even when A and B differ in training length, corpus or tokenizer (refused, "
+                         "exit 2, without it)")
 
     b = sub.add_parser("bench", help="micro-benchmarks")
-    b.add_argument("what", choices=["kernels"])
-    b.add_argument("--json", action="store_true")
+    b.add_argument("what", choices=["kernels"], help="kernels: the MoE expert kernels against torch and a dense GEMM")
+    b.add_argument("--json", action="store_true", help="print the table's rows as JSON instead of markdown")
     b.add_argument("--out", default="reports/kernels", help="where the table is saved as <device>.md")
 
     ex = sub.add_parser("export", help="a finished run as a transformers model directory (Llama / Mixtral)")
@@ -129,7 +150,8 @@ def build_parser() -> ArgParser:
     ex.add_argument("--out", type=Path, required=True, help="the model directory to write (new or empty)")
 
     pb = sub.add_parser("publish", help="one static site (GitHub Pages) from a directory of reports")
-    pb.add_argument("reports_dir", type=Path, help="the reports root (reports/), one sub-directory per suite")
+    pb.add_argument("reports_dir", type=Path,
+                    help="the reports root, one sub-directory per suite (evidence/ for the project's site)")
     pb.add_argument("--out", type=Path, required=True, help="the site directory to write")
 
     ck = sub.add_parser("check", help="compare results with a stored baseline (exit 1 on a regression)")
@@ -154,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "run")  # `moebench suite.yaml` = `moebench run suite.yaml`
     try:
         args = build_parser().parse_args(argv)
+        if args.version:
+            print(f"moebench {version()}")
+            return 0
         if args.command is None:
             build_parser().print_help()
             return 2

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from moebench.config.suite import Suite, load_suite
 from moebench.errors import UserError
-from moebench.io import SIDEBYSIDE
+from moebench.io import REPORTS_ROOT, SIDEBYSIDE
 from moebench.plan import plan_suite
 
 PLAN_COLUMNS = ("name", "kind", "params_total", "params_active", "params_embedding", "train_flops_per_token",
@@ -61,6 +61,12 @@ def plan_table(plan) -> str:
     return format_table(rows, SWEEP_COLUMNS)
 
 
+def solved_lines(plan) -> list[str]:
+    """The widths the plan solved from `auto` (expert_d_ff, d_ff), one line per variant that had one."""
+    return [f"  {r.key}: solved " + ", ".join(f"{k} = {v}" for k, v in r.solved.items()) for r in plan.rows
+            if r.solved]
+
+
 def cmd_plan(args) -> int:
     plan = plan_suite(suite_from_args(args))
     rows = [r.to_dict() for r in plan.rows]
@@ -73,9 +79,8 @@ def cmd_plan(args) -> int:
             else f"{len(rows)} variants x {len(s.train.seeds)} seeds")
     print(f"suite {s.name}: {grid}, vocab {plan.vocab_size}, seq_len {s.corpus.seq_len}")
     print(plan_table(plan))
-    for r in plan.rows:
-        if r.solved:
-            print(f"  {r.key}: solved " + ", ".join(f"{k} = {v}" for k, v in r.solved.items()))
+    for line in solved_lines(plan):
+        print(line)
     return 0
 
 
@@ -113,8 +118,10 @@ def cmd_run(args) -> int:
         data(spec)
     log = (lambda *a, **k: None) if args.quiet else (lambda msg: print(msg, flush=True))
     log(plan_table(plan))
+    for line in solved_lines(plan):
+        log(line)
     t0 = time.time()
-    out = None
+    rendered = None
     with suite_lock(args.results / suite.name, wait=getattr(args, "wait", False), log=log):
         if is_distributed():  # [distributed] every rank trains every run together
             outcomes = run_plan(plan, args.results, force=args.force, only=args.only, quiet=args.quiet, log=log,
@@ -142,9 +149,10 @@ def cmd_run(args) -> int:
             print(f"shard {args.shard} done; run `moebench report {args.results / suite.name}` when all shards "
                   "finished", flush=True)
         else:
-            out = write_report(args.results / suite.name, reports / suite.name)
-    if out:
-        log(f"report: {out}")
+            rendered = write_report(args.results / suite.name, reports / suite.name)
+    if rendered:  # the verdicts are what the suite was run for: printed even with --quiet
+        print(console_claims(rendered.verdicts), flush=True)
+        print(f"report: {rendered.readme}", flush=True)
     if crashed:  # a worker process died mid-run (killed, out of memory, a native crash): not the user's error
         print(f"moebench: error: {', '.join(f'{o.spec.key} seed {o.spec.seed}' for o in crashed)}: the worker "
               "process died; rerun the same command to resume from the last checkpoint", file=sys.stderr)
@@ -194,10 +202,16 @@ def train_runs(plan, args, log, data=None) -> list:
     return pool.run_pool(specs, args.results, workers, force=args.force, quiet=args.quiet, log=log)
 
 
-def write_report(results_dir: Path, out_dir: Path) -> Path | None:
-    from moebench.report.render import write_report as render
+def write_report(results_dir: Path, out_dir: Path):
+    from moebench.report.render import render_report
 
-    return render(results_dir, out_dir)
+    return render_report(results_dir, out_dir)
+
+
+def console_claims(verdicts) -> str:
+    from moebench.report.render import console_claims as table
+
+    return table(verdicts)
 
 
 def cmd_report(args) -> int:
@@ -211,8 +225,9 @@ def cmd_report(args) -> int:
     except (OSError, yaml.YAMLError, AttributeError):
         raise UserError(f"{args.results_dir / 'suite.yaml'}: unreadable; rerun `moebench run` on the suite to "
                         "rewrite it") from None
-    out = write_report(args.results_dir, args.out or Path("reports") / name)
-    print(f"report: {out}")
+    rendered = write_report(args.results_dir, args.out or Path(REPORTS_ROOT) / name)
+    print(console_claims(rendered.verdicts))
+    print(f"report: {rendered.readme}")
     return 0
 
 
@@ -250,7 +265,7 @@ def cmd_publish(args) -> int:
 def cmd_compare(args) -> int:
     from moebench.report.compare import compare
 
-    print(compare(args.a, args.b))
+    print(compare(args.a, args.b, force=args.force))
     return 0
 
 

@@ -5,6 +5,8 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
+from moebench.io import REPORTS_ROOT
+
 Width = Union[PositiveInt, Literal["auto"]]
 MatchOn = Literal["train_flops", "params_active", "params_total", "step_time", "none"]
 
@@ -141,7 +143,7 @@ class InferenceSpec(Strict):
 
 
 class ReportSpec(Strict):
-    out: str = "reports"
+    out: str = REPORTS_ROOT  # never evidence/: the project's committed reports are written only when asked
     title: Optional[str] = None
 
 

@@ -141,8 +141,7 @@ def resolve_variant_dicts(base: dict, variants: dict, problems: list[str]) -> di
 
 
 def check_variant(name: str, v: VariantSpec, own_keys: set, seq_len: int, problems: list[str]) -> None:
-    from moebench.models.activations import ACTIVATIONS
-    from moebench.models.routers import ROUTERS
+    from moebench.models.names import ACTIVATION_SHAPES as ACTIVATIONS, ROUTER_TRAITS as ROUTERS
 
     p = f"variants.{name}"
     if v.activation not in ACTIVATIONS:
@@ -286,7 +285,7 @@ def build_suite(data: dict, path: Path | None = None) -> Suite:
 
 
 def check_train(spec: SuiteSpec, problems: list[str]) -> None:
-    from moebench.models.backends import BACKENDS
+    from moebench.models.names import BACKEND_NAMES as BACKENDS
 
     t = spec.train
     if (t.steps is None) == (t.tokens is None):
@@ -295,7 +294,8 @@ def check_train(spec: SuiteSpec, problems: list[str]) -> None:
     if t.tokens is not None and steps < 1:
         problems.append(f"train.tokens: fewer than one step's worth ({t.batch_size} x {spec.corpus.seq_len} tokens)")
     if steps and t.warmup_steps >= steps:
-        problems.append(f"train.warmup_steps: must be < the number of steps (got {t.warmup_steps} >= {steps})")
+        problems.append(f"train.warmup_steps: must be < the number of steps (got {t.warmup_steps} >= {steps}); "
+                        f"lower it with the steps, e.g. --set train.warmup_steps={steps // 10}")
     if len(set(t.seeds)) != len(t.seeds):
         problems.append(f"train.seeds: repeated seeds {t.seeds}")
     negative = [s for s in t.seeds if s < 0]
@@ -314,6 +314,10 @@ def _variant_dicts(spec: SuiteSpec) -> list[dict]:
 def device_problems(t: TrainSpec, has_moe: bool) -> list[str]:
     """Whether train.device and (for MoE variants) train.moe_backend can run on this machine: asked at
     validation, so `plan` says so and `run` fails before the first run trains, not after the dense one."""
+    from moebench.models.names import CPU_BACKENDS, cpu_without_torch
+
+    if cpu_without_torch(t.device) and (not has_moe or t.moe_backend in CPU_BACKENDS):
+        return []  # nothing to ask torch: planning a CPU suite stays torch-free
     from moebench.models.backends import resolve_backend, resolve_device
 
     try:

@@ -162,8 +162,10 @@ def export_hf(run_dir: Path, out: Path) -> Exported:
         hf_cfg.save_pretrained(tmp)
         from transformers import GenerationConfig
 
-        GenerationConfig(bos_token_id=tok.eos_id, eos_token_id=tok.eos_id, pad_token_id=tok.eos_id,
-                         max_length=cfg.seq_len).save_pretrained(tmp)
+        # no max_length: a generation config that sets it makes transformers warn on every generate() that
+        # passes max_new_tokens; the context length is config.json's max_position_embeddings
+        GenerationConfig(bos_token_id=tok.eos_id, eos_token_id=tok.eos_id,
+                         pad_token_id=tok.eos_id).save_pretrained(tmp)
         save_file(hf_state_dict(cfg, load_weights(weights)), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         note = (f"Exported from moebench run {rd} ({run.get('suite')}/{run.get('variant')} seed {run.get('seed')}, "
                 f"config hash {run.get('config_hash')}) as {arch}. {tok.note}\n")

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 
 from moebench.registry import Registry
 
+from .names import ACTIVATION_SHAPES
+
 
 @dataclass(frozen=True)
 class Activation:
@@ -20,13 +22,14 @@ class Activation:
 
     @property
     def n_matrices(self) -> int:
-        """d x f weight matrices of one FFN (up, down, and the gate when gated)."""
-        return 3 if self.gated else 2
+        return ACTIVATION_SHAPES[self.name].n_matrices
 
     def hidden(self, up: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
         return self.fn(gate) * up if self.gated else self.fn(up)
 
 
+# the names and shapes are models/names.py's (torch-free, for the planner); here each gets its function
+FUNCTIONS = {"gelu": F.gelu, "relu": F.relu, "swiglu": F.silu}
 ACTIVATIONS: Registry[Activation] = Registry("activation")
-for _act in (Activation("gelu", F.gelu), Activation("relu", F.relu), Activation("swiglu", F.silu, gated=True)):
-    ACTIVATIONS.add(_act.name, _act)
+for _name, _shape in ACTIVATION_SHAPES.items():
+    ACTIVATIONS.add(_name, Activation(_name, FUNCTIONS[_name], gated=_shape.gated))

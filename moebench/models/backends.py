@@ -10,7 +10,7 @@
                  fine-grained experts), else torch_loop (measured on the 2-core CI machine, one thread, d 256:
                  grouped 1.10 vs loop 1.24 x dense time at 256 rows per expert; loop 0.94 vs grouped 1.14 at
                  2048 rows; 64 experts at 128 rows: grouped 2x faster; benchmarks/test_moe_layer.py and
-                 reports/kernels/cpu.md)
+                 evidence/kernels/cpu.md)
 - triton         our Triton kernels (moebench.kernels); CUDA, or CPU under TRITON_INTERPRET=1
 """
 from __future__ import annotations

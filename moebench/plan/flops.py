@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from moebench.models.activations import ACTIVATIONS
+# the torch-free tables: planning a CPU suite never imports torch (tests/plan/test_plan_no_torch.py)
+from moebench.models.names import ACTIVATION_SHAPES, ROUTER_TRAITS
 from moebench.models.spec import ModelConfig
-from moebench.models.routers import ROUTERS
 
 
 def ffn_matrices(activation: str) -> int:
-    return ACTIVATIONS[activation].n_matrices
+    return ACTIVATION_SHAPES[activation].n_matrices
 
 
 def norm_params(cfg: ModelConfig) -> int:
@@ -36,7 +36,7 @@ def attn_params(cfg: ModelConfig) -> int:
 
 def slots_per_token(cfg: ModelConfig) -> float:
     m = cfg.moe
-    if not ROUTERS[m.router].token_choice:  # experts pick capacity_factor * k * T / E tokens each
+    if not ROUTER_TRAITS[m.router].token_choice:  # experts pick capacity_factor * k * T / E tokens each
         return m.top_k * (m.capacity_factor or 1.0)
     return float(m.top_k)
 
@@ -80,7 +80,7 @@ def count(cfg: ModelConfig) -> Counts:
             terms["router"] += 2.0 * router
             terms["experts"] += 2.0 * slots * one
             terms["shared_experts"] += 2.0 * shared
-            token_choice = ROUTERS[m.router].token_choice  # expert choice has no padding: capacity is its rule
+            token_choice = ROUTER_TRAITS[m.router].token_choice  # expert choice has no padding: capacity is its rule
             cf = m.capacity_factor if (m.capacity_factor and token_choice) else 1.0
             padded += 2.0 * slots * cf * one
         else:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 from moebench.analysis import stats
 from moebench.analysis.resultset import load_results
+from moebench.config.diff import incomparable, suite_changes
+from moebench.errors import UserError
 
 from .tables import md_table, mib, si
 
@@ -19,9 +21,23 @@ def _mean(rs, variant: str, column: str) -> float:
     return stats.mean(float(x) for x in rs.ok_runs(variant)[column].dropna())
 
 
-def compare(results_a: Path, results_b: Path) -> str:
-    """Markdown: per variant, each metric's mean over finished seeds in A and in B, and the ratio B/A."""
+def config_differences(changes) -> str:
+    if not changes:
+        return "config: A and B ran the same suite settings"
+    return "config differences (A -> B):\n" + "\n".join(f"  {c}" for c in changes)
+
+
+def compare(results_a: Path, results_b: Path, force: bool = False, show=print) -> str:
+    """Markdown: per variant, each metric's mean over finished seeds in A and in B, and the ratio B/A. The config
+    differences are shown first (`show`); suites that trained for different lengths, or on another corpus or
+    tokenizer, are refused unless `force`: their losses and speeds measure different things."""
     a, b = load_results(Path(results_a)), load_results(Path(results_b))
+    changes = suite_changes(a.suite, b.suite, skip=("name", "description", "claims", "report"))
+    show(config_differences(changes))
+    why = incomparable(changes)
+    if why and not force:
+        raise UserError(f"compare: {results_a} and {results_b} differ in {'; '.join(why)}, so their losses and "
+                        "speeds are not comparable; pass --force to compare anyway")
     headers = ["variant"]
     for _, name, _ in COLUMNS:
         headers += [f"{name} A", f"{name} B", f"{name} B/A"]

@@ -25,6 +25,16 @@ def moe_blocks(v: dict) -> str:
         f" + {v['shared_experts']} shared" if v.get("shared_experts") else "")
 
 
+def ffn_width(p: dict) -> str:
+    """The FFN width the variant trained with (the plan's, so an `auto` in the suite shows its solved value)."""
+    solved = p.get("solved") or {}
+    if p.get("expert_d_ff") is not None:
+        return f"expert_d_ff {p['expert_d_ff']}" + (" (solved)" if "expert_d_ff" in solved else "")
+    if p.get("d_ff") is not None:
+        return f"d_ff {p['d_ff']}" + (" (solved)" if "d_ff" in solved else "")
+    return "n/a"
+
+
 def facts_table(rs) -> Table:
     variants = rs.suite.get("variants") if isinstance(rs.suite.get("variants"), dict) else {}
     plan = {r["name"]: r for r in rs.plan or [] if isinstance(r, dict) and isinstance(r.get("name"), str)}
@@ -35,10 +45,10 @@ def facts_table(rs) -> Table:
         total = p.get("params_total", med("params_total"))
         active = p.get("params_active", med("params_active"))
         unique = med("unique_train_tokens")
-        rows.append([v, moe_blocks(variants.get(v) or {}), si(total), si(active), fmt(med("tokens_per_param"), 3),
-                     fmt(med("epochs"), 3), si(unique)])
-    return ["variant", "MoE blocks (0-based)", "params total", "params active", "training tokens / total param",
-            "epochs (passes over the corpus)", "unique training tokens"], rows
+        rows.append([v, moe_blocks(variants.get(v) or {}), ffn_width(p), si(total), si(active),
+                     fmt(med("tokens_per_param"), 3), fmt(med("epochs"), 3), si(unique)])
+    return ["variant", "MoE blocks (0-based)", "FFN width", "params total", "params active",
+            "training tokens / total param", "epochs (passes over the corpus)", "unique training tokens"], rows
 
 
 def noise_table(rs) -> Table:

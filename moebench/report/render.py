@@ -113,11 +113,11 @@ def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str, ex
     if lm:
         blocks += [("h2", "lm-evaluation-harness"), ("table", lm),
                    ("p", "Tasks from eval.lm_eval, run by lm-evaluation-harness on each finished run's model "
-                         "(moebench/lm_eval_adapter.py); mean over finished seeds.")]
+                         "(moebench/evals/harness.py); mean over finished seeds.")]
     flops = sections.flop_table(rs)
     if flops:
         blocks += [("h2", "FLOP accounting"), ("table", flops),
-                   ("p", "Analytic: moebench/flops.py (matmuls only, attention over the full context, k experts "
+                   ("p", "Analytic: moebench/plan/flops.py (matmuls only, attention over the full context, k experts "
                          "per token). Measured: torch FlopCounterMode on one forward of an evaluation batch at the "
                          "end of training (math SDPA backend so attention is visible; real routing, so tokens a "
                          "capacity limit drops cost nothing). The last column is what fixed-shape hardware pays "
@@ -190,7 +190,41 @@ def _csv(df, path: Path) -> None:
     atomic_write_text(path, df.to_csv(index=False, lineterminator="\n", float_format="%.10g"))
 
 
+@dataclasses.dataclass(frozen=True)
+class Rendered:
+    readme: Path
+    verdicts: tuple
+
+
+CONSOLE_REASON_CHARS = 100  # one terminal line each; the report has the whole reason
+
+
+def one_line(text: str, limit: int = CONSOLE_REASON_CHARS) -> str:
+    """The reason's first clause, cut to `limit` characters: what a console line can carry."""
+    first = " ".join(text.split()).split("; ")[0]
+    return first if len(first) <= limit else first[:limit - 1].rstrip() + "…"
+
+
+def console_claims(verdicts) -> str:
+    """The claims as a plain-text table for the console: verdict, claim, key number, one-line reason, and the
+    counts on top (what a user ran the suite for, printed after `run` and `report`)."""
+    if not verdicts:
+        return "claims: none in this suite"
+    counts = {k: sum(v.verdict == k for v in verdicts) for k in ("PASS", "FAIL", "INCONCLUSIVE")}
+    rows = [[v.verdict, v.name, tables.key_number(v) or "-", one_line(v.reason)] for v in verdicts]
+    headers = ["verdict", "claim", "key number", "reason"]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers[:3])]
+    line = lambda r: "  ".join([c.ljust(w) for c, w in zip(r[:3], widths)] + [r[3]]).rstrip()  # noqa: E731
+    head = "claims: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    return "\n".join([head, line(headers), line(["-" * w for w in widths] + ["-" * 6])]
+                     + [line(r) for r in rows])
+
+
 def write_report(results_dir: Path, out_dir: Path) -> Path:
+    return render_report(results_dir, out_dir).readme
+
+
+def render_report(results_dir: Path, out_dir: Path) -> Rendered:
     rs = load_results(Path(results_dir))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -210,7 +244,7 @@ def write_report(results_dir: Path, out_dir: Path) -> Path:
     atomic_write_text(out_dir / "verdicts.json", _json(verdict_rows) + "\n")
     _csv(rs.runs, out_dir / "results.csv")
     _csv(rs.curves, out_dir / "curves.csv")
-    return readme
+    return Rendered(readme, tuple(verdicts))
 
 
 DATE_LINE = re.compile(r"^(<p>)?Date: ")  # the one line allowed to differ between reruns

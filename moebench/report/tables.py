@@ -51,7 +51,7 @@ def md_table(t: Table) -> str:
     return "\n".join(lines)
 
 
-def _key_number(v: Verdict) -> str:
+def key_number(v: Verdict) -> str:
     n = v.numbers
     if "best_val_loss" in n:
         return f"never reached (best {fmt(float(n['best_val_loss']))})"
@@ -66,7 +66,7 @@ def _key_number(v: Verdict) -> str:
 
 
 def claims_table(verdicts: list[Verdict]) -> Table:
-    rows = [[v.name, v.verdict, ", ".join(v.variants), _key_number(v), v.reason, v.source or "-"] for v in verdicts]
+    rows = [[v.name, v.verdict, ", ".join(v.variants), key_number(v), v.reason, v.source or "-"] for v in verdicts]
     return ["claim", "verdict", "variants", "key number", "reason", "source"], rows
 
 

@@ -68,8 +68,8 @@ def environment(device: torch.device, dtype: str = "float32") -> dict:
     except Exception:  # noqa: BLE001 - triton is optional at run time on exotic platforms
         triton_version = None
     sha = _git("rev-parse", "HEAD")
-    # reports/ and results/ are outputs: writing them must not mark the code as dirty
-    dirty = _git("status", "--porcelain", "--", ".", ":!reports", ":!results")
+    # reports/, results/ and evidence/ are outputs: writing them must not mark the code as dirty
+    dirty = _git("status", "--porcelain", "--", ".", ":!reports", ":!results", ":!evidence")
     return {
         "git_sha": sha,
         "git_dirty": bool(dirty) if dirty is not None else None,

@@ -74,6 +74,7 @@ def run_sequential(specs: list[RunSpec], results_root: Path, *, force: bool, qui
             for i, spec in enumerate(specs, 1):
                 t0, l0 = time.time(), load_1m()
                 o = run_one(spec, results_root, force=force, stop=stop, quiet=quiet, log=log, data=data,
+                            after=len(specs) - i,
                             head=_head(i, len(specs), spec))
                 outcomes.append(o)
                 suite_bar.update(1)

@@ -6,11 +6,42 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
 from moebench import io as R
+
+
+def duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+class Pace:
+    """Steps per second since the first step this process saw, and the time left at that rate: for the run, and
+    with `after` more runs of the same length queued behind it, for the suite. The first step (compilation,
+    cache warm-up) is the reference point, not part of the rate."""
+
+    def __init__(self, after: int = 0, clock: Callable[[], float] = time.monotonic):
+        self.after, self.clock = after, clock
+        self.start: tuple[float, int] | None = None
+
+    def __call__(self, step: int, total: int) -> str:
+        """', 2.41 step/s, ETA 1m52s (suite 9m40s)' (empty until two steps were seen)."""
+        now = self.clock()
+        if self.start is None:
+            self.start = (now, step)
+            return ""
+        t0, s0 = self.start
+        if now <= t0 or step <= s0:
+            return ""
+        rate = (step - s0) / (now - t0)
+        left = (total - step) / rate
+        suite = f" (suite {duration(left + self.after * total / rate)})" if self.after else ""
+        return f", {rate:.2f} step/s, ETA {duration(left)}{suite}"
 
 
 class MetricsTail:
@@ -54,6 +85,7 @@ class SuiteProgress:
         self.suite, self.root, self.quiet = suite, Path(results_root), quiet
         self.tty = sys.stderr.isatty() and not quiet
         self.active: dict[tuple, tuple[MetricsTail, object, int, int]] = {}  # tail, bar, slot, steps
+        self.pace: dict[tuple, Pace] = {}
         self.free_slots: list[int] = []
         self.bar = tqdm(total=total, desc=f"suite {suite}", unit="run", position=0, dynamic_ncols=True,
                         disable=not self.tty)
@@ -74,11 +106,13 @@ class SuiteProgress:
         bar = tqdm(total=steps, desc=f"{key[0]} s{key[1]}", unit="step", position=slot, leave=False,
                    dynamic_ncols=True, disable=not self.tty)
         self.active[key] = (tail, bar, slot, steps)
+        self.pace[key] = Pace()
 
     def end(self, key: tuple, counted: bool = True) -> None:
         if key in self.active:
             self.poll_one(key)
             _, bar, slot, _ = self.active.pop(key)
+            self.pace.pop(key, None)
             bar.close()
             self.free_slots.append(slot)
             self.free_slots.sort()
@@ -97,6 +131,7 @@ class SuiteProgress:
             bar.n = train[-1]["step"]
             bar.set_postfix(loss=f"{train[-1]['loss']:.3f}", tok_s=f"{train[-1]['tokens_per_s']:.0f}", refresh=False)
             bar.refresh()
+        pace = self.pace[key](train[-1]["step"], steps) if train else ""
         if self.tty or self.quiet:
             return
         last = {r["step"]: r for r in train}
@@ -104,7 +139,7 @@ class SuiteProgress:
             tr = last.get(ev["step"])
             if tr:
                 self.log(f"  {key[0]} seed {key[1]}: step {ev['step']}/{steps} train {tr['loss']:.4f} "
-                         f"val {ev['val_loss']:.4f} bpb {ev['val_bpb']:.4f} ({tr['tokens_per_s']:.0f} tok/s)")
+                         f"val {ev['val_loss']:.4f} bpb {ev['val_bpb']:.4f} ({tr['tokens_per_s']:.0f} tok/s{pace})")
 
     def close(self) -> None:
         for key in list(self.active):

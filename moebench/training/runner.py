@@ -16,6 +16,7 @@ from moebench.distributed import groups as D  # [distributed] rank 0 writes; ide
 from moebench.models.backends import resolve_device
 from moebench.models.weights import weights_bytes
 from moebench.training.env import environment
+from moebench.training.progress import Pace
 from moebench.errors import RunFailed, UserError
 from moebench.plan import Plan, RunSpec, run_specs
 from moebench.training.trackers import open_trackers
@@ -63,19 +64,27 @@ class StopFlag:
                 signal.signal(s, h)
 
 
-def _progress(spec: RunSpec, quiet: bool, log):
+def _progress(spec: RunSpec, quiet: bool, log, after: int = 0):
+    """A tqdm bar on a terminal, and on every eval step a plain line with the step rate and the time left (for
+    the run and, with `after` runs queued behind it, the suite) whether or not stderr is a terminal."""
     tty = sys.stderr.isatty() and not quiet
     bar = tqdm(total=spec.train.steps, desc=f"{spec.key} s{spec.seed}", leave=False, disable=not tty,
                unit="step", dynamic_ncols=True, position=1)
+    pace = Pace(after)
 
     def update(step, total, rows):
         bar.n = step
         ev = next((r for r in rows if r["kind"] == "eval"), None)
         bar.set_postfix(loss=f"{rows[0]['loss']:.3f}", tok_s=f"{rows[0]['tokens_per_s']:.0f}", refresh=False)
         bar.refresh()
-        if ev and not tty and not quiet:
-            log(f"  {spec.key} seed {spec.seed}: step {step}/{total} train {rows[0]['loss']:.4f} "
-                f"val {ev['val_loss']:.4f} bpb {ev['val_bpb']:.4f} ({rows[0]['tokens_per_s']:.0f} tok/s)")
+        rate = pace(step, total)
+        if ev and not quiet:
+            line = (f"  {spec.key} seed {spec.seed}: step {step}/{total} train {rows[0]['loss']:.4f} "
+                    f"val {ev['val_loss']:.4f} bpb {ev['val_bpb']:.4f} ({rows[0]['tokens_per_s']:.0f} tok/s{rate})")
+            if tty:  # above the bars, not through them
+                tqdm.write(line, file=sys.stdout)
+            else:
+                log(line)
 
     return bar, update
 
@@ -88,13 +97,13 @@ def failed_summary(spec: RunSpec, trainer: Trainer | None, err: RunFailed) -> di
     }
 
 
-def train_one(spec: RunSpec, rd: Path, data, stop: StopFlag, quiet: bool, log) -> dict:
+def train_one(spec: RunSpec, rd: Path, data, stop: StopFlag, quiet: bool, log, after: int = 0) -> dict:
     rank0 = D.is_rank0()
     if rank0:
         R.atomic_write_text(rd / R.CONFIG, yaml.safe_dump(spec.to_dict(), sort_keys=False))
     rd.mkdir(parents=True, exist_ok=True)
     trainer = None
-    bar, update = _progress(spec, quiet, log)
+    bar, update = _progress(spec, quiet, log, after)
     try:
         trainer = Trainer(spec, rd, data, stop, update)
         resumed = trainer.try_resume()
@@ -193,8 +202,10 @@ class DataCache:
 
 
 def run_one(spec: RunSpec, results_root: Path, *, force: bool = False, stop: StopFlag | None = None,
-            quiet: bool = False, log=print, data: DataCache | None = None, head: str = "") -> Outcome:
-    """Skip, resume or train one run into its run directory. Every rank of a distributed job calls it."""
+            quiet: bool = False, log=print, data: DataCache | None = None, head: str = "",
+            after: int = 0) -> Outcome:
+    """Skip, resume or train one run into its run directory. Every rank of a distributed job calls it; `after`:
+    the runs queued behind this one in this process (for the suite's ETA)."""
     rank0 = D.is_rank0()
     rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed, spec.size)
     head = head or f"{spec.key} seed {spec.seed}"
@@ -224,7 +235,7 @@ def run_one(spec: RunSpec, results_root: Path, *, force: bool = False, stop: Sto
         _remove_rank_files(rd)
     D.barrier()
     log(f"{head}: {'resuming' if state == 'resume' else 'training'}")
-    summary = train_one(spec, rd, (data or DataCache())(spec), stop or StopFlag(), quiet, log)
+    summary = train_one(spec, rd, (data or DataCache())(spec), stop or StopFlag(), quiet, log, after)
     if summary["status"] == "ok":
         f = summary["final"]
         log(f"{head}: val loss {f['val_loss']:.4f}, bpb {f['val_bpb']:.4f}, "
@@ -248,6 +259,7 @@ def run_plan(plan: Plan, results_root: Path, force: bool = False, only: list[str
     with stop.installed(), suite_bar:
         for i, spec in enumerate(specs, 1):
             outcomes.append(run_one(spec, results_root, force=force, stop=stop, quiet=quiet, log=log, data=data,
+                                    after=len(specs) - i,
                                     head=f"[{i}/{len(specs)}] {spec.key} seed {spec.seed}"))
             suite_bar.update(1)
     return outcomes

@@ -1,6 +1,7 @@
 """A seconds-long suite through the CLI: results layout, skip, resume after a kill, NaN handling."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,10 +29,18 @@ def losses(run: Path) -> list:
 
 
 def test_run_writes_results_and_report(tmp_path, capsys):
-    suite = write_suite(tmp_path)
+    suite = write_suite(tmp_path, claims=[{"name": "moe balanced", "kind": "load_balance", "variant": "moe",
+                                           "min_entropy": 0.5}])
     assert main(["run", str(suite), "--results", str(tmp_path / "res"), "--reports", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
     assert "report:" in out
+    assert re.search(r"^  moe: solved expert_d_ff = \d+$", out, re.M)  # the plan print shows solved widths
+    # progress as plain lines (stdout is not a terminal here) with the step rate and the time left
+    assert re.search(r"^  dense seed 0: step 8/12 .* tok/s, [\d.]+ step/s, ETA \d+s \(suite \d+s\)\)$", out, re.M)
+    assert re.search(r"^  moe seed 0: step 8/12 .* step/s, ETA \d+s\)$", out, re.M)  # the last run: no suite part
+    # the verdict on the console, one line: one seed is below the gate, so INCONCLUSIVE with the reason
+    assert re.search(r"^INCONCLUSIVE +moe balanced +entropy = [\d.]+ +moe has 1 finished seed\(s\), need 2$", out,
+                     re.M)
     for variant in ("dense", "moe"):
         rd = tmp_path / "res" / "tiny" / variant / "seed-0"
         s = R.read_json(rd / R.SUMMARY)
@@ -50,8 +59,9 @@ def test_run_writes_results_and_report(tmp_path, capsys):
         assert (rd / R.CONFIG).exists() and (rd / R.FINAL_MODEL).exists() and not (rd / R.CHECKPOINT).exists()
     moe = R.read_json(tmp_path / "res" / "tiny" / "moe" / "seed-0" / R.SUMMARY)
     assert moe["backend"] == "torch" and len(moe["experts"]["layers"]) == 2
-    report = (tmp_path / "rep" / "tiny" / "README.md").read_text()
-    assert f"environment lock: requirements/test.lock sha256 {s['env']['lock_sha256'][:12]}" in report
+    readme = (tmp_path / "rep" / "tiny" / "README.md").read_text()
+    assert f"environment lock: requirements/test.lock sha256 {s['env']['lock_sha256'][:12]}" in readme
+    assert re.search(r"\| moe \| all of 2; 4 experts, top-2 \| expert_d_ff \d+ \(solved\) \|", readme)
 
 
 def test_rerun_skips_finished_and_force_redoes(tmp_path, capsys):
@@ -67,10 +77,13 @@ def test_rerun_skips_finished_and_force_redoes(tmp_path, capsys):
     assert "skipped" not in capsys.readouterr().out.split("[1/1]")[1].splitlines()[0]
 
 
-def test_seeds_are_reproducible(tmp_path):
+def test_seeds_are_reproducible(tmp_path, capsys):
     for name in ("a", "b"):
         assert main(["run", str(write_suite(tmp_path)), "--results", str(tmp_path / name), "--quiet",
                      "--reports", str(tmp_path / "rep"), "--only", "moe"]) == 0
+        # --quiet drops the progress, never the verdicts and where the report is
+        assert capsys.readouterr().out.splitlines() == ["claims: none in this suite",
+                                                        f"report: {tmp_path / 'rep' / 'tiny' / 'README.md'}"]
     assert losses(tmp_path / "a/tiny/moe/seed-0") == losses(tmp_path / "b/tiny/moe/seed-0")
 
 

@@ -47,6 +47,8 @@ def test_exported_logits_equal_moebench_logits(exported, variant, arch):
     assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json"} <= {
         p.name for p in out.iterdir()}
     assert json.loads((out / "config.json").read_text())["architectures"] == [arch]
+    # a max_length here would make transformers warn on every generate(max_new_tokens=...)
+    assert "max_length" not in json.loads((out / "generation_config.json").read_text())
     ours, *_ = load_trained(rd, "cpu")
     hf, info = AutoModelForCausalLM.from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info  # every tensor mapped, nothing left over

@@ -6,6 +6,7 @@ import pytest
 from tests.report.test_report_render import make_results
 
 from moebench.cli import main
+from moebench.io import EVIDENCE_ROOT as EVIDENCE
 from moebench.report.publish import publish
 from moebench.report.render import write_report
 
@@ -54,9 +55,9 @@ def test_republishing_replaces_the_site(reports, tmp_path):
     assert not (site / "stale.html").exists() and (site / "index.html").exists()
 
 
-def test_the_committed_reports_publish(tmp_path):
-    index = publish(REPO / "reports", tmp_path / "site")
-    suites = sorted(p.parent.name for p in (REPO / "reports").glob("*/report.html"))
+def test_the_committed_evidence_publishes(tmp_path):
+    index = publish(REPO / EVIDENCE, tmp_path / "site")
+    suites = sorted(p.parent.name for p in (REPO / EVIDENCE).glob("*/report.html"))
     assert suites and all(f'href="{s}/report.html"' in index.read_text() for s in suites)
 
 

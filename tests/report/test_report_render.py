@@ -55,7 +55,7 @@ def test_report_files_and_order(report):
     assert "2.4950 ± 0.0635" in md  # moe val loss: mean 2.495, sd 0.00707, t(1) 12.706 / sqrt(2)
     assert "0.98, 1.3x, 0" in md
     # facts from the plan and the runs: MoE blocks by the model's rule, epochs of the corpus
-    assert "| moe | all of 2; 4 experts, top-2 | 33.3 k | 25.2 k | 400 | 0.04 | 10 M |" in md
+    assert "| moe | all of 2; 4 experts, top-2 | expert_d_ff 32 (solved) | 33.3 k | 25.2 k | 400 | 0.04 | 10 M |" in md
     assert "| dense | 2 | 2.805 | 0.00707 |" in md  # noise floor: sd of 2.8, 2.81
     assert "| switch speedup | PASS | 0.00707 (dense val_loss) | 0.31 final val loss | 43.8 |" in md
     assert "speedup_tokens = 1.509 [1.39, 1.63]" in md

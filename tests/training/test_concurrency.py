@@ -47,3 +47,15 @@ def test_workers_for_a_cpu_suite(tmp_path):
     assert workers_for(spec(**{"train.threads": DELETE}), "auto").jobs == 1  # a run on every core: one at a time
     w = workers_for(spec(**{"train.threads": DELETE}), 2)  # asked for 2: each gets its share of the cores
     assert (w.jobs, w.threads) == (2, max(1, usable_cores() // 2))
+
+
+def test_pace_gives_the_step_rate_and_the_time_left_for_the_run_and_the_suite():
+    from moebench.training.progress import Pace
+
+    now = [100.0]
+    pace = Pace(after=2, clock=lambda: now[0])
+    assert pace(1, 101) == ""  # the first step is the reference, not part of the rate
+    now[0] = 120.0
+    # 20 steps in 20 s: 80 left of this run, then 2 runs of 101 steps
+    assert pace(21, 101) == ", 1.00 step/s, ETA 1m20s (suite 4m42s)"
+    assert Pace()(5, 10) == ""
