@@ -68,6 +68,11 @@ LEGACY_FINAL_MODEL = "model.pt"  # before safetensors; read with torch.load(weig
 # a report written before every shard finished shows the others as incomplete rather than judging without them
 PLANNED_RUNS = "runs.json"
 SIDEBYSIDE = "sidebyside.json"  # in results/<suite>/: training/sidebyside.py
+# written after summary.json, every time it is (re)written: the sha256 of summary.json and of the run's other files,
+# so a hand-edited summary is detected too (a summary cannot vouch for itself). Runs from before it: legacy,
+# checked against their summary's integrity record alone.
+MANIFEST = "manifest.json"
+MANIFEST_FILES = (CONFIG, METRICS, FINAL_MODEL, LEGACY_FINAL_MODEL)
 
 
 def path_name(name: Any, what: str) -> str:
@@ -236,6 +241,72 @@ def _rows(path: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
+def write_recorded(path: Path, obj: Any, first_record=dict) -> None:
+    """A JSON file and then its folder's manifest.json entry. While the file is replaced the manifest accepts the
+    old and the new one, so a kill at any point leaves a folder that verifies (never one that reads as damaged).
+    The other entries keep the checksums recorded when their files were written (a rewrite never blesses damage);
+    `first_record()` gives them when the folder has no manifest yet."""
+    path = Path(path)
+    manifest = path.parent / MANIFEST
+    data = (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode("utf-8")
+    new = hashlib.sha256(data).hexdigest()
+    try:
+        files, had = dict(read_json(manifest)["files"]), True
+    except (OSError, ValueError, TypeError, KeyError):
+        files, had = first_record(), False
+    files.pop(path.name, None)
+    if had and path.exists():
+        atomic_write_json(manifest, {"files": {**files, path.name: {"sha256": [sha256_file(path), new]}}})
+    atomic_write_bytes(path, data)
+    atomic_write_json(manifest, {"files": {**files, path.name: {"sha256": [new]}}})
+
+
+def write_summary(rd: Path, summary: dict) -> None:
+    """summary.json, then the run's manifest (with the run's other files on the first write)."""
+    rd = Path(rd)
+    write_recorded(rd / SUMMARY, summary,
+                   lambda: {n: {"sha256": [sha256_file(rd / n)]} for n in MANIFEST_FILES if (rd / n).exists()})
+
+
+def verify_recorded(path: Path) -> str | None:
+    """One file against its folder's manifest: None when intact, unrecorded, or the folder has none (legacy)."""
+    path = Path(path)
+    try:
+        want = read_json(path.parent / MANIFEST)["files"].get(path.name)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return f"{path.parent / MANIFEST}: unreadable (damaged or hand-edited)"
+    if want is None or not path.exists():  # removed (a stale timing is): absent, not wrong
+        return None
+    if not isinstance(want, dict) or sha256_file(path) not in (want.get("sha256") or ()):
+        return f"{path}: checksum differs from the one its folder's manifest recorded (modified or damaged)"
+    return None
+
+
+def verify_manifest(rd: Path) -> str | None:
+    """None if the run has no manifest (legacy) or every file it lists is intact, else one line naming the file."""
+    rd = Path(rd)
+    try:
+        files = read_json(rd / MANIFEST)["files"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError):
+        return f"{rd / MANIFEST}: unreadable (damaged or hand-edited)"
+    if not isinstance(files, dict):
+        return f"{rd / MANIFEST}: not a manifest (damaged or hand-edited)"
+    for name, want in files.items():
+        try:
+            path = safe_join(rd, name, what=f"{rd / MANIFEST}")
+        except UserError as e:
+            return str(e)
+        if not path.exists():
+            return f"{path}: missing (the run's manifest recorded it)"
+        if not isinstance(want, dict) or sha256_file(path) not in (want.get("sha256") or ()):
+            return f"{path}: checksum differs from the one the run's manifest recorded (modified or damaged)"
+    return None
+
+
 def run_integrity(rd: Path) -> dict:
     """What a finished run's summary records of its files, so a reader can tell a damaged file from a good one."""
     rd = Path(rd)
@@ -273,8 +344,9 @@ def read_summary(rd: Path) -> tuple[dict | None, str | None]:
 def verify_run(rd: Path, summary: dict) -> str | None:
     """None if the files a finished summary recorded are intact, else one line naming the damaged file."""
     rd = Path(rd)
-    if summary.get("status") != "ok":
-        return None
+    problem = verify_manifest(rd)
+    if problem or summary.get("status") != "ok":
+        return problem
     if not summary.get("integrity"):  # written before summaries recorded checksums: the metrics must parse
         return _metrics_parse_problem(rd / METRICS)
     for name, want in summary["integrity"].items():

@@ -240,7 +240,7 @@ def cmd_eval(args) -> int:
     if summary_path.exists():
         summary = R.read_json(summary_path)
         summary.setdefault("lm_eval", {}).update(res)
-        R.atomic_write_json(summary_path, summary)
+        R.write_summary(args.run_dir, summary)  # and its manifest
     print(json.dumps(res, indent=2))
     return 0
 

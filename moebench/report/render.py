@@ -87,6 +87,9 @@ def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str, ex
                    ("p", "Runs that are not finished ok are left out of every mean and make the claims that compare "
                          "their variant INCONCLUSIVE. damaged: a file no longer matches the row count or checksum "
                          "its summary recorded (rerun `moebench run` to retrain it).")]
+    if rs.damaged_files:  # e.g. an edited sidebyside.json: named, and the per-run medians used instead
+        blocks += [("h2", "Damaged files"), ("p", "Not used (rerun the command that wrote them): "
+                                                  + "; ".join(rs.damaged_files) + ".")]
     blocks += [("h2", "Utilisation (S-MFU, S-MBU)"), ("table", tables.utilisation_table(rs)),
                ("p", "S-MFU and S-MBU as MoE-CAP (Jiang et al. 2024) define them for sparse models: achieved "
                      "FLOP/s of the active parameters (train FLOPs/token x tokens/s) / device peak FLOP/s, and bytes "
