@@ -52,8 +52,11 @@ import hashlib
 import json
 import os
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Any
+
+from moebench.errors import UserError
 
 # Output roots, relative to where moebench runs: a user's runs write results/ and reports/ (both git-ignored); the
 # project's published reports live in evidence/, which only an explicit --reports / --out names, so a run with the
@@ -72,16 +75,87 @@ LEGACY_FINAL_MODEL = "model.pt"  # before safetensors; read with torch.load(weig
 # a report written before every shard finished shows the others as incomplete rather than judging without them
 PLANNED_RUNS = "runs.json"
 SIDEBYSIDE = "sidebyside.json"  # in results/<suite>/: training/sidebyside.py
+# written after summary.json, every time it is (re)written: the sha256 of summary.json and of the run's other files,
+# so a hand-edited summary is detected too (a summary cannot vouch for itself). Runs from before it: legacy,
+# checked against their summary's integrity record alone.
+MANIFEST = "manifest.json"
+MANIFEST_FILES = (CONFIG, METRICS, FINAL_MODEL, LEGACY_FINAL_MODEL)
+
+
+def path_name(name: Any, what: str) -> str:
+    """`name` (a string read from disk or given by a user) as ONE path component, or a UserError naming `what`:
+    every join of such a string goes through here (or safe_join), so no file can name a path outside its folder."""
+    text = name if isinstance(name, str) else None
+    bad = ("not a string" if text is None else "empty" if not text
+           else "'.' or '..'" if text in (".", "..")
+           else "a path separator" if "/" in text or "\\" in text or (os.altsep and os.altsep in text)
+           else "a control character" if any(unicodedata.category(c) == "Cc" for c in text) else None)
+    if bad:
+        raise UserError(f"{what}: {name!r} is not a safe file or folder name ({bad})")
+    return text
+
+
+def safe_join(root: Path, *names: Any, what: str) -> Path:
+    """root / each name, every name a single component checked by path_name (so never absolute, never '..')."""
+    return Path(root).joinpath(*(path_name(n, what) for n in names))
+
+
+def safe_relpath(root: Path, rel: Any, what: str) -> Path:
+    """root / rel for a relative 'a/b/c' path read from disk: each '/'-separated part checked by path_name."""
+    if not isinstance(rel, str) or rel.startswith("/"):
+        raise UserError(f"{what}: {rel!r} is not a relative path inside {root}")
+    return safe_join(root, *rel.split("/"), what=what)
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where Linux says it (/proc/self/status, 4.7+)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)  # elsewhere: the classic read-by-setting, restored at once
+    os.umask(old)
+    return old
+
+
+def make_temp_dir(parent: Path, prefix: str) -> Path:
+    """A fresh directory in `parent` (to be renamed into place) with the mode a plain mkdir would give it:
+    mkdtemp's 0700 would make a published site or an export unreadable to anyone else."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(tmp, 0o777 & ~umask())
+    return tmp
+
+
+def check_out_dir(path: Path, flag: str) -> None:
+    """UserError unless `path` is (or can be created as) a writable directory: no file at it or above it; creates
+    nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path}: exists and is not a directory")
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{flag} {path}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: {probe} is not writable")
 
 
 @contextlib.contextmanager
 def atomic_open(path: Path):
     """A binary file that appears at `path` whole, or not at all: written to a temp file in the same
-    directory, fsynced, then renamed over `path`. On any error the temp file is removed and `path` untouched."""
+    directory, fsynced, then renamed over `path`. On any error the temp file is removed and `path` untouched.
+    The file gets the mode a plain open() would (0644 under umask 022), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -128,7 +202,7 @@ def split_key(key: str) -> tuple[str, str | None]:
 
 
 def run_dir(results_root: Path, suite: str, variant: str, seed: int, size: str | None = None) -> Path:
-    return Path(results_root) / suite / run_key(variant, size) / f"seed-{seed}"
+    return safe_join(results_root, suite, run_key(variant, size), f"seed-{seed}", what="run directory")
 
 
 def final_model(rd: Path) -> Path | None:
@@ -174,6 +248,72 @@ def _rows(path: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
+def write_recorded(path: Path, obj: Any, first_record=dict) -> None:
+    """A JSON file and then its folder's manifest.json entry. While the file is replaced the manifest accepts the
+    old and the new one, so a kill at any point leaves a folder that verifies (never one that reads as damaged).
+    The other entries keep the checksums recorded when their files were written (a rewrite never blesses damage);
+    `first_record()` gives them when the folder has no manifest yet."""
+    path = Path(path)
+    manifest = path.parent / MANIFEST
+    data = (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode("utf-8")
+    new = hashlib.sha256(data).hexdigest()
+    try:
+        files, had = dict(read_json(manifest)["files"]), True
+    except (OSError, ValueError, TypeError, KeyError):
+        files, had = first_record(), False
+    files.pop(path.name, None)
+    if had and path.exists():
+        atomic_write_json(manifest, {"files": {**files, path.name: {"sha256": [sha256_file(path), new]}}})
+    atomic_write_bytes(path, data)
+    atomic_write_json(manifest, {"files": {**files, path.name: {"sha256": [new]}}})
+
+
+def write_summary(rd: Path, summary: dict) -> None:
+    """summary.json, then the run's manifest (with the run's other files on the first write)."""
+    rd = Path(rd)
+    write_recorded(rd / SUMMARY, summary,
+                   lambda: {n: {"sha256": [sha256_file(rd / n)]} for n in MANIFEST_FILES if (rd / n).exists()})
+
+
+def verify_recorded(path: Path) -> str | None:
+    """One file against its folder's manifest: None when intact, unrecorded, or the folder has none (legacy)."""
+    path = Path(path)
+    try:
+        want = read_json(path.parent / MANIFEST)["files"].get(path.name)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return f"{path.parent / MANIFEST}: unreadable (damaged or hand-edited)"
+    if want is None or not path.exists():  # removed (a stale timing is): absent, not wrong
+        return None
+    if not isinstance(want, dict) or sha256_file(path) not in (want.get("sha256") or ()):
+        return f"{path}: checksum differs from the one its folder's manifest recorded (modified or damaged)"
+    return None
+
+
+def verify_manifest(rd: Path) -> str | None:
+    """None if the run has no manifest (legacy) or every file it lists is intact, else one line naming the file."""
+    rd = Path(rd)
+    try:
+        files = read_json(rd / MANIFEST)["files"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError):
+        return f"{rd / MANIFEST}: unreadable (damaged or hand-edited)"
+    if not isinstance(files, dict):
+        return f"{rd / MANIFEST}: not a manifest (damaged or hand-edited)"
+    for name, want in files.items():
+        try:
+            path = safe_join(rd, name, what=f"{rd / MANIFEST}")
+        except UserError as e:
+            return str(e)
+        if not path.exists():
+            return f"{path}: missing (the run's manifest recorded it)"
+        if not isinstance(want, dict) or sha256_file(path) not in (want.get("sha256") or ()):
+            return f"{path}: checksum differs from the one the run's manifest recorded (modified or damaged)"
+    return None
+
+
 def run_integrity(rd: Path) -> dict:
     """What a finished run's summary records of its files, so a reader can tell a damaged file from a good one."""
     rd = Path(rd)
@@ -211,12 +351,18 @@ def read_summary(rd: Path) -> tuple[dict | None, str | None]:
 def verify_run(rd: Path, summary: dict) -> str | None:
     """None if the files a finished summary recorded are intact, else one line naming the damaged file."""
     rd = Path(rd)
-    if summary.get("status") != "ok":
-        return None
+    problem = verify_manifest(rd)
+    if problem or summary.get("status") != "ok":
+        return problem
     if not summary.get("integrity"):  # written before summaries recorded checksums: the metrics must parse
         return _metrics_parse_problem(rd / METRICS)
     for name, want in summary["integrity"].items():
-        path = rd / name
+        try:
+            path = safe_join(rd, name, what=f"{rd / SUMMARY}: integrity")
+        except UserError as e:
+            return str(e)
+        if not isinstance(want, dict):
+            return f"{path}: its summary's integrity record is not a mapping (hand-edited or damaged)"
         if not path.exists():
             return f"{path}: missing (its summary recorded it)"
         if "rows" in want and _rows(path) != want["rows"]:

@@ -13,7 +13,7 @@ import yaml
 
 from moebench.analysis.resultset import ResultSet, RunRecord, build_result_set
 from moebench.config.suite import build_suite
-from moebench.io import atomic_write_json, atomic_write_text, run_dir
+from moebench.io import atomic_write_text, run_dir, write_summary
 from moebench.plan import make_plan
 from moebench.plan.sweep import make_sweep_plan
 from moebench.training.runner import prepare_suite_dir
@@ -97,7 +97,7 @@ def write_run(suite_dir: Path, variant: str, seed: int, losses, size: str | None
     atomic_write_text(d / "config.yaml", yaml.safe_dump(rec.config))
     (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rec.metrics))
     if rec.summary is not None:
-        atomic_write_json(d / "summary.json", rec.summary)
+        write_summary(d, rec.summary)  # and its manifest, as the trainer writes them
     return d
 
 

@@ -92,6 +92,13 @@ def measure(results_dir: Path) -> dict:
     rs = load_results(Path(results_dir))
     if not len(rs.runs):
         raise UserError(f"{results_dir}: no runs found (pass results/<suite>/ of a finished suite)")
+    if rs.damaged_files:
+        raise UserError(f"{rs.damaged_files[0]}; rerun the command that wrote it (sidebyside.json: `moebench run "
+                        "--sidebyside`)")
+    damaged = rs.runs[rs.runs["status"] == "damaged"]
+    if len(damaged):  # a damaged run's numbers could be anything: no baseline is written or compared from them
+        raise UserError(f"{damaged['failure_reason'].iloc[0]}; {len(damaged)} damaged run(s), rerun `moebench run` "
+                        "on the suite to retrain them")
     variants, ratios = {}, {}
     for v in rs.variants:
         runs = rs.runs[rs.runs["variant"] == v]

@@ -28,7 +28,7 @@ import yaml
 
 from moebench.errors import UserError
 from moebench.io import (METRICS, PLANNED_RUNS, SIDEBYSIDE, read_json, read_metrics,
-                         read_config, read_summary, run_key, verify_run)
+                         read_config, read_summary, run_key, verify_recorded, verify_run)
 
 FINAL_KEYS = ("val_loss", "val_ppl", "val_bpb", "test_loss", "test_ppl", "test_bpb")
 CURVE_COLS = ("variant", "seed", "step", "tokens", "flops", "wall", "val_loss", "val_ppl", "val_bpb")
@@ -54,6 +54,7 @@ class ResultSet:
     experts: dict = field(default_factory=dict)  # (variant, seed) -> final summary "experts" dict (per-layer loads)
     inference: dict = field(default_factory=dict)  # (variant, seed) -> summary "inference" dict (speed, pruning)
     sidebyside: dict | None = None  # results/<suite>/sidebyside.json: interleaved step times (training/sidebyside.py)
+    damaged_files: tuple[str, ...] = ()  # suite-level files that failed their check (one line each), left unused
 
     @property
     def name(self) -> str:
@@ -288,10 +289,12 @@ def build_result_set(results_dir: Path, suite: dict, plan, records: list[RunReco
     runs_df = _frame(runs, RUN_COLS).sort_values(["variant", "seed"], kind="stable").reset_index(drop=True)
     curves_df = _frame(curves, CURVE_COLS).sort_values(["variant", "seed", "step"], kind="stable")
     train_df = _frame(train, TRAIN_COLS).sort_values(["variant", "seed", "step"], kind="stable")
+    timing_problem = verify_recorded(results_dir / SIDEBYSIDE)
     return ResultSet(results_dir=Path(results_dir), suite=suite, plan=plan, runs=runs_df,
                      curves=curves_df.reset_index(drop=True), train=train_df.reset_index(drop=True),
                      env=_merge_env(envs), experts=experts, inference=inference,
-                     sidebyside=_sidebyside(results_dir / SIDEBYSIDE))
+                     sidebyside=None if timing_problem else _sidebyside(results_dir / SIDEBYSIDE),
+                     damaged_files=(timing_problem,) if timing_problem else ())
 
 
 def _sidebyside(path: Path) -> dict | None:

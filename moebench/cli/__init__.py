@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok; 1 an internal error (a bug: traceback); 2 the user's error (one line naming the file or
 field, nothing on disk changed); 3 `run` finished but at least one run failed (NaN loss, a crashed rank; the
-report's "Failed runs" section says which, at which step, why); 130 interrupted.
+report's "Failed runs" section says which, at which step, why); 130 interrupted; 141 the reader of stdout went
+away (a broken pipe, e.g. `| head -1`), nothing said on stderr.
 """
 from __future__ import annotations
 
@@ -169,6 +170,22 @@ def build_parser() -> ArgParser:
     return p
 
 
+EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, as a shell reports `yes | head -1`'s writer
+
+
+def broken_pipe() -> int:
+    """The reader of stdout went away (`moebench plan ... | head -1`): stop quietly, as command-line tools do.
+    stdout is pointed at /dev/null so the interpreter's final flush of what is still buffered cannot fail again
+    (the Python docs' recipe, signal module, "Note on SIGPIPE")."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout replaced by something without a file descriptor (a test's capture)
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     quiet_library_warnings()
@@ -186,11 +203,15 @@ def main(argv: list[str] | None = None) -> int:
             from moebench.cli.launch import check_launch_flags, run_command
 
             check_launch_flags(args)
+            code = run_command(args, argv)
+        else:
+            from moebench.cli import commands
 
-            return run_command(args, argv)
-        from moebench.cli import commands
-
-        return getattr(commands, f"cmd_{args.command}")(args) or 0
+            code = getattr(commands, f"cmd_{args.command}")(args) or 0
+        sys.stdout.flush()  # here, not at exit: a reader that went away is a broken pipe below, not a traceback
+        return code
+    except BrokenPipeError:
+        return broken_pipe()
     except UserError as e:
         print(f"moebench: error: {e}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from moebench.config.suite import Suite, load_suite
 from moebench.errors import UserError
+from moebench import io as R
 from moebench.io import REPORTS_ROOT, SIDEBYSIDE
 from moebench.plan import plan_suite
 
@@ -111,6 +112,10 @@ def cmd_run(args) -> int:
     reports = (args.reports or Path(suite.report.out))
     check_writable(args.results, "--results")
     check_writable(reports, "--reports")
+    if not args.shard:  # the report folder must be new or a report's: found out now, not after training
+        from moebench.report.render import check_report_dir
+
+        check_report_dir(R.safe_join(reports, suite.name, what="name"))
     specs = run_specs(plan, args.only)
     check_reruns(specs, args.results, args.force)
     data = DataCache()
@@ -149,7 +154,7 @@ def cmd_run(args) -> int:
             print(f"shard {args.shard} done; run `moebench report {args.results / suite.name}` when all shards "
                   "finished", flush=True)
         else:
-            rendered = write_report(args.results / suite.name, reports / suite.name)
+            rendered = write_report(args.results / suite.name, R.safe_join(reports, suite.name, what="name"))
     if rendered:  # the verdicts are what the suite was run for: printed even with --quiet
         print(console_claims(rendered.verdicts), flush=True)
         print(f"report: {rendered.readme}", flush=True)
@@ -175,7 +180,6 @@ def sidebyside(specs, ok, suite_dir: Path, log) -> None:
 
 def train_runs(plan, args, log, data=None) -> list:
     """The runs this invocation owns (--only, --shard), one after another, --jobs at once, or on Ray."""
-    from moebench import io as R
     from moebench.plan import parse_shard, run_specs
     from moebench.training.runner import prepare_suite_dir
 
@@ -214,25 +218,35 @@ def console_claims(verdicts) -> str:
     return table(verdicts)
 
 
+def report_dir(results_dir: Path) -> Path:
+    """reports/<name>/ under the current directory, `name` the results' suite.yaml name: a name that is not one
+    plain folder name (absolute, '..', a separator: a hand-edited file) is refused, never followed."""
+    import yaml
+
+    from moebench.io import safe_join
+
+    path = results_dir / "suite.yaml"
+    try:
+        suite = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError, yaml.YAMLError):
+        raise UserError(f"{path}: unreadable; rerun `moebench run` on the suite to rewrite it") from None
+    if not isinstance(suite, dict):
+        raise UserError(f"{path}: not a suite mapping; rerun `moebench run` on the suite to rewrite it")
+    return safe_join(Path(REPORTS_ROOT), suite.get("name", results_dir.resolve().name),
+                     what=f"{path}: name (pass --out to choose the report folder)")
+
+
 def cmd_report(args) -> int:
     if not (args.results_dir / "suite.yaml").exists():
         raise UserError(f"{args.results_dir}: not a suite results directory (no suite.yaml); "
                         "pass results/<suite>/")
-    import yaml
-
-    try:
-        name = (yaml.safe_load((args.results_dir / "suite.yaml").read_text()) or {}).get("name", args.results_dir.name)
-    except (OSError, yaml.YAMLError, AttributeError):
-        raise UserError(f"{args.results_dir / 'suite.yaml'}: unreadable; rerun `moebench run` on the suite to "
-                        "rewrite it") from None
-    rendered = write_report(args.results_dir, args.out or Path(REPORTS_ROOT) / name)
+    rendered = write_report(args.results_dir, args.out or report_dir(args.results_dir))
     print(console_claims(rendered.verdicts))
     print(f"report: {rendered.readme}")
     return 0
 
 
 def cmd_eval(args) -> int:
-    from moebench import io as R
     from moebench.evals.harness import run_lm_eval
 
     res = run_lm_eval(args.run_dir, args.tasks, args.limit)
@@ -240,7 +254,7 @@ def cmd_eval(args) -> int:
     if summary_path.exists():
         summary = R.read_json(summary_path)
         summary.setdefault("lm_eval", {}).update(res)
-        R.atomic_write_json(summary_path, summary)
+        R.write_summary(args.run_dir, summary)  # and its manifest
     print(json.dumps(res, indent=2))
     return 0
 
@@ -292,7 +306,6 @@ def cmd_bench(args) -> int:
 
 def cmd_check(args) -> int:
     from moebench.analysis import check
-    from moebench import io as R
 
     tol = check.parse_tolerances(args.tolerance)
     if args.ab:

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from moebench import io as R
 from moebench.errors import UserError
 from moebench.models.spec import ModelConfig
 
@@ -143,6 +143,7 @@ def export_hf(run_dir: Path, out: Path) -> Exported:
     from .load import read_run
 
     rd, out = Path(run_dir), Path(out)
+    R.check_out_dir(out, "--out")  # a file at --out or above it: one line, before anything is read or written
     weights, run = read_run(rd)
     cfg = ModelConfig.from_dict(run["model"])
     problems = hf_problems(cfg)
@@ -153,8 +154,7 @@ def export_hf(run_dir: Path, out: Path) -> Exported:
     _need_transformers()
     arch = "mixtral" if cfg.moe else "llama"
     corpus, tok_name = run["corpus"]["name"], run["corpus"]["tokenizer"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # renamed to `out` when complete
+    tmp = R.make_temp_dir(out.parent, f".{out.name}.")  # renamed to `out` when complete
     try:
         tok = write_tokenizer(tok_name, corpus, cfg.seq_len, tmp)
         hf_cfg = hf_config(cfg, tok.eos_id)
@@ -167,6 +167,7 @@ def export_hf(run_dir: Path, out: Path) -> Exported:
         GenerationConfig(bos_token_id=tok.eos_id, eos_token_id=tok.eos_id,
                          pad_token_id=tok.eos_id).save_pretrained(tmp)
         save_file(hf_state_dict(cfg, load_weights(weights)), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "model.safetensors").chmod(0o666 & ~R.umask())  # safetensors creates it 0600, whatever the umask
         note = (f"Exported from moebench run {rd} ({run.get('suite')}/{run.get('variant')} seed {run.get('seed')}, "
                 f"config hash {run.get('config_hash')}) as {arch}. {tok.note}\n")
         (tmp / "MOEBENCH_EXPORT.md").write_text(note, encoding="utf-8")

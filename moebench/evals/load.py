@@ -15,6 +15,10 @@ def read_run(run_dir: Path) -> tuple[Path, dict]:
     weights = R.final_model(rd)
     if weights is None or not (rd / R.CONFIG).exists():
         raise UserError(f"{rd}: not a finished moebench run (needs {R.CONFIG} and {R.FINAL_MODEL})")
+    summary, problem = R.read_summary(rd)  # the one check every reader of a run makes: weights, summary, metrics
+    problem = problem or (R.verify_run(rd, summary) if summary is not None else R.verify_manifest(rd))
+    if problem:
+        raise UserError(f"{problem}; the run is damaged, rerun `moebench run` on its suite to retrain it")
     return weights, yaml.safe_load((rd / R.CONFIG).read_text(encoding="utf-8"))
 
 

@@ -50,4 +50,7 @@ def compare(results_a: Path, results_b: Path, force: bool = False, show=print) -
             row += [f(x) if x == x else "n/a", f(y) if y == y else "n/a", f"{ratio:.3f}" if ratio == ratio else "n/a"]
         rows.append(row)
     title = f"A = {a.name} ({Path(results_a)}), B = {b.name} ({Path(results_b)}); means over finished seeds"
-    return title + "\n\n" + md_table((headers, rows)) + "\n"
+    damaged = [f"- {r}" for rs in (a, b) for r in [*rs.runs.loc[rs.runs["status"] == "damaged", "failure_reason"],
+                                                   *rs.damaged_files]]
+    notes = "\nDamaged, left out (rerun `moebench run` to retrain):\n" + "\n".join(damaged) + "\n" if damaged else ""
+    return title + "\n\n" + md_table((headers, rows)) + "\n" + notes

@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+import os
 import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
+from moebench import io as R
 from moebench.analysis.claims import Verdict
 from moebench.errors import UserError
 
@@ -22,6 +23,10 @@ from .render import STYLE, html_table
 from .tables import claims_table
 
 INDEX = "index.html"
+NOJEKYLL = ".nojekyll"
+# written last into every site publish writes: which files are its own. Only a folder holding it is replaced, and
+# only the files it lists are ever removed (never a folder's other content, never recognised by index.html).
+MARKER = ".moebench-site.json"
 PAGE_FILES = ("report.html", "verdicts.json", "README.md", "results.csv", "curves.csv")
 VERDICT_ORDER = ("PASS", "FAIL", "INCONCLUSIVE")
 
@@ -73,17 +78,83 @@ def index_html(entries: list[ReportEntry]) -> str:
             f"<style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
 
 
-def _copy_report(src: Path, dst: Path) -> None:
-    dst.mkdir(parents=True)
-    for name in PAGE_FILES:
-        if (src / name).exists():
-            shutil.copy2(src / name, dst / name)
-    if (src / "plots").is_dir():  # README.md's images (report.html embeds its own)
-        shutil.copytree(src / "plots", dst / "plots")
+def _site_files(dirs: list[Path]) -> dict[str, Path]:
+    """Every file of the site but the index, as {path in the site: source file}."""
+    out = {}
+    for d in dirs:
+        for name in PAGE_FILES:
+            if (d / name).is_file():
+                out[f"{d.name}/{name}"] = d / name
+        if (d / "plots").is_dir():  # README.md's images (report.html embeds its own)
+            out.update({f"{d.name}/{p.relative_to(d).as_posix()}": p for p in sorted((d / "plots").rglob("*"))
+                        if p.is_file()})
+    return out
+
+
+def _check_out(out: Path, sources: list[Path]) -> list[str]:
+    """What a previous publish wrote to `out` (its marker's list; [] for a new or empty folder). UserError if `out`
+    overlaps a source, is a file, or holds anything publish did not write there."""
+    o = out.resolve()
+    for src in sources:
+        s = src.resolve()
+        if o == s or s in o.parents or o in s.parents:
+            raise UserError(f"--out {out}: must not equal, contain or lie inside the reports it publishes ({src})")
+    R.check_out_dir(out, "--out")
+    if not out.exists() or not any(out.iterdir()):
+        return []
+    if not (out / MARKER).is_file():
+        raise UserError(f"--out {out}: not empty and not a site moebench publish wrote (no {MARKER}); publish "
+                        "writes only into an empty folder or its own earlier site: choose a new --out")
+    try:
+        written = R.read_json(out / MARKER)["files"]
+    except (OSError, ValueError, TypeError, KeyError):
+        raise UserError(f"{out / MARKER}: unreadable (damaged or hand-edited); choose a new --out") from None
+    if not isinstance(written, list):
+        raise UserError(f"{out / MARKER}: files is not a list (damaged or hand-edited); choose a new --out")
+    for rel in written:
+        R.safe_relpath(out, rel, f"{out / MARKER}: files")
+    return written
+
+
+def _check_foreign(out: Path, new: list[str], old: list[str]) -> None:
+    """UserError if writing `new` into `out` would replace a file publish did not write, or write through a file or
+    a link that is not its own folder."""
+    mine = set(old)
+    for rel in new:
+        parts = rel.split("/")
+        for i in range(1, len(parts)):  # the folders on the way: real folders, or absent
+            d = out.joinpath(*parts[:i])
+            if d.is_symlink() or (d.exists() and not d.is_dir()):
+                raise UserError(f"--out {out}: {d} is not a folder publish made; move it away or choose a new --out")
+        if rel not in mine and os.path.lexists(out / rel):
+            raise UserError(f"--out {out}: {out / rel} exists and publish did not write it; move it away or "
+                            "choose a new --out")
+
+
+def _install(tmp: Path, out: Path, new: list[str], old: list[str]) -> None:
+    """Move the files built in `tmp` into `out`: what the last publish wrote and this one does not is removed
+    (with the folders that leaves empty); nothing else there is touched."""
+    stale = [R.safe_relpath(out, rel, MARKER) for rel in old if rel not in set(new)]
+    R.atomic_write_json(out / MARKER, {"written_by": "moebench publish", "files": sorted(set(old) | set(new))})
+    for rel in new:
+        dest = R.safe_relpath(out, rel, MARKER)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).replace(dest)
+    for p in stale:
+        if p.is_file() or p.is_symlink():
+            p.unlink()
+        for d in p.parents:
+            if d == out or out not in d.parents:
+                break
+            try:
+                d.rmdir()  # only if empty: a file someone else put beside ours keeps its folder
+            except OSError:
+                break
+    R.atomic_write_json(out / MARKER, {"written_by": "moebench publish", "files": sorted(new)})
 
 
 def publish(reports_dir: Path, out: Path) -> Path:
-    """Write the site to `out` (replacing a previous site there); the index page's path."""
+    """Write the site to `out` (an empty folder or an earlier site of publish's); the index page's path."""
     root, out = Path(reports_dir), Path(out)
     if not root.is_dir():
         raise UserError(f"{root}: reports directory not found")
@@ -91,23 +162,21 @@ def publish(reports_dir: Path, out: Path) -> Path:
     if not dirs:
         raise UserError(f"{root}: no reports in it (a report is <suite>/report.html with verdicts.json, as written "
                         "by moebench run / moebench report)")
-    if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
-        raise UserError(f"--out {out}: must be outside the reports directory {root}")
-    if out.exists() and any(out.iterdir()) and not (out / INDEX).exists():
-        raise UserError(f"--out {out}: exists, is not empty and is not a published site (no {INDEX}); "
-                        "choose a new directory")
+    old = _check_out(out, [root, *dirs])
     entries = [read_entry(d) for d in dirs]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    files = _site_files(dirs)
+    new = sorted([*files, INDEX, NOJEKYLL])
+    if out.exists():
+        _check_foreign(out, new, old)
+    tmp = R.make_temp_dir(out.parent, f".{out.name}.")
     try:
-        for d in dirs:
-            _copy_report(d, tmp / d.name)
+        for rel, src in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, tmp / rel)  # copyfile, not copy2: the site's modes follow the umask, not the source's
         (tmp / INDEX).write_text(index_html(entries), encoding="utf-8")
-        (tmp / ".nojekyll").write_text("", encoding="utf-8")  # GitHub Pages: serve files as they are
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
+        (tmp / NOJEKYLL).write_text("", encoding="utf-8")  # GitHub Pages: serve files as they are
+        out.mkdir(parents=True, exist_ok=True)
+        _install(tmp, out, new, old)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out / INDEX

@@ -21,7 +21,8 @@ from moebench.analysis.claims import MIN_SEEDS, judge_all
 from moebench.analysis.resultset import load_results
 from moebench.config.claims import parse_claims
 from moebench.config.sweep import claim_names
-from moebench.io import atomic_write_text
+from moebench.errors import UserError
+from moebench.io import atomic_write_text, check_out_dir
 
 from . import facts, sections, tables
 from .plots import make_plots
@@ -97,6 +98,9 @@ def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str, ex
                    ("p", "Runs that are not finished ok are left out of every mean and make the claims that compare "
                          "their variant INCONCLUSIVE. damaged: a file no longer matches the row count or checksum "
                          "its summary recorded (rerun `moebench run` to retrain it).")]
+    if rs.damaged_files:  # e.g. an edited sidebyside.json: named, and the per-run medians used instead
+        blocks += [("h2", "Damaged files"), ("p", "Not used (rerun the command that wrote them): "
+                                                  + "; ".join(rs.damaged_files) + ".")]
     blocks += [("h2", "Utilisation (S-MFU, S-MBU)"), ("table", tables.utilisation_table(rs)),
                ("p", "S-MFU and S-MBU as MoE-CAP (Jiang et al. 2024) define them for sparse models: achieved "
                      "FLOP/s of the active parameters (train FLOPs/token x tokens/s) / device peak FLOP/s, and bytes "
@@ -190,6 +194,22 @@ def _csv(df, path: Path) -> None:
     atomic_write_text(path, df.to_csv(index=False, lineterminator="\n", float_format="%.10g"))
 
 
+# written into every report folder: the report's files there may be replaced by the next report. A folder
+# without it (or, from before it existed, without report.html and verdicts.json) is someone else's: refused.
+MARKER = ".moebench-report"
+
+
+def check_report_dir(out_dir: Path) -> None:
+    """UserError unless `out_dir` is new, empty, or a report folder moebench wrote (it overwrites README.md there)."""
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir, "report folder")
+    if not out_dir.exists() or not any(out_dir.iterdir()) or (out_dir / MARKER).is_file():
+        return
+    if not ((out_dir / "report.html").is_file() and (out_dir / "verdicts.json").is_file()):
+        raise UserError(f"report folder {out_dir}: not empty and not a moebench report (no {MARKER}); a report "
+                        "replaces README.md and report.html there: choose another --out")
+
+
 @dataclasses.dataclass(frozen=True)
 class Rendered:
     readme: Path
@@ -225,9 +245,11 @@ def write_report(results_dir: Path, out_dir: Path) -> Path:
 
 
 def render_report(results_dir: Path, out_dir: Path) -> Rendered:
-    rs = load_results(Path(results_dir))
     out_dir = Path(out_dir)
+    check_report_dir(out_dir)
+    rs = load_results(Path(results_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / MARKER, "written by moebench report; its other files are replaced on the next one\n")
     names = rs.suite.get("variants")  # an unknown variant in a claim is the user's typo, not a missing run
     sizes = (rs.suite.get("sweep") or {}).get("sizes")  # a sweep's claims may name one size: variant@size
     verdicts = judge_all(parse_claims(rs.suite.get("claims") or [],

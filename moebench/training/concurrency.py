@@ -84,7 +84,7 @@ def record(results_root: Path, suite: str, spans: Sequence[Span], launcher: str,
         summary = R.read_json(path)
         summary["concurrent_runs"] = {**counts[s.key], "launcher": launcher, "jobs": jobs}
         summary["load_avg_1m"] = {"start": s.load_start, "end": s.load_end}
-        R.atomic_write_json(path, summary)
+        R.write_summary(path.parent, summary)
 
 
 def span_now(key: tuple, start: float, load_start: float | None) -> Span:

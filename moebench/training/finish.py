@@ -47,7 +47,7 @@ def finish_run(spec: RunSpec, rd: Path, log=print) -> dict | None:
         log(f"  {spec.key} seed {spec.seed}: lm-eval {', '.join(lm.tasks)}")
         summary["lm_eval"] = run_lm_eval((model, _tokenizer(spec), spec.model.seq_len, device), lm.tasks, lm.limit,
                                          lm.batch_size)
-    R.atomic_write_json(rd / R.SUMMARY, summary)
+    R.write_summary(rd, summary)
     return summary
 
 

@@ -83,32 +83,30 @@ def archive_run(rd: Path, tag: str) -> Path:
     """Move a run directory to results/<suite>/superseded/<tag>/<variant>/seed-<n>/ (never overwriting one)."""
     rd = Path(rd)
     suite_dir = rd.parent.parent
-    dest = suite_dir / SUPERSEDED / tag / rd.parent.name / rd.name
+    dest = R.safe_join(suite_dir, SUPERSEDED, tag, rd.parent.name, rd.name, what="archive folder")
     n = 1
     while dest.exists():
         n += 1
-        dest = suite_dir / SUPERSEDED / f"{tag}-{n}" / rd.parent.name / rd.name
+        dest = R.safe_join(suite_dir, SUPERSEDED, f"{tag}-{n}", rd.parent.name, rd.name, what="archive folder")
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(rd, dest)
     return dest
 
 
 def archive_tag(rd: Path, state: str) -> str:
+    """The superseded/ folder a run moves to: its config hash, read back from its summary (or config.yaml). A hash
+    that is not a plain folder name (a hand-edited '../x') is no hash: the run archives as damaged instead."""
+    damaged = "damaged-" + _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     if state == "damaged":
-        return "damaged-" + _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        return damaged
     summary, _ = R.read_summary(rd)
-    return str((summary or R.read_config(rd) or {}).get("config_hash") or "unknown")
+    tag = (summary or R.read_config(rd) or {}).get("config_hash") or "unknown"
+    try:
+        return R.path_name(str(tag) if isinstance(tag, (int, float)) else tag, "config_hash")
+    except UserError:
+        return damaged
 
 
 def check_writable(path: Path, flag: str) -> None:
     """UserError unless `path` is (or can be created as) a writable directory; creates nothing."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{flag} {path}: exists and is not a directory")
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UserError(f"{flag} {path}: {probe} is a file, not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {path}: {probe} is not writable")
+    R.check_out_dir(path, flag)

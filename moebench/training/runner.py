@@ -135,7 +135,7 @@ def train_one(spec: RunSpec, rd: Path, data, stop: StopFlag, quiet: bool, log, a
     if rank0:
         if summary["status"] == "ok":  # what a reader checks the files against (metrics rows, checksums)
             summary["integrity"] = R.run_integrity(rd)
-        R.atomic_write_json(rd / R.SUMMARY, summary)
+        R.write_summary(rd, summary)
         (rd / R.CHECKPOINT).unlink(missing_ok=True)
     _remove_rank_files(rd)
     D.barrier()
@@ -155,7 +155,7 @@ def rank_failed(spec: RunSpec, rd: Path, trainer, err: Exception) -> D.Distribut
     summary = failed_summary(spec, trainer, RunFailed(step, reason))
     summary["failure"]["rank"] = r
     if not (rd / R.SUMMARY).exists():
-        R.atomic_write_json(rd / R.SUMMARY, summary)
+        R.write_summary(rd, summary)
     recorded = R.read_json(rd / R.SUMMARY).get("failure") or {}
     return D.DistributedRunFailed(
         f"{spec.key} seed {spec.seed} failed at step {recorded.get('step', step)}: "

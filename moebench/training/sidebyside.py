@@ -87,5 +87,5 @@ def measure(specs: list[RunSpec], results_root: Path, rounds: int = ROUNDS, step
 
 def write(results_dir: Path, sbs: dict) -> Path:
     path = Path(results_dir) / R.SIDEBYSIDE
-    R.atomic_write_json(path, sbs)
+    R.write_recorded(path, sbs)  # and results/<suite>/manifest.json, so an edited timing is detected
     return path

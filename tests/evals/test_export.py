@@ -118,6 +118,23 @@ def test_export_refuses_a_non_empty_out_and_a_non_run(exported, tmp_path, capsys
     assert (tmp_path / "x" / "keep.txt").read_text() == "mine" and not (tmp_path / "y").exists()
 
 
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_export_onto_a_file_is_a_one_line_error(exported, tmp_path, capsys, where):
+    rd, _ = exported["dense"]
+    (tmp_path / "f").write_text("mine")
+    out = tmp_path / "f" if where == "a file" else tmp_path / "f" / "model"
+    assert main(["export", str(rd), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--out" in err and str(tmp_path / "f") in err
+    assert (tmp_path / "f").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_the_export_follows_the_umask(exported):
+    _, out = exported["dense"]
+    want = {(True, 0o777 & ~R.umask())} | {(False, 0o666 & ~R.umask())}
+    assert {(p.is_dir(), p.stat().st_mode & 0o777) for p in [out, *out.rglob("*")]} == want
+
+
 BASE = dict(vocab_size=256, seq_len=16, d_model=16, n_layers=2, n_heads=2, d_ff=32, activation="swiglu",
             norm="rmsnorm")
 

@@ -47,12 +47,14 @@ def test_site_has_an_index_and_every_report_with_its_files(reports, tmp_path, ca
     assert all((site / "suite-a" / p).is_file() for p in re.findall(r"\]\((plots/[^)]+)\)", readme))
 
 
-def test_republishing_replaces_the_site(reports, tmp_path):
+def test_republishing_replaces_the_site_and_keeps_what_publish_did_not_write(reports, tmp_path):
     site = tmp_path / "site"
     publish(reports, site)
-    (site / "stale.html").write_text("old")
+    fresh = (site / "index.html").read_text()
+    (site / "index.html").write_text("old")
+    (site / "extra.html").write_text("the user's own page")
     publish(reports, site)
-    assert not (site / "stale.html").exists() and (site / "index.html").exists()
+    assert (site / "index.html").read_text() == fresh and (site / "extra.html").read_text() == "the user's own page"
 
 
 def test_the_committed_evidence_publishes(tmp_path):
@@ -64,8 +66,8 @@ def test_the_committed_evidence_publishes(tmp_path):
 @pytest.mark.parametrize("case,message", [
     ("missing", "reports directory not found"),
     ("empty", "no reports in it"),
-    ("inside", "must be outside the reports directory"),
-    ("occupied", "is not a published site"),
+    ("inside", "must not equal, contain or lie inside the reports"),
+    ("occupied", "not a site moebench publish wrote"),
 ])
 def test_bad_arguments_are_one_line_errors_that_change_nothing(reports, tmp_path, capsys, case, message):
     src, out = reports, tmp_path / "site"
