@@ -63,10 +63,15 @@ def read_yaml(path: Path) -> dict:
 
 
 def check_depth(data: Any, origin: str) -> None:
-    """Refuse data nested deeper than MAX_DEPTH (iteratively: the check itself must not recurse)."""
-    stack = [(data, 0, "")]
+    """Refuse data nested deeper than MAX_DEPTH (iteratively: the check itself must not recurse). A node that
+    YAML aliases share is walked again only when reached deeper, so a billion-laughs file costs its nodes x depth."""
+    stack, deepest = [(data, 0, "")], {}
     while stack:
         node, depth, where = stack.pop()
+        if isinstance(node, (dict, list)):
+            if deepest.get(id(node), -1) >= depth:
+                continue
+            deepest[id(node)] = depth
         if depth > MAX_DEPTH:
             raise UserError(f"{origin}: {printable(where.lstrip('.')) or 'the value'} is nested more than {MAX_DEPTH} "
                             "levels deep (a suite is a few levels deep)")
