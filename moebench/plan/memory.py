@@ -10,8 +10,12 @@ Per run, in bytes (docs/validation.md explains each term):
   probabilities (2 E), each slot's gathered input and output (2 k d_model) and hidden (2 (m - 1) expert_d_ff
   per slot and per shared expert), plus k E for a capacity limit's dispatch mask; and the head's norm, logits,
   log-softmax and their gradient (2 d_model + 3 vocab). Attention scores are not counted: PyTorch's SDPA
-  (flash / memory-efficient) does not store seq_len^2 of them. Activations are 4 bytes (2 under bf16/fp16).
-- a forward-only pass (evaluation, the inference benchmark) at its own batch size, when that is larger.
+  (flash / memory-efficient) does not store seq_len^2 of them. Activations are 4 bytes (2 under bf16/fp16),
+  times BACKWARD_SLACK for the activation gradients in flight during the backward pass and the allocator's slack;
+- a forward-only pass (evaluation, the inference benchmark) at its own batch size, when that is larger;
+- RUNTIME_BYTES for the framework's own buffers.
+Measured on CPU (one AdamW step, peak RSS at two batch sizes): the saved-activation count above is 1.2x (MoE with
+a capacity limit) to 1.4x (dense) short of the growth per token, and ~200 MB is fixed (docs/validation.md).
 It is an approximation meant to catch a model that cannot fit (a typo, a wrong exponent), not to pack memory
 tightly: `--skip-memory-check` skips it.
 """
@@ -32,6 +36,8 @@ from .flops import attn_params, norm_params, slots_per_token
 from .plan import model_config
 
 OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "sgd": 1}  # fp32 tensors per parameter
+BACKWARD_SLACK = (7, 5)  # x 1.4, as a fraction: the sizes are exact integers however large
+RUNTIME_BYTES = 256 * 2**20
 MEMINFO = Path("/proc/meminfo")
 
 
@@ -41,14 +47,16 @@ class Estimate:
     grads: int
     optimizer: int
     activations: int
+    runtime: int = RUNTIME_BYTES
 
     @property
     def total(self) -> int:
-        return self.params + self.grads + self.optimizer + self.activations
+        return self.params + self.grads + self.optimizer + self.activations + self.runtime
 
     def describe(self, optimizer: str) -> str:
         return (f"weights {fmt_bytes(self.params)} + gradients {fmt_bytes(self.grads)} + {optimizer} state "
-                f"{fmt_bytes(self.optimizer)} + activations {fmt_bytes(self.activations)}")
+                f"{fmt_bytes(self.optimizer)} + activations {fmt_bytes(self.activations)} + runtime "
+                f"{fmt_bytes(self.runtime)}")
 
 
 def fmt_bytes(n: float) -> str:
@@ -100,7 +108,9 @@ def estimate(cfg: ModelConfig, suite: Suite) -> Estimate:
     forward_batch = max([suite.eval.batch_size or t.batch_size]
                         + (list(suite.inference.batch_sizes) if suite.inference is not None else []))
     tokens = cfg.seq_len
-    act = act_bytes * tokens * max(t.batch_size * _per_token(cfg, True), forward_batch * _per_token(cfg, False))
+    num, den = BACKWARD_SLACK
+    train_act = t.batch_size * _per_token(cfg, True) * num // den
+    act = act_bytes * tokens * max(train_act, forward_batch * _per_token(cfg, False))
     return Estimate(4 * p, 4 * p, 4 * p * OPTIMIZER_STATES.get(t.optimizer, 2), act)
 
 

@@ -96,8 +96,8 @@ def test_memory_counts_the_runs_jobs_trains_at_once(disk, monkeypatch, capsys):
 
 
 def test_estimate_terms():
-    """AdamW: weights, gradients and two moments are 4 + 4 + 8 bytes a parameter (flops.count's total); SGD keeps
-    one moment; bf16 halves the activations."""
+    """AdamW: weights, gradients and two moments are 4 + 4 + 8 bytes a parameter (flops.count's total, here in
+    closed form); SGD keeps one moment; bf16 halves the activations."""
     from moebench.plan.flops import count
 
     built = build_suite(tiny())
@@ -108,7 +108,7 @@ def test_estimate_terms():
         assert (e.params, e.grads, e.optimizer) == (4 * p, 4 * p, 8 * p)
         sgd = build_suite(tiny(**{"train.optimizer": "sgd", "train.dtype": "bfloat16"}))
         e2 = memory.estimate(cfg, sgd)
-        assert e2.optimizer == 4 * p and e2.activations * 2 == e.activations
+        assert e2.optimizer == 4 * p and abs(e2.activations * 2 - e.activations) <= 2
 
 
 CHILD = textwrap.dedent("""
