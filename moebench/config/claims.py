@@ -217,8 +217,8 @@ def _check_one(i: int, raw, variant_names, problems: list[str]):
     # names are checked even when a field is invalid, so every problem of a claim is reported at once
     if variant_names is not None:
         refs = [(f"{p}.{k}", raw.get(k)) for k in ("variant", "baseline", "control")]
-        refs += [(f"{p}.variants.{j}", v) for j, v in enumerate(raw.get("variants") or [])
-                 if isinstance(raw.get("variants"), list)]
+        listed = raw.get("variants") if isinstance(raw.get("variants"), list) else []  # else the schema says so
+        refs += [(f"{p}.variants.{j}", v) for j, v in enumerate(listed)]
         problems += [f"{w}: no variant named {v!r}{did_you_mean(v, variant_names)}" for w, v in refs
                      if isinstance(v, str) and v not in variant_names]
     return spec

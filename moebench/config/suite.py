@@ -142,7 +142,7 @@ def expand_arch(name: str, merged: dict, explicit: set, problems: list[str]) -> 
     """`arch: mixtral` -> the fields it stands for. A field set next to it (in the variant, or in base when base
     sets the arch) that contradicts it is a problem; values merely inherited from elsewhere are replaced."""
     arch = merged.get("arch")
-    if arch not in ARCHS:
+    if not isinstance(arch, str) or arch not in ARCHS:
         return merged  # absent, or a bad value the schema reports
     p = f"variants.{name}"
     moe = merged.get("num_experts") is not None

@@ -56,6 +56,9 @@ BAD = [
     ({"claims": [{"kind": "loss_better", "variant": "moe", "baseline": "dense", "margin": float("inf")}]},
      "claims.0.margin: must be finite"),
     ({"claims": [{"kind": ["loss_better"]}]}, "claims.0.kind: unknown claim kind ['loss_better']"),
+    # found by putting None, [], {}, "x", -1, 0, inf, nan, 2**70, true, [[1]] in every field: each was a TypeError
+    ({"base.arch": ["llama"]}, "base.arch: Input should be 'llama' or 'mixtral'"),
+    ({"claims": [{"kind": "monotonic", "variants": 3}]}, "claims.0.variants: Input should be a valid list"),
     ({"corpus.name": "ptbb"}, "corpus: unknown corpus 'ptbb'"),
 ]
 
