@@ -62,12 +62,14 @@ def plan_table(plan) -> str:
 
 
 def memory_check(args, suite: Suite, runs_at_once: int = 1, why: str = ""):
-    """The plan's memory check (plan/memory.py), unless --skip-memory-check."""
+    """The plan's memory check (plan/memory.py) of the runs this command trains (--only), unless
+    --skip-memory-check."""
     if getattr(args, "skip_memory_check", False):
         return None
     from moebench.plan.memory import MemoryCheck
 
-    return MemoryCheck(suite, runs_at_once, why)
+    only = getattr(args, "only", None)
+    return MemoryCheck(suite, runs_at_once, why, tuple(only) if only else None)
 
 
 def runs_at_once(args, suite: Suite) -> tuple[int, str]:
@@ -122,8 +124,8 @@ EXIT_RUNS_FAILED = 3  # the suite ran, but at least one run failed (NaN loss, a 
 
 def cmd_run(args) -> int:
     """Every check that can fail runs before anything on disk changes: the suite validated and planned (devices
-    and backends included, and its memory estimate against the machine's), trackers installed, the results and reports directories writable, the token caches
-    built and checked, no finished run of another config in the way; then, holding results/<suite>/.lock, the
+    and backends included, and its memory estimate against the machine's), trackers installed, the results and
+    reports directories writable, the token caches built and checked, no finished run of another config in the way; then, holding results/<suite>/.lock, the
     runs (one after another, --jobs at once, a --shard, or on Ray)."""
     from moebench.distributed.groups import is_distributed, teardown
     from moebench.plan import run_specs

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from moebench.config.suite import Suite
 from moebench.errors import UserError
-from moebench.io import run_key
+from moebench.io import run_key, split_key
 from moebench.models.activations import ACTIVATIONS
 from moebench.models.spec import ModelConfig
 
@@ -152,8 +152,11 @@ class MemoryCheck:
     suite: Suite
     runs_at_once: int = 1
     why_at_once: str = ""  # e.g. "--jobs 4": said in the message when more than one run counts
+    only: tuple[str, ...] | None = None  # `run --only`: the variants trained (default: all)
 
     def __call__(self, configs: dict[str, ModelConfig]) -> None:
+        if self.only is not None:
+            configs = {k: c for k, c in configs.items() if split_key(k)[0] in self.only}
         have = available(self.suite.train.device)
         if have is None or not configs:
             return

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from moebench.cli import main
+from moebench.errors import UserError
 from moebench.config.suite import build_suite
 from moebench.plan import plan_suite
 from moebench.plan import memory
@@ -89,6 +90,11 @@ def test_memory_counts_the_runs_jobs_trains_at_once(disk, monkeypatch, capsys):
     err = _err_line(capsys)
     assert "memory: 2 runs at once (--jobs 2) need about" in err and "activations" in err
     assert snapshot(disk) == before
+    configs = plan_suite(built).configs
+    smallest = min(configs, key=lambda k: memory.estimate(configs[k], built).total)
+    memory.MemoryCheck(built, 2, "--jobs 2", only=(smallest,))(configs)  # --only: one variant, one seed: fits
+    with pytest.raises(UserError, match="--jobs 2"):
+        memory.MemoryCheck(built, 2, "--jobs 2")(configs)
     _fake_meminfo(disk, monkeypatch, 4096)
     assert main(["plan", str(suite)]) == 2
     assert "memory:" in _err_line(capsys)
@@ -122,8 +128,11 @@ CHILD = textwrap.dedent("""
         raise AssertionError("a model was built")
     transformer.Transformer.__init__ = refuse
     codes = [main(argv) for argv in json.loads(sys.argv[1])]
+    # VmHWM: this process's peak RSS. ru_maxrss would also count the parent's pages the child had before its
+    # exec (Linux keeps the high-water mark across exec), i.e. pytest's own size.
+    hwm = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")]
     print(json.dumps({"codes": codes, "built": len(built),
-                      "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                      "maxrss_kb": hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """)
 
 
