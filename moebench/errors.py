@@ -1,5 +1,13 @@
 """Error types that decide the exit code: UserError -> 2, anything else -> 1."""
 import difflib
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """A user's string (a key, a name) shown on one line: control characters as escapes (a newline as \\n)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class UserError(Exception):
@@ -15,8 +23,9 @@ class SuiteValidationError(UserError):
 
     def __str__(self) -> str:
         n = len(self.problems)
-        head = f"suite is invalid ({n} problem{'s' if n != 1 else ''}):"
-        return head + "".join(f"\n  - {p}" for p in self.problems)
+        if n == 1:  # one problem, one line
+            return f"suite is invalid: {printable(self.problems[0])}"
+        return f"suite is invalid ({n} problems):" + "".join(f"\n  - {printable(p)}" for p in self.problems)
 
 
 class RunFailed(Exception):

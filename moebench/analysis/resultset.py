@@ -39,7 +39,7 @@ RUN_COLS = ("suite", "variant", "seed", "status", "failure_step", "failure_reaso
             "steps", "tokens", "wall_time_s", *FINAL_KEYS, "tokens_per_s_median", "step_time_median_s",
             "peak_memory_bytes", "peak_memory_method", "tokens_per_param", "unique_train_tokens", "epochs", "peak_flops", "peak_bw", "peak_source",
             "param_bytes")
-_SEED_DIR = re.compile(r"^seed-(\d+)$")
+_SEED_DIR = re.compile(r"\Aseed-(\d+)\Z")  # \Z: `$` would take "seed-0\n"
 
 
 @dataclass

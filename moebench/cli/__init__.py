@@ -84,6 +84,9 @@ def build_parser() -> ArgParser:
                    help="reports root (default: the suite's report.out, reports/); the project's committed reports "
                         "are regenerated only by naming it: --reports evidence")
     r.add_argument("--force", action="store_true", help="redo runs that already finished")
+    r.add_argument("--skip-memory-check", action="store_true",
+                   help="train even when the memory estimate (weights, gradients, optimizer state, activations, "
+                        "times the runs trained at once) exceeds the machine's (docs/validation.md)")
     r.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.add_argument("--sidebyside", action="store_true",
@@ -119,6 +122,8 @@ def build_parser() -> ArgParser:
                     help="override a suite field, e.g. --set train.steps=50 (repeatable)")
     pl.add_argument("--preset", default=None, help="a preset of the suite (e.g. cpu, gpu); default: its first")
     pl.add_argument("--json", action="store_true", help="print the plan rows as a JSON list")
+    pl.add_argument("--skip-memory-check", action="store_true",
+                    help="plan even when a run's memory estimate exceeds the machine's (docs/validation.md)")
 
     rp = sub.add_parser("report", help="(re)write the report of stored results")
     rp.add_argument("results_dir", type=Path, help="results/<suite>/")

@@ -68,8 +68,48 @@ def solved_lines(plan) -> list[str]:
             if r.solved]
 
 
+def memory_check(args, suite: Suite, runs_at_once: int = 1, why: str = ""):
+    """The plan's memory check (plan/memory.py) of the runs this command trains (--only), unless
+    --skip-memory-check."""
+    if getattr(args, "skip_memory_check", False):
+        return None
+    from moebench.plan.memory import MemoryCheck
+
+    only = getattr(args, "only", None)
+    return MemoryCheck(suite, runs_at_once, why, tuple(only) if only else None)
+
+
+def runs_at_once(args, suite: Suite) -> tuple[int, str]:
+    """How many runs one memory holds at once, and why: --jobs N (on CUDA, N spread over the visible GPUs),
+    --jobs auto (one per GPU; on CPU concurrency.auto_jobs), or torchrun's local ranks on CPU (a replica each)."""
+    import math
+    import os
+
+    from moebench.models.backends import resolve_device
+
+    cuda = resolve_device(suite.train.device).type == "cuda"
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    if ranks > 1:  # [distributed]
+        return (1, "") if cuda else (ranks, f"{ranks} local ranks")
+    jobs = getattr(args, "jobs", None)
+    if jobs in (None, 1) or getattr(args, "launcher", "local") == "ray":
+        return 1, ""
+    if cuda:
+        import torch
+
+        return (1, "") if jobs == "auto" else (math.ceil(jobs / max(1, torch.cuda.device_count())),
+                                               f"--jobs {jobs} over the GPUs")
+    if jobs == "auto":
+        from moebench.training.concurrency import auto_jobs
+
+        jobs = auto_jobs(suite.train.threads, 0)
+        return jobs, f"--jobs auto = {jobs}"
+    return jobs, f"--jobs {jobs}"
+
+
 def cmd_plan(args) -> int:
-    plan = plan_suite(suite_from_args(args))
+    suite = suite_from_args(args)
+    plan = plan_suite(suite, memory_check(args, suite))
     rows = [r.to_dict() for r in plan.rows]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -90,8 +130,8 @@ EXIT_RUNS_FAILED = 3  # the suite ran, but at least one run failed (NaN loss, a 
 
 def cmd_run(args) -> int:
     """Every check that can fail runs before anything on disk changes: the suite validated and planned (devices
-    and backends included), trackers installed, the results and reports directories writable, the token caches
-    built and checked, no finished run of another config in the way; then, holding results/<suite>/.lock, the
+    and backends included, and its memory estimate against the machine's), trackers installed, the results and
+    reports directories writable, the token caches built and checked, no finished run of another config in the way; then, holding results/<suite>/.lock, the
     runs (one after another, --jobs at once, a --shard, or on Ray)."""
     from moebench.distributed.groups import is_distributed, teardown
     from moebench.plan import run_specs
@@ -108,7 +148,7 @@ def cmd_run(args) -> int:
         if unknown:
             raise UserError(f"--only: no variant named {', '.join(map(repr, unknown))}; "
                             f"the suite has {', '.join(suite.variants)}")
-    plan = plan_suite(suite)
+    plan = plan_suite(suite, memory_check(args, suite, *runs_at_once(args, suite)))
     reports = (args.reports or Path(suite.report.out))
     check_writable(args.results, "--results")
     check_writable(reports, "--reports")

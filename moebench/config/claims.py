@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from moebench.errors import SuiteValidationError, did_you_mean
 from moebench.registry import Registry
 
+from .problems import message
+from .schema import FiniteFloat
+
 CLAIM_KINDS: Registry[type["ClaimBase"]] = Registry("claim kind")
 FINAL_METRICS = ("val_loss", "val_ppl", "val_bpb", "test_loss", "test_ppl", "test_bpb")
 
@@ -41,10 +44,10 @@ class ClaimBase(BaseModel):
     name: Optional[str] = None
     description: str = ""
     source: str = ""  # citation, e.g. "Fedus et al. 2021, Fig. 4"
-    min_tokens_per_param: float = Field(1.0, ge=0)
+    min_tokens_per_param: float = Field(1.0, ge=0, allow_inf_nan=False)
     # passes over the training corpus beyond which the claim is INCONCLUSIVE: Muennighoff et al. 2023 ("Scaling
     # Data-Constrained Language Models") find up to ~4 epochs of repeated data worth about as much as fresh data
-    max_epochs: Optional[float] = Field(4.0, gt=0)
+    max_epochs: Optional[float] = Field(4.0, gt=0, allow_inf_nan=False)
 
     def compared(self) -> list[str]:
         return [v for v in (getattr(self, "variant", None), getattr(self, "baseline", None)) if v]
@@ -77,7 +80,7 @@ class MetricClaim(ClaimBase):
 class SpeedupToLoss(QualityPair):
     kind: Literal["speedup_to_loss"]
     axis: Literal["steps", "tokens", "flops", "wall"] = "flops"
-    min: float = Field(gt=0)
+    min: float = Field(gt=0, allow_inf_nan=False)
     # final (default): the quality the baseline ends at, which it always reaches under the same stay-below rule
     # as the variant; best: its lowest eval, a noise-selected minimum that is stricter on the variant
     target: Literal["final", "best"] = "final"
@@ -87,13 +90,13 @@ class SpeedupToLoss(QualityPair):
 class LossBetter(QualityPair, MetricClaim):
     kind: Literal["loss_better"]
     lower_is_better: bool = True
-    margin: float = 0.0
+    margin: FiniteFloat = 0.0
 
 
 class RatioClaim(PairClaim):
-    min: Optional[float] = None
-    max: Optional[float] = None
-    max_epochs: Optional[float] = Field(None, gt=0)  # speed and memory do not depend on how often data repeats
+    min: Optional[FiniteFloat] = None
+    max: Optional[FiniteFloat] = None
+    max_epochs: Optional[float] = Field(None, gt=0, allow_inf_nan=False)  # speed and memory do not depend on how often data repeats
     column: ClassVar[str] = ""
 
     @model_validator(mode="after")
@@ -120,7 +123,7 @@ class InferenceRatio(RatioClaim):
     """Forward speed of two trained models at one batch size (suite `inference:` section), variant / baseline."""
 
     kind: Literal["inference_ratio"]
-    batch_size: int = Field(ge=1)
+    batch_size: int = Field(ge=1, lt=2**63)
     metric: Literal["tokens_per_s", "latency_ms"] = "tokens_per_s"
 
     @property
@@ -132,7 +135,7 @@ class InferenceRatio(RatioClaim):
 class Monotonic(MetricClaim):
     kind: Literal["monotonic"]
     variants: list[str] = Field(min_length=2)
-    x: Optional[list[float]] = None  # e.g. expert counts; the fit is on log2(x), else on the list index
+    x: Optional[list[FiniteFloat]] = None  # e.g. expert counts; the fit is on log2(x), else on the list index
     direction: Literal["decreasing", "increasing"] = "decreasing"
 
     @model_validator(mode="after")
@@ -152,9 +155,9 @@ class Monotonic(MetricClaim):
 class LoadBalance(ClaimBase):
     kind: Literal["load_balance"]
     variant: str
-    min_entropy: Optional[float] = Field(None, ge=0, le=1)
-    max_load_x_E: Optional[float] = Field(None, ge=1)
-    max_dead_experts: int = Field(0, ge=0)
+    min_entropy: Optional[float] = Field(None, ge=0, le=1, allow_inf_nan=False)
+    max_load_x_E: Optional[float] = Field(None, ge=1, allow_inf_nan=False)
+    max_dead_experts: int = Field(0, ge=0, lt=2**63)
 
 
 @claim_kind("flop_accounting")
@@ -163,9 +166,9 @@ class FlopAccounting(ClaimBase):
 
     kind: Literal["flop_accounting"]
     variants: list[str] = Field(min_length=1)
-    tolerance: float = Field(0.05, gt=0)
-    min_tokens_per_param: float = Field(0.0, ge=0)  # counting FLOPs needs no training
-    max_epochs: Optional[float] = Field(None, gt=0)
+    tolerance: float = Field(0.05, gt=0, allow_inf_nan=False)
+    min_tokens_per_param: float = Field(0.0, ge=0, allow_inf_nan=False)  # counting FLOPs needs no training
+    max_epochs: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
 
     def compared(self) -> list[str]:
         return list(self.variants)
@@ -178,10 +181,10 @@ class ComputeMultiplier(PairClaim):
     both fits reach it without extrapolation), with a bootstrap 95% interval."""
 
     kind: Literal["compute_multiplier"]
-    min: float = Field(gt=0)
-    loss: Optional[float] = Field(None, gt=0)
+    min: float = Field(gt=0, allow_inf_nan=False)
+    loss: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
     metric: Literal["val_loss", "val_bpb", "test_loss", "test_bpb"] = "val_loss"
-    n_boot: int = Field(500, ge=100)
+    n_boot: int = Field(500, ge=100, le=100_000)  # resamples held in memory at report time
 
     @field_validator("variant", "baseline")
     @classmethod
@@ -197,7 +200,7 @@ def _check_one(i: int, raw, variant_names, problems: list[str]):
         problems.append(f"{p}: must be a mapping")
         return None
     kind = raw.get("kind")
-    if kind not in CLAIM_KINDS:
+    if not isinstance(kind, str) or kind not in CLAIM_KINDS:
         problems.append(f"{p}.kind: {CLAIM_KINDS.unknown(kind)}")
         return None
     cls = CLAIM_KINDS[kind]
@@ -208,14 +211,14 @@ def _check_one(i: int, raw, variant_names, problems: list[str]):
             path = ".".join([p, *(str(x) for x in err["loc"])])
             key = err["loc"][-1] if err["loc"] else ""
             msg = {"extra_forbidden": f"unknown key{did_you_mean(key, cls.model_fields)}", "missing": "required"}.get(
-                err["type"], err["msg"].removeprefix("Value error, "))
+                err["type"]) or message(err)
             problems.append(f"{path}: {msg}")
         spec = None
     # names are checked even when a field is invalid, so every problem of a claim is reported at once
     if variant_names is not None:
         refs = [(f"{p}.{k}", raw.get(k)) for k in ("variant", "baseline", "control")]
-        refs += [(f"{p}.variants.{j}", v) for j, v in enumerate(raw.get("variants") or [])
-                 if isinstance(raw.get("variants"), list)]
+        listed = raw.get("variants") if isinstance(raw.get("variants"), list) else []  # else the schema says so
+        refs += [(f"{p}.variants.{j}", v) for j, v in enumerate(listed)]
         problems += [f"{w}: no variant named {v!r}{did_you_mean(v, variant_names)}" for w, v in refs
                      if isinstance(v, str) and v not in variant_names]
     return spec

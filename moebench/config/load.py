@@ -8,7 +8,11 @@ from typing import Any
 
 import yaml
 
-from moebench.errors import UserError, did_you_mean
+from moebench.errors import UserError, did_you_mean, printable
+
+# A suite is a few levels deep (variants.<name>.<field>, claims.<i>.variants.<j>); this much nesting is a
+# mistake or an attack, and deeper data would exhaust Python's recursion in copy, pydantic or yaml.dump.
+MAX_DEPTH = 32
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -42,6 +46,10 @@ def read_yaml(path: Path) -> dict:
         raise UserError(f"{path}: not a text file (a suite is a YAML file)") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read it ({e.strerror})") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to read (a suite is a few levels deep)") from None
+    except (ValueError, TypeError, OverflowError) as e:  # a value PyYAML's constructors cannot build
+        raise UserError(f"{path}: YAML error: {printable(str(e))}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -50,7 +58,27 @@ def read_yaml(path: Path) -> dict:
         raise UserError(f"{where}: {kind}: {problem}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: a suite must be a YAML mapping (name:, variants:, train:, ...), got {type(data).__name__}")
+    check_depth(data, str(path))
     return data
+
+
+def check_depth(data: Any, origin: str) -> None:
+    """Refuse data nested deeper than MAX_DEPTH (iteratively: the check itself must not recurse). A node that
+    YAML aliases share is walked again only when reached deeper, so a billion-laughs file costs its nodes x depth."""
+    stack, deepest = [(data, 0, "")], {}
+    while stack:
+        node, depth, where = stack.pop()
+        if isinstance(node, (dict, list)):
+            if deepest.get(id(node), -1) >= depth:
+                continue
+            deepest[id(node)] = depth
+        if depth > MAX_DEPTH:
+            raise UserError(f"{origin}: {printable(where.lstrip('.')) or 'the value'} is nested more than {MAX_DEPTH} "
+                            "levels deep (a suite is a few levels deep)")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1, f"{where}.{k}") for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1, f"{where}.{i}") for i, v in enumerate(node))
 
 
 def set_path(data: dict, key: str, value: Any, origin: str) -> None:
@@ -78,8 +106,12 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             parsed = yaml.safe_load(value)
         except yaml.YAMLError:
             parsed = value
+        except (RecursionError, ValueError, TypeError, OverflowError):
+            raise UserError(f"--set {printable(key.strip())}: a value PyYAML cannot read (nested too deeply?)") from None
+        check_depth(parsed, f"--set {printable(key.strip())}")
         _check_variant_override(data, key.strip(), parsed)
         set_path(data, key, parsed, "--set")
+    check_depth(data, "--set")  # a dotted key of thousands of parts nests as deep as its dots
     return data
 
 
@@ -114,5 +146,6 @@ def apply_preset(data: dict, preset: str | None) -> tuple[dict, str | None]:
     data = copy.deepcopy(data)
     for key, value in presets[chosen].items():
         set_path(data, str(key), value, f"presets.{chosen}:")
+    check_depth(data, f"presets.{chosen}")
     data["name"] = f"{data.get('name', 'suite')}-{chosen}"
     return data, chosen

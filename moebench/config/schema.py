@@ -1,13 +1,36 @@
 """The suite file's schema (pydantic v2): every field, its type, default and bounds. No logic beyond that."""
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+import re
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from moebench.io import REPORTS_ROOT
 
+# Every number of a suite is finite and every count fits an int64 (torch's index type), so a typo such as
+# `lr: .inf` or a seed of 2**64 is refused at validation, before `run` writes a byte (docs/validation.md).
+INT_LIMIT = 2**63
+PositiveInt = Annotated[int, Field(gt=0, lt=INT_LIMIT)]
+NonNegativeInt = Annotated[int, Field(ge=0, lt=INT_LIMIT)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]  # [0, 1]
 Width = Union[PositiveInt, Literal["auto"]]
+
+# Names that become folder names (results/<suite>/<variant>/): \A..\Z, since `$` also matches before a final
+# newline and "moe\n" would make a folder with a newline in its name.
+NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]*\Z")
+SUITE_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+
+def _suite_name(name: str) -> str:
+    if not SUITE_NAME.match(name):
+        raise ValueError("a suite name must be letters, digits, '_', '.' or '-', starting with a letter or digit")
+    return name
+
+
 MatchOn = Literal["train_flops", "params_active", "params_total", "step_time", "none"]
 
 
@@ -37,7 +60,7 @@ class ModelFields(Strict):
     pos: Literal["rope", "learned"] = "rope"
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     tie_embeddings: bool = True
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
 
 
 MOE_FIELDS = (
@@ -68,7 +91,7 @@ class VariantSpec(ModelFields):
     router_init_scale: PositiveFloat = 0.1
     moe_every: PositiveInt = 1
     n_dense_layers: NonNegativeInt = 0
-    dead_threshold: float = Field(0.1, ge=0.0, le=1.0)
+    dead_threshold: Fraction = 0.1
     expert_choice_group: NonNegativeInt = 0
 
 
@@ -80,6 +103,9 @@ class BaseSpec(ModelFields):
     n_heads: Optional[PositiveInt] = None
 
 
+Beta = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]  # Adam's moment decay: 1 never forgets
+
+
 class TrainSpec(Strict):
     steps: Optional[PositiveInt] = None
     tokens: Optional[PositiveInt] = None
@@ -87,12 +113,12 @@ class TrainSpec(Strict):
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: PositiveFloat = 3e-3
     weight_decay: NonNegativeFloat = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
+    betas: tuple[Beta, Beta] = (0.9, 0.95)
     grad_clip: NonNegativeFloat = 1.0
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_steps: NonNegativeInt = 0
-    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    min_lr_ratio: Fraction = 0.1
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)  # range: config/suite.py check_train
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # fp32 matmuls on CUDA may use TF32 (10-bit mantissa) when true. Off by default (None = off): the fp32
@@ -130,7 +156,7 @@ class MatchSpec(Strict):
 
 
 class PruneSpec(Strict):
-    min_load: list[float] = Field(default_factory=list)  # drop experts with load share < min_load / E
+    min_load: list[NonNegativeFloat] = Field(default_factory=list)  # drop experts with load share < min_load / E
     drop_least: list[PositiveInt] = Field(default_factory=list)  # drop the k least-used experts per layer
 
 
@@ -166,7 +192,7 @@ class SweepSpec(Strict):
 
 
 class SuiteSpec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: Annotated[str, AfterValidator(_suite_name)]
     description: str = ""
     corpus: CorpusSpec = Field(default_factory=CorpusSpec)
     base: dict[str, Any] = Field(default_factory=dict)

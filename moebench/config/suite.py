@@ -4,23 +4,19 @@ Every problem is collected and reported at once, each prefixed with its dotted p
 """
 from __future__ import annotations
 
-import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, ValidationError
 
 from moebench.errors import SuiteValidationError, UserError, did_you_mean
 
 from .claims import validate_claims
 from .load import apply_overrides, apply_preset, read_yaml
+from .problems import validate_model
 from .sweep import build_sizes, claim_names
-from .schema import (MOE_FIELDS, BaseSpec, EvalSpec, MatchSpec, ReportSpec, SuiteSpec, SweepSpec, TrainSpec,
+from .schema import (INT_LIMIT, MOE_FIELDS, NAME, BaseSpec, EvalSpec, MatchSpec, ReportSpec, SuiteSpec, SweepSpec, TrainSpec,
                      VariantSpec)
 
-VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 # `arch:` shorthands: the fields that make a variant the transformers architecture of that name, so it exports
 # exactly (moebench.evals.export). Llama: RMSNorm, SwiGLU, RoPE. Mixtral adds softmax top-k routing with the k
@@ -58,49 +54,6 @@ class Suite:
         return self.match.baseline or next(n for n, v in self.variants.items() if v.kind == "dense")
 
 
-# ---------------------------------------------------------------- pydantic errors -> path messages
-
-def _unwrap(tp):
-    for arg in typing.get_args(tp) or ():
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    return tp
-
-
-def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    for part in loc:
-        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
-            return None
-        model = _unwrap(model.model_fields[part].annotation)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def pydantic_problems(err: ValidationError, model: type[BaseModel], prefix: str) -> list[str]:
-    out = []
-    for e in err.errors():
-        loc = tuple(e["loc"])
-        path = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(loc))
-        if e["type"] == "extra_forbidden":
-            parent = _model_at(model, loc[:-1])
-            hint = did_you_mean(loc[-1], parent.model_fields) if parent else ""
-            out.append(f"{path}: unknown key{hint}")
-        elif e["type"] == "missing":
-            out.append(f"{path}: required")
-        else:
-            got = e.get("input")
-            shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-            out.append(f"{path}: {e['msg']}{shown}")
-    return out
-
-
-def validate_model(model: type[BaseModel], data: Any, prefix: str, problems: list[str]):
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        problems.extend(pydantic_problems(err, model, prefix))
-        return None
-
-
 # ---------------------------------------------------------------- variants: inheritance and semantics
 
 def resolve_variant_dicts(base: dict, variants: dict, problems: list[str]) -> dict[str, dict]:
@@ -114,7 +67,10 @@ def resolve_variant_dicts(base: dict, variants: dict, problems: list[str]) -> di
         parent = own.get("extends")
         merged = dict(base)
         if parent is not None:
-            if parent not in variants:
+            if not isinstance(parent, str):
+                problems.append(f"variants.{name}.extends: must be one variant's name, got a {type(parent).__name__}")
+                own = {k: v for k, v in own.items() if k != "extends"}  # said once, here, not again by the schema
+            elif parent not in variants:
                 problems.append(f"variants.{name}.extends: no variant named {parent!r}{did_you_mean(parent, variants)}")
             elif parent in stack:
                 problems.append(f"variants.{name}.extends: cycle {' -> '.join(stack + (name, parent))}")
@@ -129,8 +85,9 @@ def resolve_variant_dicts(base: dict, variants: dict, problems: list[str]) -> di
         return merged
 
     for name, own in variants.items():
-        if not VARIANT_NAME.match(str(name)) or name == "superseded":  # results/<suite>/superseded/: archived runs
-            problems.append(f"variants.{name}: a variant name must be letters, digits, '_' or '-' (not 'superseded')")
+        if not NAME.match(str(name)) or name == "superseded":  # results/<suite>/superseded/: archived runs
+            problems.append(f"variants: {str(name)!r} is not a variant name: letters, digits, '_' or '-', starting "
+                            "with a letter or digit (not 'superseded')")
         if own is None:
             variants[name] = own = {}
         if not isinstance(own, dict):
@@ -184,7 +141,7 @@ def expand_arch(name: str, merged: dict, explicit: set, problems: list[str]) -> 
     """`arch: mixtral` -> the fields it stands for. A field set next to it (in the variant, or in base when base
     sets the arch) that contradicts it is a problem; values merely inherited from elsewhere are replaced."""
     arch = merged.get("arch")
-    if arch not in ARCHS:
+    if not isinstance(arch, str) or arch not in ARCHS:
         return merged  # absent, or a bad value the schema reports
     p = f"variants.{name}"
     moe = merged.get("num_experts") is not None
@@ -301,6 +258,12 @@ def check_train(spec: SuiteSpec, problems: list[str]) -> None:
     negative = [s for s in t.seeds if s < 0]
     if negative:
         problems.append(f"train.seeds: must be >= 0 (got {negative})")
+    huge = [s for s in t.seeds if s >= INT_LIMIT]
+    if huge:
+        problems.append(f"train.seeds: must be < 2**63, a seed torch can take (got {huge})")
+    if spec.eval.tokens < spec.corpus.seq_len:
+        problems.append(f"eval.tokens: must be at least one evaluation window, corpus.seq_len = {spec.corpus.seq_len} "
+                        f"tokens (got {spec.eval.tokens})")
     if t.moe_backend != "auto" and t.moe_backend not in BACKENDS:
         problems.append(f"train.moe_backend: {BACKENDS.unknown(t.moe_backend)} (or auto)")
     else:

@@ -4,12 +4,13 @@ like any suite; its problems are reported with the size's path."""
 from __future__ import annotations
 
 import copy
-import re
 from typing import Callable
 
 from moebench.errors import SuiteValidationError
 
-SIZE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no '@': it separates variant and size in a run key
+from .schema import NAME
+
+SIZE_NAME = NAME  # no '@': it separates variant and size in a run key
 
 
 def size_data(data: dict, size) -> dict:
@@ -34,7 +35,8 @@ def build_sizes(data: dict, spec, build: Callable, problems: list[str]) -> dict:
     for name, size in spec.sweep.sizes.items():
         p = f"sweep.sizes.{name}"
         if not SIZE_NAME.match(str(name)):
-            problems.append(f"{p}: a size name must be letters, digits, '_' or '-'")
+            problems.append(f"sweep.sizes: {str(name)!r} is not a size name: letters, digits, '_' or '-', starting "
+                            "with a letter or digit")
             continue
         if size.steps is not None and size.tokens_per_param is not None:
             problems.append(f"{p}: set at most one of steps or tokens_per_param")

@@ -8,6 +8,7 @@ compute compares like with like); with neither, the suite's train.steps / train.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Callable
 
 from moebench.config.suite import Suite
 from moebench.errors import SuiteValidationError
@@ -48,9 +49,17 @@ def make_sweep_plan(suite: Suite, vocab_size: int) -> Plan:
     return Plan(suite, vocab_size, rows, configs)
 
 
-def plan_suite(suite: Suite) -> Plan:
-    """The plan of a validated suite (every size of a sweep), with the corpus tokenizer's vocabulary size."""
+def plan_suite(suite: Suite, memory_check: Callable[[dict], None] | None = None) -> Plan:
+    """The plan of a validated suite (every size of a sweep), with the corpus tokenizer's vocabulary size.
+    `memory_check` (plan/memory.py MemoryCheck) sees the configs twice: with `auto` widths at their smallest
+    before the widths are solved (so an absurd size is refused at once), and as planned."""
     from moebench.data import vocab_size
+    from moebench.plan.memory import lower_bound_configs
 
     vocab = vocab_size(suite.corpus.name, suite.corpus.tokenizer)
-    return make_sweep_plan(suite, vocab) if suite.sweep is not None else make_plan(suite, vocab)
+    if memory_check is not None:
+        memory_check(lower_bound_configs(suite, vocab))
+    plan = make_sweep_plan(suite, vocab) if suite.sweep is not None else make_plan(suite, vocab)
+    if memory_check is not None:
+        memory_check(plan.configs)
+    return plan

@@ -10,6 +10,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+# Names and claim labels are the user's text, drawn as typed: a `$` in a claim name is a dollar sign, not the
+# start of math-text that matplotlib's parser would reject (crashing the report after the whole suite trained).
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+matplotlib.rcParams.update(PLAIN_TEXT)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -131,7 +135,7 @@ def speedup(rs, verdicts, out_dir: Path):
 
 
 def make_plots(rs, verdicts, out_dir: Path) -> list[tuple[str, str]]:
-    sns.set_theme(style="whitegrid")
+    sns.set_theme(style="whitegrid", rc=PLAIN_TEXT)
     out = []
     for name in PLOTS.names():
         out += PLOTS[name](rs, verdicts, Path(out_dir))

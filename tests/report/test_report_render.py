@@ -147,3 +147,15 @@ def test_moe_blocks_follow_the_model_rule():
     assert moe_blocks({"n_layers": 3, "num_experts": 4, "top_k": 2, "n_dense_layers": 1, "shared_experts": 1}) == \
         "1, 2 of 3; 4 experts, top-2 + 1 shared"
     assert moe_blocks({"n_layers": 2}) == "none (dense)"
+
+
+def test_a_claim_name_with_dollars_is_drawn_as_plain_text(tmp_path):
+    """`$x^$` is not valid math-text: matplotlib's parser raised from the speedup plot, after the suite trained."""
+    claims = [{**CLAIMS[0], "name": "speedup $x^$ here"}]
+    d = write_suite(tmp_path / "res", claims=claims)
+    for s in (0, 1):
+        write_run(d, "dense", s, [4.0, 3.5, 3.0, 2.8 + 0.01 * s])
+        write_run(d, "moe", s, [3.8, 3.0, 2.7, 2.5 - 0.01 * s], experts=experts_stats())
+    write_report(d, tmp_path / "rep")
+    assert "speedup.png" in (tmp_path / "rep/README.md").read_text()
+    assert "speedup $x^$ here" in (tmp_path / "rep/README.md").read_text()
