@@ -128,6 +128,24 @@ def test_monotonic_trend_with_unordered_means_is_not_a_pass(suite):
     assert v.verdict == "INCONCLUSIVE" and "could detect only a slope of" in v.reason
 
 
+def test_monotonic_reads_its_steps_in_x_order_not_listing_order(suite):
+    # means 2.0, 1.7, 1.8 at x = 1, 2, 4: not monotone in x (1.7 -> 1.8 rises beyond noise); listed out of x order
+    # (x = 1, 4, 2) the old rule checked 2.0 > 1.8 > 1.7 in listing order and PASSed what it FAILs in x order
+    rs = _ladder(suite, {"e1": [1.999, 2.001], "e2": [1.699, 1.701], "e4": [1.799, 1.801]})
+    in_order = judge(rs, kind="monotonic", variants=["e1", "e2", "e4"], x=[1, 2, 4])
+    shuffled = judge(rs, kind="monotonic", variants=["e1", "e4", "e2"], x=[1, 4, 2])
+    assert in_order.verdict == shuffled.verdict == "FAIL", shuffled.reason
+    assert shuffled.numbers["reversed_steps"] == ["e2 -> e4"] and shuffled.numbers["strictly_ordered"] is False
+
+
+@pytest.mark.parametrize("x, message", [([1, 2, 2], "claims.0.x: x must be distinct positive numbers"),
+                                        ([1, 0, 2], "claims.0.x: x must be distinct positive numbers")])
+def test_monotonic_x_must_be_distinct_and_positive(x, message):
+    problems = []
+    validate_claims([{"kind": "monotonic", "variants": ["a", "b", "c"], "x": x}], None, problems)
+    assert len(problems) == 1 and problems[0].startswith(message), problems
+
+
 # ---- seeds identical, data repetition, noise floor, control ----------------------------------------------------
 
 @pytest.mark.parametrize("spec", [
