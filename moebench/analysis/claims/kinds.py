@@ -70,7 +70,8 @@ def judge_speedup(c: SpeedupToLoss, rs) -> Verdict:
         "ci95_speedup": [s.ci_low, s.ci_high], "paired": s.paired, "n": s.n,
         "speedup_per_seed": [p.ratio for p in s.pairs], "censored_seeds": [p.seed for p in censored],
         "target_val_loss": stats.mean(p.target for p in s.pairs),
-        "detectable_speedup": c.min * math.exp(s.detectable_log)}
+        "detectable_speedup": c.min * math.exp(s.detectable_log),
+        "p_one_sided": stats.p_above(math.log(s.estimate), math.log(need), s.se_log, s.n - 1)}
     for ax in stats.AXES:  # the same rule on the other axes, point estimates only
         if ax != c.axis:
             numbers[f"speedup_{ax}"] = speedup.point_estimate(base, var, ax, c.target)
@@ -106,7 +107,8 @@ def judge_loss_better(c: LossBetter, rs) -> Verdict:
     imp_lo, imp_hi = sorted((sign * w["ci_low"], sign * w["ci_high"]))
     numbers = {f"{c.variant}_mean": w["mean_a"], f"{c.baseline}_mean": w["mean_b"],
                "improvement": sign * w["diff"], "ci95_improvement": [imp_lo, imp_hi], "p_value": w["p"],
-               "n": [len(a), len(b)], "margin": c.margin, "detectable_difference": stats.mde_two_sample(a, b),
+               "n": [len(a), len(b)], "margin": c.margin,
+               "p_one_sided": stats.p_above(sign * w["diff"], c.margin, w.get("se", math.nan), w.get("df", math.nan)), "detectable_difference": stats.mde_two_sample(a, b),
                **_noise(rs, c.baseline, c.metric)}
     numbers["effect_noise_units"] = _in_noise_units(sign * w["diff"], numbers)
     better = "lower" if c.lower_is_better else "higher"
@@ -196,7 +198,8 @@ def judge_monotonic(c: Monotonic, rs) -> Verdict:
             f"else INCONCLUSIVE")
     numbers = {"slope": fit["slope"], "ci95_slope": [lo, hi], "p_value": fit["p"], "n_points": len(pts),
                "means": dict(zip(names, means)), "strictly_ordered": ordered, "reversed_steps": reversed_,
-               "detectable_slope": stats.detectable(fit["se"], fit["df"]), **_noise(rs, names[0], c.metric)}
+               "detectable_slope": stats.detectable(fit["se"], fit["df"]),
+               "p_one_sided": stats.p_above(sgn * fit["slope"], 0.0, fit["se"], fit["df"]), **_noise(rs, names[0], c.metric)}
     numbers["improvement_first_to_last"] = sgn * (means[-1] - means[0])
     numbers["effect_noise_units"] = _in_noise_units(numbers["improvement_first_to_last"], numbers)
     reason = (f"slope {fit['slope']:.4g} per {xs}, 95% CI [{lo:.4g}, {hi:.4g}]; means "
