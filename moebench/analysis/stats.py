@@ -79,7 +79,26 @@ def welch(a: list[float], b: list[float], level: float = 0.95) -> dict:
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     h = float(t_quantile(0.5 + level / 2, df)) * se
     p = float(2 * special.stdtr(df, -abs(diff) / se))  # two-sided Welch p (st.ttest_ind's, without its overhead)
-    return {"mean_a": ma, "mean_b": mb, "diff": diff, "ci_low": diff - h, "ci_high": diff + h, "p": p, "df": df}
+    return {"mean_a": ma, "mean_b": mb, "diff": diff, "ci_low": diff - h, "ci_high": diff + h, "p": p, "df": df,
+            "se": se}
+
+
+def p_above(effect: float, bar: float, se: float, df: float) -> float:
+    """One-sided p for H0: true effect <= bar, from a t statistic (1.0 where there is no spread to test with)."""
+    if not (se == se and df == df and df > 0 and se > 0 and math.isfinite(se)):
+        # no spread: the effect is exact (a hand-exact bar met on float rounding counts as met)
+        return 0.0 if se == 0 and effect >= bar - 1e-9 * max(1.0, abs(bar)) else 1.0
+    return float(special.stdtr(df, -(effect - bar) / se))
+
+
+def holm(ps: list[float]) -> list[float]:
+    """Holm-Bonferroni step-down adjusted p-values (family-wise error control over the list)."""
+    order = sorted(range(len(ps)), key=lambda i: ps[i])
+    out, run = [1.0] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        run = max(run, min(1.0, (len(ps) - rank) * ps[i]))
+        out[i] = run
+    return out
 
 
 def ols_slope(pts: list[tuple[float, float]]) -> dict:

@@ -138,11 +138,25 @@ class Monotonic(MetricClaim):
     x: Optional[list[FiniteFloat]] = None  # e.g. expert counts; the fit is on log2(x), else on the list index
     direction: Literal["decreasing", "increasing"] = "decreasing"
 
+    @field_validator("x")
+    @classmethod
+    def _x_distinct_positive(cls, x):
+        # the slope is fitted on log2(x) and the steps are read in x order: x must be positive and distinct
+        if x is not None and (min(x) <= 0 or len(set(x)) != len(x)):
+            raise ValueError(f"x must be distinct positive numbers (log2 is taken), got {x}")
+        return x
+
     @model_validator(mode="after")
     def _x_matches(self):
-        if self.x is not None and (len(self.x) != len(self.variants) or min(self.x) <= 0):
-            raise ValueError("x needs one positive value per variant")
+        if self.x is not None and len(self.x) != len(self.variants):
+            raise ValueError("x needs one value per variant")
         return self
+
+    def in_x_order(self) -> list[tuple[str, float | None]]:
+        """(variant, x) sorted by x (listing order without x): the order in which "monotonic" is read."""
+        if self.x is None:
+            return [(v, None) for v in self.variants]
+        return sorted(zip(self.variants, self.x), key=lambda p: p[1])
 
     def compared(self) -> list[str]:
         return list(self.variants)

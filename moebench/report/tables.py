@@ -66,8 +66,14 @@ def key_number(v: Verdict) -> str:
 
 
 def claims_table(verdicts: list[Verdict]) -> Table:
-    rows = [[v.name, v.verdict, ", ".join(v.variants), key_number(v), v.reason, v.source or "-"] for v in verdicts]
-    return ["claim", "verdict", "variants", "key number", "reason", "source"], rows
+    rows = [[v.name, v.verdict, ", ".join(v.variants), key_number(v), _p(v, "p_one_sided"), _p(v, "p_holm"),
+             v.reason, v.source or "-"] for v in verdicts]
+    return ["claim", "verdict", "variants", "key number", "p (one-sided)", "p (Holm)", "reason", "source"], rows
+
+
+def _p(v: Verdict, key: str) -> str:
+    x = v.numbers.get(key)
+    return "-" if x is None else f"{float(x):.3g}"
 
 
 def _variant_agg(rs, variant: str) -> dict:

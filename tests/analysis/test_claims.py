@@ -2,7 +2,8 @@
 import pytest
 from scipy import stats as st
 
-from moebench.analysis.claims import JUDGES
+from moebench.analysis import stats
+from moebench.analysis.claims import JUDGES, judge_all
 from moebench.analysis.resultset import load_results
 from moebench.config.claims import CLAIM_KINDS, ClaimBase, claim_kind, parse_claims, validate_claims
 from moebench.errors import UserError
@@ -126,6 +127,45 @@ def test_monotonic_trend_with_unordered_means_is_not_a_pass(suite):
     rs = _ladder(d2, {v: [m - 0.06, m + 0.06] for v, m in ladder.items()})
     v = judge(rs, kind="monotonic", variants=names, x=x)
     assert v.verdict == "INCONCLUSIVE" and "could detect only a slope of" in v.reason
+
+
+def test_monotonic_reads_its_steps_in_x_order_not_listing_order(suite):
+    # means 2.0, 1.7, 1.8 at x = 1, 2, 4: not monotone in x (1.7 -> 1.8 rises beyond noise); listed out of x order
+    # (x = 1, 4, 2) the old rule checked 2.0 > 1.8 > 1.7 in listing order and PASSed what it FAILs in x order
+    rs = _ladder(suite, {"e1": [1.999, 2.001], "e2": [1.699, 1.701], "e4": [1.799, 1.801]})
+    in_order = judge(rs, kind="monotonic", variants=["e1", "e2", "e4"], x=[1, 2, 4])
+    shuffled = judge(rs, kind="monotonic", variants=["e1", "e4", "e2"], x=[1, 4, 2])
+    assert in_order.verdict == shuffled.verdict == "FAIL", shuffled.reason
+    assert shuffled.numbers["reversed_steps"] == ["e2 -> e4"] and shuffled.numbers["strictly_ordered"] is False
+
+
+@pytest.mark.parametrize("x, message", [([1, 2, 2], "claims.0.x: x must be distinct positive numbers"),
+                                        ([1, 0, 2], "claims.0.x: x must be distinct positive numbers")])
+def test_monotonic_x_must_be_distinct_and_positive(x, message):
+    problems = []
+    validate_claims([{"kind": "monotonic", "variants": ["a", "b", "c"], "x": x}], None, problems)
+    assert len(problems) == 1 and problems[0].startswith(message), problems
+
+
+def test_holm_controls_the_report_family(suite):
+    # each of two claims alone PASSes with one-sided p between 0.0125 and 0.025; judged as one report's family of
+    # two, Holm adjusts both above 0.025 and neither may PASS (the old judge_all PASSed both)
+    rs = _ladder(suite, {"dense": [2.99, 3.0, 3.01], "moe": [2.964, 2.974, 2.984]})
+    claim = dict(kind="loss_better", variant="moe", baseline="dense")
+    alone = judge(rs, **claim)
+    assert alone.verdict == "PASS" and 0.0125 < alone.numbers["p_one_sided"] < 0.025, alone.numbers
+    both = judge_all([{**claim, "name": "one"}, {**claim, "name": "two"}, {"kind": "load_balance",
+                                                                          "variant": "moe"}], rs)
+    for v in both[:2]:
+        assert v.verdict == "INCONCLUSIVE" and "not after Holm over the report's 2 statistical claims" in v.reason
+        assert v.numbers["p_holm"] == pytest.approx(2 * alone.numbers["p_one_sided"])
+        assert v.numbers["verdict_before_holm"] == "PASS"
+    assert "p_holm" not in both[2].numbers  # mechanistic kinds stay outside the family
+
+
+def test_holm_step_down():
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm([]) == []
 
 
 # ---- seeds identical, data repetition, noise floor, control ----------------------------------------------------

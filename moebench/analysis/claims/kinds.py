@@ -70,7 +70,8 @@ def judge_speedup(c: SpeedupToLoss, rs) -> Verdict:
         "ci95_speedup": [s.ci_low, s.ci_high], "paired": s.paired, "n": s.n,
         "speedup_per_seed": [p.ratio for p in s.pairs], "censored_seeds": [p.seed for p in censored],
         "target_val_loss": stats.mean(p.target for p in s.pairs),
-        "detectable_speedup": c.min * math.exp(s.detectable_log)}
+        "detectable_speedup": c.min * math.exp(s.detectable_log),
+        "p_one_sided": stats.p_above(math.log(s.estimate), math.log(need), s.se_log, s.n - 1)}
     for ax in stats.AXES:  # the same rule on the other axes, point estimates only
         if ax != c.axis:
             numbers[f"speedup_{ax}"] = speedup.point_estimate(base, var, ax, c.target)
@@ -106,7 +107,8 @@ def judge_loss_better(c: LossBetter, rs) -> Verdict:
     imp_lo, imp_hi = sorted((sign * w["ci_low"], sign * w["ci_high"]))
     numbers = {f"{c.variant}_mean": w["mean_a"], f"{c.baseline}_mean": w["mean_b"],
                "improvement": sign * w["diff"], "ci95_improvement": [imp_lo, imp_hi], "p_value": w["p"],
-               "n": [len(a), len(b)], "margin": c.margin, "detectable_difference": stats.mde_two_sample(a, b),
+               "n": [len(a), len(b)], "margin": c.margin,
+               "p_one_sided": stats.p_above(sign * w["diff"], c.margin, w.get("se", math.nan), w.get("df", math.nan)), "detectable_difference": stats.mde_two_sample(a, b),
                **_noise(rs, c.baseline, c.metric)}
     numbers["effect_noise_units"] = _in_noise_units(sign * w["diff"], numbers)
     better = "lower" if c.lower_is_better else "higher"
@@ -167,8 +169,11 @@ for _kind in ("throughput_ratio", "memory_ratio", "inference_ratio"):
 
 @JUDGES.register("monotonic")
 def judge_monotonic(c: Monotonic, rs) -> Verdict:
-    vals = [rs.seed_values(v, c.metric) for v in c.variants]
-    xs_of = [stats.log2(c.x[i]) if c.x else float(i) for i in range(len(c.variants))]
+    # ordered by x: the strict-ordering and reversed-step checks read neighbours in x, as the slope does
+    order = c.in_x_order()
+    names = [v for v, _ in order]
+    vals = [rs.seed_values(v, c.metric) for v in names]
+    xs_of = [stats.log2(x) if x is not None else float(i) for i, (_, x) in enumerate(order)]
     pts = [(x, y) for x, ys in zip(xs_of, vals) for y in ys]
     if len(pts) < 3 or len({p[0] for p in pts}) < 2 or not all(vals):
         return no_data(c, rs, f"{c.metric} for every one of {', '.join(c.variants)}")
@@ -180,7 +185,7 @@ def judge_monotonic(c: Monotonic, rs) -> Verdict:
     # monotonicity even when the overall slope agrees
     level = 1 - 0.05 / (len(vals) - 1)
     steps = [stats.welch(b, a, level) for a, b in zip(vals, vals[1:])]  # CI of mean(next) - mean(previous)
-    reversed_ = [f"{c.variants[i]} -> {c.variants[i + 1]}" for i, w in enumerate(steps)
+    reversed_ = [f"{names[i]} -> {names[i + 1]}" for i, w in enumerate(steps)
                  if max(sgn * w["ci_low"], sgn * w["ci_high"]) < 0]
     lo, hi = fit["ci_low"], fit["ci_high"]
     trend, against = sgn * lo > 0 and sgn * hi > 0, sgn * lo < 0 and sgn * hi < 0
@@ -192,8 +197,9 @@ def judge_monotonic(c: Monotonic, rs) -> Verdict:
             f"{level:.1%} CI: Bonferroni over {len(steps)} adjacent step{'s' if len(steps) > 1 else ''}), "
             f"else INCONCLUSIVE")
     numbers = {"slope": fit["slope"], "ci95_slope": [lo, hi], "p_value": fit["p"], "n_points": len(pts),
-               "means": dict(zip(c.variants, means)), "strictly_ordered": ordered, "reversed_steps": reversed_,
-               "detectable_slope": stats.detectable(fit["se"], fit["df"]), **_noise(rs, c.variants[0], c.metric)}
+               "means": dict(zip(names, means)), "strictly_ordered": ordered, "reversed_steps": reversed_,
+               "detectable_slope": stats.detectable(fit["se"], fit["df"]),
+               "p_one_sided": stats.p_above(sgn * fit["slope"], 0.0, fit["se"], fit["df"]), **_noise(rs, names[0], c.metric)}
     numbers["improvement_first_to_last"] = sgn * (means[-1] - means[0])
     numbers["effect_noise_units"] = _in_noise_units(numbers["improvement_first_to_last"], numbers)
     reason = (f"slope {fit['slope']:.4g} per {xs}, 95% CI [{lo:.4g}, {hi:.4g}]; means "

@@ -65,7 +65,9 @@ def judge_compute_multiplier(c: ComputeMultiplier, rs) -> Verdict:
                for b in scaling.bootstrap(points, fit, l_inf, c.n_boot)]
     lo, hi = scaling.interval(samples)
     undefined = sum(1 for x in samples if x != x)
-    numbers.update({"multiplier": m, "ci95": [lo, hi], "n_boot": c.n_boot, "undefined_resamples": undefined})
+    below = sum(1 for x in samples if not x >= c.min * (1 - 1e-9))  # nan (undefined) counts against a PASS
+    numbers.update({"multiplier": m, "ci95": [lo, hi], "n_boot": c.n_boot, "undefined_resamples": undefined,
+                    "p_one_sided": (below + 1) / (len(samples) + 1)})
     outcome = tri(lo >= c.min * (1 - 1e-9), hi < c.min)
     reason = (f"compute multiplier {m:.3g}x at loss {target:.4f}, 95% CI [{lo:.3g}, {hi:.3g}] vs required "
               f"{c.min:g}; measured per size (no fit): {direct_text}")
