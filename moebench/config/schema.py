@@ -41,7 +41,7 @@ class ModelFields(Strict):
 MOE_FIELDS = (
     "num_experts", "top_k", "expert_d_ff", "router", "renormalize", "noise_std", "shared_experts",
     "capacity_factor", "lb_coef", "z_coef", "router_fp32", "router_init_scale", "moe_every", "n_dense_layers",
-    "dead_threshold", "expert_choice_group",
+    "dead_threshold", "expert_choice_group", "score", "bias_update_rate", "lb_scope",
 )
 
 
@@ -68,6 +68,10 @@ class VariantSpec(ModelFields):
     n_dense_layers: NonNegativeInt = 0
     dead_threshold: float = Field(0.1, ge=0.0, le=1.0)
     expert_choice_group: NonNegativeInt = 0
+    # docs/routing.md: sigmoid scores (DeepSeek-V3), loss-free balancing (Wang et al. 2024), the scope of f_i
+    score: Literal["softmax", "sigmoid"] = "softmax"
+    bias_update_rate: NonNegativeFloat = 0.0
+    lb_scope: Literal["micro_batch", "sequence", "global"] = "micro_batch"
 
 
 class BaseSpec(ModelFields):
@@ -81,7 +85,8 @@ class BaseSpec(ModelFields):
 class TrainSpec(Strict):
     steps: Optional[PositiveInt] = None
     tokens: Optional[PositiveInt] = None
-    batch_size: PositiveInt = 16
+    batch_size: PositiveInt = 16  # sequences per optimizer step (all micro-batches and ranks together)
+    grad_accum_steps: PositiveInt = 1  # micro-batches per optimizer step (gradient accumulation)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: PositiveFloat = 3e-3
     weight_decay: NonNegativeFloat = 0.1

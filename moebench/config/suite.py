@@ -177,6 +177,11 @@ def check_variant(name: str, v: VariantSpec, own_keys: set, seq_len: int, proble
     if v.d_ff is None and (v.moe_every > 1 or v.n_dense_layers):
         problems.append(f"{p}.d_ff: required: this variant has dense blocks (moe_every {v.moe_every}, "
                         f"n_dense_layers {v.n_dense_layers})")
+    if v.router in ROUTERS and not ROUTERS[v.router].scored:
+        for key, off in (("score", "softmax"), ("bias_update_rate", 0.0)):
+            if getattr(v, key) != off:
+                problems.append(f"{p}.{key}: router {v.router} has no scores to change (use router topk, switch "
+                                f"or balanced)")
     if v.router in ROUTERS and not ROUTERS[v.router].token_choice and v.expert_choice_group > seq_len:
         problems.append(f"{p}.expert_choice_group: must be <= corpus.seq_len ({seq_len})")
 
@@ -296,6 +301,9 @@ def check_train(spec: SuiteSpec, problems: list[str]) -> None:
         problems.append(f"train.tokens: fewer than one step's worth ({t.batch_size} x {spec.corpus.seq_len} tokens)")
     if steps and t.warmup_steps >= steps:
         problems.append(f"train.warmup_steps: must be < the number of steps (got {t.warmup_steps} >= {steps})")
+    if t.batch_size % t.grad_accum_steps:
+        problems.append(f"train.grad_accum_steps: must divide train.batch_size (got {t.grad_accum_steps}, "
+                        f"batch_size {t.batch_size})")
     if len(set(t.seeds)) != len(t.seeds):
         problems.append(f"train.seeds: repeated seeds {t.seeds}")
     negative = [s for s in t.seeds if s < 0]

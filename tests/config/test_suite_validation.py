@@ -32,6 +32,15 @@ BAD = [
     ({"variants.bad/name": {}}, "variants.bad/name: a variant name must be letters, digits, '_' or '-'"),
     ({"name": "has space"}, "name: String should match pattern"),
     ({"corpus.name": "ptbb"}, "corpus: unknown corpus 'ptbb'"),
+    ({"variants.moe.score": "tanh"}, "variants.moe.score: Input should be 'softmax' or 'sigmoid'"),
+    ({"variants.moe.router": "hash", "variants.moe.score": "sigmoid"},
+     "variants.moe.score: router hash has no scores to change"),
+    ({"variants.moe.router": "expert_choice", "variants.moe.bias_update_rate": 1e-3},
+     "variants.moe.bias_update_rate: router expert_choice has no scores to change"),
+    ({"variants.moe.bias_update_rate": -1}, "variants.moe.bias_update_rate: Input should be greater than or equal"),
+    ({"variants.moe.lb_scope": "batch"}, "variants.moe.lb_scope: Input should be 'micro_batch', 'sequence' or"),
+    ({"variants.dense.lb_scope": "global"}, "variants.dense.lb_scope: only valid for kind: moe"),
+    ({"train.grad_accum_steps": 3}, "train.grad_accum_steps: must divide train.batch_size (got 3, batch_size 4)"),
 ]
 
 
