@@ -19,10 +19,11 @@ import torch.nn as nn
 from .activations import ACTIVATIONS
 from .backends import get_backend
 from .spec import MoEConfig
-from .experts import Assignment, expert_counts
+from .experts import Assignment
 from .mlp import MLP
 from .routers import ROUTERS, Routing
 from .counters import layer_counters
+from .balancing import balance_loss_fi, count_step_load, tracks_step_load
 
 
 def capacity_of(n_tokens: int, cfg: MoEConfig) -> int:
@@ -65,6 +66,10 @@ class MoELayer(nn.Module):
         self.w_down = nn.Parameter(torch.randn(E, f, d_model) * out_std)
         self.shared = MLP(d_model, cfg.shared_experts * f, activation, n_layers) if cfg.shared_experts else None
         self.collect_stats = False  # set by collecting_stats(); a plain attribute so torch.compile can guard it
+        # rows per expert over the current optimizer step (models/balancing.py). Plain attributes, not buffers:
+        # DDP broadcasts buffers from rank 0 at every forward, which would overwrite each rank's own counts.
+        self.step_load: torch.Tensor | None = None
+        self.reduce_load = None  # the sum over data-parallel ranks (balancing.set_reduce); None in one process
 
     def experts(self, flat: torch.Tensor, assign: Assignment) -> torch.Tensor:
         """The expert computation in the dtype the dense FFN would use here (see the module docstring)."""
@@ -91,10 +96,14 @@ class MoELayer(nn.Module):
         y = self.experts(flat, assign)
         if self.shared is not None:
             y = y + self.shared(flat)
+        if self.training and tracks_step_load(self.cfg):
+            with torch.no_grad():
+                count_step_load(self, routed, E)
         aux = flat.new_zeros((), dtype=torch.float32)
         if r.probs is not None and not self.router.balanced_by_construction and self.cfg.lb_coef:
-            f_i = expert_counts(routed, E).float() / routed.numel()
-            aux = aux + self.cfg.lb_coef * E * (f_i * r.probs.mean(0)).sum()
+            f_i = balance_loss_fi(self, routed, E, B)
+            p_i = r.probs.view(B, S, E).mean(1) if f_i.dim() == 2 else r.probs.mean(0)
+            aux = aux + self.cfg.lb_coef * E * (f_i * p_i).sum(-1).mean()
         if r.logits is not None and self.cfg.z_coef:
             aux = aux + self.cfg.z_coef * (torch.logsumexp(r.logits, -1) ** 2).mean()
         stats = layer_counters(E, routed, n_drop, r.probs, r.logits) if self.collect_stats else None

@@ -87,9 +87,8 @@ class Router(nn.Module):
         nn.init.trunc_normal_(self.gate.weight, std=cfg.router_init_scale / math.sqrt(d_model))
         if cfg.bias_update_rate:
             # loss-free balancing (Wang et al. 2024): a buffer, never a parameter, so no optimizer touches it;
-            # models/balancing.py moves it after every optimizer step from the loads counted in `step_load`
+            # models/balancing.py moves it after every optimizer step from the step's loads
             self.register_buffer("expert_bias", torch.zeros(cfg.num_experts))
-            self.register_buffer("step_load", torch.zeros(cfg.num_experts, dtype=torch.int64), persistent=False)
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.router_fp32:
