@@ -41,7 +41,7 @@ class ModelFields(Strict):
 MOE_FIELDS = (
     "num_experts", "top_k", "expert_d_ff", "router", "renormalize", "noise_std", "shared_experts",
     "capacity_factor", "lb_coef", "z_coef", "router_fp32", "router_init_scale", "moe_every", "n_dense_layers",
-    "dead_threshold", "expert_choice_group", "score", "bias_update_rate", "lb_scope",
+    "dead_threshold", "expert_choice_group", "score", "bias_update_rate", "lb_scope", "null_experts",
 )
 
 
@@ -72,6 +72,7 @@ class VariantSpec(ModelFields):
     score: Literal["softmax", "sigmoid"] = "softmax"
     bias_update_rate: NonNegativeFloat = 0.0
     lb_scope: Literal["micro_batch", "sequence", "global"] = "micro_batch"
+    null_experts: NonNegativeInt = 0  # zero-compute experts (MoE++); FLOPs count every slot as a real expert
 
 
 class BaseSpec(ModelFields):

@@ -182,6 +182,9 @@ def check_variant(name: str, v: VariantSpec, own_keys: set, seq_len: int, proble
             if getattr(v, key) != off:
                 problems.append(f"{p}.{key}: router {v.router} has no scores to change (use router topk, switch "
                                 f"or balanced)")
+    if v.null_experts and v.router not in ("topk", "switch"):
+        problems.append(f"{p}.null_experts: zero-compute experts need a learned token-choice router (topk or "
+                        f"switch), not {v.router}")
     if v.router in ROUTERS and not ROUTERS[v.router].token_choice and v.expert_choice_group > seq_len:
         problems.append(f"{p}.expert_choice_group: must be <= corpus.seq_len ({seq_len})")
 

@@ -69,6 +69,9 @@ def hf_problems(cfg: ModelConfig) -> list[str]:
     if m.bias_update_rate:
         p.append(f"bias_update_rate: {m.bias_update_rate:g} chooses experts with a balancing bias Mixtral's "
                  "router lacks (use bias_update_rate: 0)")
+    if m.null_experts:
+        p.append(f"null_experts: {m.null_experts} zero-compute experts have no Mixtral equivalent (use "
+                 "null_experts: 0)")
     if m.capacity_factor is not None:
         p.append(f"capacity_factor: {m.capacity_factor:g} drops tokens, Mixtral has no capacity limit (use "
                  "capacity_factor: dropless)")

@@ -53,6 +53,14 @@ def token_choice_assignment(r: Routing, E: int, capacity: int | None) -> tuple[A
     return Assignment(tok[kept], exp[kept], w[kept]), (~keep).sum()
 
 
+def real_slots(assign: Assignment, E: int) -> Assignment:
+    """The slots routed to real experts: a zero-compute expert's slot (index >= E) adds 0 and is not computed.
+    Like a capacity limit, selecting them is one `nonzero` (on CUDA one sync per layer): the compute saved is
+    what zero-compute experts are for (MoE++)."""
+    kept = (assign.expert_idx < E).nonzero().squeeze(1)
+    return Assignment(assign.token_idx[kept], assign.expert_idx[kept], assign.weight[kept])
+
+
 class MoELayer(nn.Module):
     def __init__(self, d_model: int, cfg: MoEConfig, activation: str, backend: str = "torch", n_layers: int = 1):
         super().__init__()
@@ -86,13 +94,15 @@ class MoELayer(nn.Module):
         B, S, d = x.shape
         flat = x.reshape(B * S, d)
         r = self.router(flat, token_ids.reshape(-1), self.cfg.expert_choice_group)
-        E = self.cfg.num_experts
+        E = self.cfg.routed_experts  # routing, balancing and statistics see the zero-compute experts too
         if r.assignment is not None:
             assign, n_drop, routed = r.assignment, 0, r.assignment.expert_idx
         else:
             cap = None if self.cfg.capacity_factor is None else capacity_of(B * S, self.cfg)
             assign, n_drop = token_choice_assignment(r, E, cap)
             routed = r.topk_idx
+            if self.cfg.null_experts:
+                assign = real_slots(assign, self.cfg.num_experts)
         y = self.experts(flat, assign)
         if self.shared is not None:
             y = y + self.shared(flat)

@@ -82,13 +82,13 @@ class Router(nn.Module):
     def __init__(self, d_model: int, cfg: MoEConfig):
         super().__init__()
         self.cfg = cfg
-        self.gate = nn.Linear(d_model, cfg.num_experts, bias=False)
+        self.gate = nn.Linear(d_model, cfg.routed_experts, bias=False)
         # Switch Table 3: a 10x smaller init than the usual 1/sqrt(fan_in) keeps early routing stable.
         nn.init.trunc_normal_(self.gate.weight, std=cfg.router_init_scale / math.sqrt(d_model))
         if cfg.bias_update_rate:
             # loss-free balancing (Wang et al. 2024): a buffer, never a parameter, so no optimizer touches it;
             # models/balancing.py moves it after every optimizer step from the step's loads
-            self.register_buffer("expert_bias", torch.zeros(cfg.num_experts))
+            self.register_buffer("expert_bias", torch.zeros(cfg.routed_experts))
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.router_fp32:

@@ -18,7 +18,7 @@ NOT_HASHED = {"train": ("checkpoint_every",)}
 # fields added after results existed: at their default (the behaviour before them) they are left out of the
 # hash, so finished runs keep their keys; any other value is hashed like every field
 HASHED_IF_SET = {"train": {"grad_accum_steps": 1},
-                 "moe": {"score": "softmax", "bias_update_rate": 0.0, "lb_scope": "micro_batch"}}
+                 "moe": {"score": "softmax", "bias_update_rate": 0.0, "lb_scope": "micro_batch", "null_experts": 0}}
 
 
 @dataclass(frozen=True)

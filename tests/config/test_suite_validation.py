@@ -40,6 +40,9 @@ BAD = [
     ({"variants.moe.bias_update_rate": -1}, "variants.moe.bias_update_rate: Input should be greater than or equal"),
     ({"variants.moe.lb_scope": "batch"}, "variants.moe.lb_scope: Input should be 'micro_batch', 'sequence' or"),
     ({"variants.dense.lb_scope": "global"}, "variants.dense.lb_scope: only valid for kind: moe"),
+    ({"variants.moe.router": "hash", "variants.moe.null_experts": 2},
+     "variants.moe.null_experts: zero-compute experts need a learned token-choice router (topk or switch), not hash"),
+    ({"variants.moe.null_experts": -1}, "variants.moe.null_experts: Input should be greater than or equal to 0"),
     ({"train.grad_accum_steps": 3}, "train.grad_accum_steps: must divide train.batch_size (got 3, batch_size 4)"),
 ]
 

@@ -133,6 +133,7 @@ BASE = dict(vocab_size=256, seq_len=16, d_model=16, n_layers=2, n_heads=2, d_ff=
     (dict(score="sigmoid"), "score: sigmoid"),
     (dict(bias_update_rate=1e-3), "bias_update_rate: 0.001"),
     (dict(router="balanced"), "router: balanced"),
+    (dict(null_experts=2), "null_experts: 2"),
 ])
 def test_moe_features_without_a_mixtral_equivalent_are_named(moe, field):
     cfg = ModelConfig(**BASE, moe=MoEConfig(**{"num_experts": 4, "top_k": 2, "expert_d_ff": 8, **moe}))

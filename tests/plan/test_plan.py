@@ -91,7 +91,7 @@ def test_run_specs_hash_changes_with_config():
 
 
 ROUTING_FIELDS = {"variants.moe.score": "sigmoid", "variants.moe.bias_update_rate": 1e-3,
-                  "variants.moe.lb_scope": "global", "train.grad_accum_steps": 2}
+                  "variants.moe.lb_scope": "global", "train.grad_accum_steps": 2, "variants.moe.null_experts": 2}
 
 
 def test_routing_fields_are_hashed_and_their_defaults_keep_old_hashes():
