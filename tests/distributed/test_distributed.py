@@ -53,6 +53,13 @@ def test_expert_parallel_layer_forward_and_backward_equal_one_process():
     assert p.returncode == 0 and "EP_OK" in p.stdout, p.stdout[-2000:] + p.stderr[-3000:]
 
 
+def test_global_batch_f_i_and_the_bias_update_see_every_rank():
+    """lb_scope: global over 2 gloo ranks x 2 micro-batches equals the micro-batch f_i of all of them
+    concatenated; the loss-free bias moves from the summed load, identically on both ranks."""
+    p = run(TORCHRUN + [str(HERE / "balance_worker.py")], timeout=90)
+    assert p.returncode == 0 and "BAL_OK" in p.stdout, p.stdout[-2000:] + p.stderr[-3000:]
+
+
 def test_nproc_2_data_and_expert_parallel_match_one_process(suite):
     """`moebench run --nproc 2` (torchrun underneath) with expert_parallel 2: dense is plain DDP, the MoE
     variant shards its experts over both ranks; both follow the one-process loss curve."""
