@@ -279,6 +279,9 @@ def build_suite(data: dict, path: Path | None = None) -> Suite:
             problems.append("variants: no dense variant to act as baseline; add one or set match.baseline")
         else:
             variants = check_matching(variants, spec.match, problems)
+    if spec.inference is not None and spec.inference.prune is not None:
+        problems.extend(f"variants.{n}.null_experts: inference.prune cannot prune a layer with zero-compute experts "
+                        f"(set null_experts: 0 or drop inference.prune)" for n, v in variants.items() if v.null_experts)
     check_train(spec, problems)
     problems.extend(check_corpus(spec.corpus))
     claims = validate_claims(spec.claims, claim_names(spec.variants, spec.sweep and spec.sweep.sizes), problems)

@@ -42,6 +42,8 @@ BAD = [
     ({"variants.dense.lb_scope": "global"}, "variants.dense.lb_scope: only valid for kind: moe"),
     ({"variants.moe.router": "hash", "variants.moe.null_experts": 2},
      "variants.moe.null_experts: zero-compute experts need a learned token-choice router (topk or switch), not hash"),
+    ({"variants.moe.null_experts": 2, "inference.prune.min_load": [0.1]},
+     "variants.moe.null_experts: inference.prune cannot prune a layer with zero-compute experts"),
     ({"variants.moe.null_experts": -1}, "variants.moe.null_experts: Input should be greater than or equal to 0"),
     ({"train.grad_accum_steps": 3}, "train.grad_accum_steps: must divide train.batch_size (got 3, batch_size 4)"),
 ]
