@@ -92,6 +92,19 @@ def test_nproc_2_data_and_expert_parallel_match_one_process(suite):
     assert (path.parent / "rep-ep/tiny/README.md").exists()
 
 
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_gradient_accumulation_over_ranks_matches_one_process(suite, parallel):
+    """2 ranks x 2 micro-batches (gradients synchronised on the last only) follow the one-process,
+    one-micro-batch curve: the same optimizer steps over the same global batches."""
+    path, ref = suite
+    out = path.parent / f"accum-{parallel}"
+    p = run(TORCHRUN + ["-m", "moebench", "run", str(path), "--results", str(out), "--quiet", "--only", "dense",
+                        "--reports", str(path.parent / f"rep-accum-{parallel}"), "--set", "train.grad_accum_steps=2",
+                        "--set", f"train.parallel={parallel}"])
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    assert_losses_close(out / "tiny/dense/seed-0", ref / "dense/seed-0", 1e-4)
+
+
 def test_fsdp_matches_one_process_and_post_training_work_runs_after_the_group(suite):
     """Inference and lm-eval are measured on rank 0 after every rank finished (no peer waits at a barrier)."""
     path, ref = suite
