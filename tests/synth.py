@@ -41,8 +41,16 @@ def write_suite(root: Path, name: str = "synth", claims: list | None = None, var
 
 
 def experts_stats(entropy=0.98, max_load=1.3, dead=0, layers=((0.3, 0.2, 0.25, 0.25), (0.1, 0.4, 0.2, 0.3))):
-    return {"entropy": entropy, "max_load_x_E": max_load, "dead_experts": dead, "cv": 0.1, "drop_fraction": 0.0,
-            "layers": [{"load": list(ld)} for ld in layers]}
+    """The trainer's expert summary (models.counters.expert_stats) of per-layer loads, with the scalars a
+    claim test sets."""
+    import torch
+
+    from moebench.models.counters import expert_stats, layer_counters
+
+    counts = [torch.repeat_interleave(torch.arange(len(ld)), torch.tensor([round(x * 1000) for x in ld]))
+              for ld in layers]
+    s = expert_stats([layer_counters(len(ld), c, 0, None, None) for ld, c in zip(layers, counts)], 0.1)
+    return {**s, "entropy": entropy, "max_load_x_E": max_load, "dead_experts": dead, "cv": 0.1}
 
 
 def run_record(suite_name: str, variant: str, seed: int, losses, *, every=100, tokens_per_step=1000,

@@ -8,6 +8,7 @@ Column names of `runs` (one row per (variant, seed)):
   step_time_median_s, peak_memory_bytes, peak_memory_method, tokens_per_param,
   peak_flops, peak_bw, peak_source, param_bytes (from the run's env, for S-MFU / S-MBU),
   experts.<key> for each scalar in summary "experts" (entropy, max_load_x_E, cv, dead_experts, drop_fraction, ...),
+  experts.<metric>.<p50|p90|max> for the load metrics over layers (max_vio, max_vio_batch, cv_layers, dead_layers),
   lm_eval.<task>.<metric>,
   concurrent_runs_mean, concurrent_runs_max (other runs training beside it on its host: time-weighted mean, max),
   load_avg_start, load_avg_end (the host's 1-minute load average when it started and ended).
@@ -118,7 +119,11 @@ def _positions(col: pd.Series) -> dict[str, np.ndarray]:
 def _flat(prefix: str, d: dict | None) -> dict:
     if not isinstance(d, dict):
         return {}
-    return {f"{prefix}.{k}": v for k, v in sorted(d.items()) if not isinstance(v, (dict, list))}
+    out = {f"{prefix}.{k}": v for k, v in sorted(d.items()) if not isinstance(v, (dict, list))}
+    for k, v in sorted(d.items()):  # one level down: the {p50, p90, max} over layers of the load metrics
+        if isinstance(v, dict):
+            out.update({f"{prefix}.{k}.{q}": x for q, x in sorted(v.items()) if isinstance(x, (int, float))})
+    return out
 
 
 def _lm_eval_cols(lm: dict | None) -> dict:

@@ -93,6 +93,15 @@ class LossBetter(QualityPair, MetricClaim):
     margin: FiniteFloat = 0.0
 
 
+@claim_kind("loss_equivalent")
+class LossEquivalent(QualityPair, MetricClaim):
+    """The variant's metric equals the baseline's within +-margin (two one-sided tests, e.g. the 1-expert MoE
+    control: "matches dense within 0.02 nats")."""
+
+    kind: Literal["loss_equivalent"]
+    margin: float = Field(gt=0)
+
+
 class RatioClaim(PairClaim):
     min: Optional[FiniteFloat] = None
     max: Optional[FiniteFloat] = None

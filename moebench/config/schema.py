@@ -66,7 +66,7 @@ class ModelFields(Strict):
 MOE_FIELDS = (
     "num_experts", "top_k", "expert_d_ff", "router", "renormalize", "noise_std", "shared_experts",
     "capacity_factor", "lb_coef", "z_coef", "router_fp32", "router_init_scale", "moe_every", "n_dense_layers",
-    "dead_threshold", "expert_choice_group",
+    "dead_threshold", "expert_choice_group", "score", "bias_update_rate", "lb_scope", "null_experts",
 )
 
 
@@ -93,6 +93,11 @@ class VariantSpec(ModelFields):
     n_dense_layers: NonNegativeInt = 0
     dead_threshold: Fraction = 0.1
     expert_choice_group: NonNegativeInt = 0
+    # docs/routing.md: sigmoid scores (DeepSeek-V3), loss-free balancing (Wang et al. 2024), the scope of f_i
+    score: Literal["softmax", "sigmoid"] = "softmax"
+    bias_update_rate: NonNegativeFloat = 0.0
+    lb_scope: Literal["micro_batch", "sequence", "global"] = "micro_batch"
+    null_experts: NonNegativeInt = 0  # zero-compute experts (MoE++); FLOPs count every slot as a real expert
 
 
 class BaseSpec(ModelFields):
@@ -109,7 +114,8 @@ Beta = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]  # Adam's moment
 class TrainSpec(Strict):
     steps: Optional[PositiveInt] = None
     tokens: Optional[PositiveInt] = None
-    batch_size: PositiveInt = 16
+    batch_size: PositiveInt = 16  # sequences per optimizer step (all micro-batches and ranks together)
+    grad_accum_steps: PositiveInt = 1  # micro-batches per optimizer step (gradient accumulation)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: PositiveFloat = 3e-3
     weight_decay: NonNegativeFloat = 0.1

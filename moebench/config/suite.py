@@ -133,6 +133,14 @@ def check_variant(name: str, v: VariantSpec, own_keys: set, seq_len: int, proble
     if v.d_ff is None and (v.moe_every > 1 or v.n_dense_layers):
         problems.append(f"{p}.d_ff: required: this variant has dense blocks (moe_every {v.moe_every}, "
                         f"n_dense_layers {v.n_dense_layers})")
+    if v.router in ROUTERS and not ROUTERS[v.router].scored:
+        for key, off in (("score", "softmax"), ("bias_update_rate", 0.0)):
+            if getattr(v, key) != off:
+                problems.append(f"{p}.{key}: router {v.router} has no scores to change (use router topk, switch "
+                                f"or balanced)")
+    if v.null_experts and v.router not in ("topk", "switch"):
+        problems.append(f"{p}.null_experts: zero-compute experts need a learned token-choice router (topk or "
+                        f"switch), not {v.router}")
     if v.router in ROUTERS and not ROUTERS[v.router].token_choice and v.expert_choice_group > seq_len:
         problems.append(f"{p}.expert_choice_group: must be <= corpus.seq_len ({seq_len})")
 
@@ -227,6 +235,9 @@ def build_suite(data: dict, path: Path | None = None) -> Suite:
             problems.append("variants: no dense variant to act as baseline; add one or set match.baseline")
         else:
             variants = check_matching(variants, spec.match, problems)
+    if spec.inference is not None and spec.inference.prune is not None:
+        problems.extend(f"variants.{n}.null_experts: inference.prune cannot prune a layer with zero-compute experts "
+                        f"(set null_experts: 0 or drop inference.prune)" for n, v in variants.items() if v.null_experts)
     check_train(spec, problems)
     problems.extend(check_corpus(spec.corpus))
     claims = validate_claims(spec.claims, claim_names(spec.variants, spec.sweep and spec.sweep.sizes), problems)
@@ -253,6 +264,9 @@ def check_train(spec: SuiteSpec, problems: list[str]) -> None:
     if steps and t.warmup_steps >= steps:
         problems.append(f"train.warmup_steps: must be < the number of steps (got {t.warmup_steps} >= {steps}); "
                         f"lower it with the steps, e.g. --set train.warmup_steps={steps // 10}")
+    if t.batch_size % t.grad_accum_steps:
+        problems.append(f"train.grad_accum_steps: must divide train.batch_size (got {t.grad_accum_steps}, "
+                        f"batch_size {t.batch_size})")
     if len(set(t.seeds)) != len(t.seeds):
         problems.append(f"train.seeds: repeated seeds {t.seeds}")
     negative = [s for s in t.seeds if s < 0]

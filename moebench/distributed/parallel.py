@@ -18,6 +18,8 @@ is unchanged. With W processes:
 """
 from __future__ import annotations
 
+import contextlib
+
 import os
 import time
 
@@ -105,6 +107,30 @@ class Parallel:
         if self.expert_names:
             ep_mod.reduce_expert_grads(self.model, self.expert_names, self.ep)
 
+    def accumulating(self, last: bool):
+        """The context of one micro-batch's backward: gradients are only synchronised over ranks on the last
+        micro-batch of a step (gradient accumulation), the others accumulate locally."""
+        if self.world == 1 or last:
+            return contextlib.nullcontext()
+        if self.mode == "fsdp":
+            self.model.set_requires_gradient_sync(False)
+            return _SyncAfter(self.model)
+        return self.module.no_sync()
+
+    def sum_over_ranks(self):
+        """A sum of a device tensor over every rank (a collective, no host read), or None in one process: the
+        expert loads of loss-free and global-batch balancing (models/balancing.py)."""
+        if self.world == 1:
+            return None
+
+        def reduce(t: torch.Tensor) -> torch.Tensor:
+            t = t.clone()
+            with comm_timer.timed(t.device):
+                dist.all_reduce(t)
+            return t
+
+        return reduce
+
     def clip_grad_norm_(self, max_norm: float):
         params = list(self.model.parameters())
         if not self.expert_names:
@@ -167,6 +193,17 @@ class Parallel:
         comm = sum(r.get("comm_time", 0.0) for r in train_rows)
         return {"world_size": self.world, "parallel": self.layout(), "comm_time_s": comm,
                 "comm_fraction": comm / wall if wall > 0 else 0.0}
+
+
+class _SyncAfter(contextlib.AbstractContextManager):
+    """Turns FSDP's gradient sync back on when a non-final micro-batch's backward is done."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __exit__(self, *exc):
+        self.model.set_requires_gradient_sync(True)
+        return False
 
 
 def _timed_allreduce_hook(state, bucket):

@@ -60,6 +60,18 @@ def hf_problems(cfg: ModelConfig) -> list[str]:
     elif m.router == "topk" and not m.renormalize:
         p.append("renormalize: false keeps raw gate probabilities, Mixtral renormalises the k gates (use "
                  "renormalize: true)")
+    # sigmoid scores with a selection bias exist in transformers only beside features moebench lacks (Glm4Moe's
+    # partial rotary and grouped routing, DeepSeek-V3's MLA): refused by name until an exact mapping exists.
+    # lb_scope is training-only: the exported forward is the same for every scope.
+    if m.score != "softmax":
+        p.append(f"score: {m.score} has no exact Mixtral equivalent (Mixtral's gates are a softmax) (use score: "
+                 "softmax)")
+    if m.bias_update_rate:
+        p.append(f"bias_update_rate: {m.bias_update_rate:g} chooses experts with a balancing bias Mixtral's "
+                 "router lacks (use bias_update_rate: 0)")
+    if m.null_experts:
+        p.append(f"null_experts: {m.null_experts} zero-compute experts have no Mixtral equivalent (use "
+                 "null_experts: 0)")
     if m.capacity_factor is not None:
         p.append(f"capacity_factor: {m.capacity_factor:g} drops tokens, Mixtral has no capacity limit (use "
                  "capacity_factor: dropless)")

@@ -10,6 +10,12 @@ Keys of the summary (what metrics.jsonl eval rows and summary.json carry under "
   drop_fraction  fraction of routed pairs dropped by the capacity limit, over all layers
   z_loss         mean (logsumexp of router logits)^2, mean over layers (unscaled)
   lb_loss        Switch load-balancing term E * sum_i f_i P_i, mean over layers (unscaled; 1 when balanced)
+  max_vio, max_vio_batch, cv_layers, dead_layers
+                 the load metrics of Wang et al. 2024 and Megatron-Core / torchtitan, as {p50, p90, max} over
+                 layers (each layer's own value is in layers[i]): MaxVio = max load / mean load - 1, globally
+                 over the whole evaluation (max_vio) and per evaluation batch, averaged over batches
+                 (max_vio_batch); the coefficient of variation and the dead experts of each layer
+Each layers[i] holds: load, max_vio, max_vio_batch, cv, dead.
 """
 from __future__ import annotations
 
@@ -25,8 +31,11 @@ def layer_counters(E: int, routed_expert_idx: torch.Tensor, n_dropped: int | tor
     them over batches on the device and `expert_stats` reads them back once)."""
     dev = routed_expert_idx.device
     with torch.no_grad():
-        c = {"counts": expert_counts(routed_expert_idx, E),
-             "dropped": torch.as_tensor(n_dropped, dtype=torch.int64, device=dev)}
+        counts = expert_counts(routed_expert_idx, E)
+        f = counts.float()
+        c = {"counts": counts, "dropped": torch.as_tensor(n_dropped, dtype=torch.int64, device=dev),
+             # this batch's MaxVio, summed over batches (a device scalar: read back with the rest, once)
+             "vio_batch_sum": f.max() / f.mean().clamp_min(1e-12) - 1, "n_batches": torch.ones((), device=dev)}
         if probs is not None:
             p = probs.float()
             c["prob_sum"] = p.sum(0)
@@ -76,7 +85,10 @@ def expert_stats(counters: list[dict], dead_threshold: float) -> dict:
         cvs.append(float(load.std(unbiased=False) / load.mean()) if n else 0.0)
         maxl.append(float(load.max() * E))
         dead += int((load < dead_threshold / E).sum())
-        layer = {"load": [round(float(x), 6) for x in load]}
+        layer = {"load": [round(float(x), 6) for x in load], "max_vio": float(load.max() * E - 1) if n else 0.0,
+                 "cv": cvs[-1], "dead": int((load < dead_threshold / E).sum())}
+        if "vio_batch_sum" in c:
+            layer["max_vio_batch"] = float(c["vio_batch_sum"]) / max(float(c["n_batches"]), 1.0)
         if "prob_sum" in c:
             nt = float(c["n_tokens"])
             rent.append(float(c["tok_entropy_sum"]) / nt / math.log(E) if E > 1 else 0.0)
@@ -94,4 +106,16 @@ def expert_stats(counters: list[dict], dead_threshold: float) -> dict:
         "drop_fraction": dropped / routed if routed else 0.0,
         "z_loss": mean(z),
         "lb_loss": mean(lb),
+        **{name: spread([layer.get(key) for layer in layers])
+           for name, key in (("max_vio", "max_vio"), ("max_vio_batch", "max_vio_batch"), ("cv_layers", "cv"),
+                             ("dead_layers", "dead"))},
     }
+
+
+def spread(values: list) -> dict | None:
+    """{p50, p90, max} of one metric over the MoE layers (nearest-rank percentiles: values that occur)."""
+    xs = sorted(float(v) for v in values if v is not None)
+    if not xs:
+        return None
+    at = lambda q: xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]  # noqa: E731
+    return {"p50": at(0.5), "p90": at(0.9), "max": xs[-1]}

@@ -19,10 +19,11 @@ import torch.nn as nn
 from .activations import ACTIVATIONS
 from .backends import get_backend
 from .spec import MoEConfig
-from .experts import Assignment, expert_counts
+from .experts import Assignment
 from .mlp import MLP
 from .routers import ROUTERS, Routing
 from .counters import layer_counters
+from .balancing import balance_loss_fi, count_step_load, tracks_step_load
 
 
 def capacity_of(n_tokens: int, cfg: MoEConfig) -> int:
@@ -52,6 +53,14 @@ def token_choice_assignment(r: Routing, E: int, capacity: int | None) -> tuple[A
     return Assignment(tok[kept], exp[kept], w[kept]), (~keep).sum()
 
 
+def real_slots(assign: Assignment, E: int) -> Assignment:
+    """The slots routed to real experts: a zero-compute expert's slot (index >= E) adds 0 and is not computed.
+    Like a capacity limit, selecting them is one `nonzero` (on CUDA one sync per layer): the compute saved is
+    what zero-compute experts are for (MoE++)."""
+    kept = (assign.expert_idx < E).nonzero().squeeze(1)
+    return Assignment(assign.token_idx[kept], assign.expert_idx[kept], assign.weight[kept])
+
+
 class MoELayer(nn.Module):
     def __init__(self, d_model: int, cfg: MoEConfig, activation: str, backend: str = "torch", n_layers: int = 1):
         super().__init__()
@@ -65,6 +74,10 @@ class MoELayer(nn.Module):
         self.w_down = nn.Parameter(torch.randn(E, f, d_model) * out_std)
         self.shared = MLP(d_model, cfg.shared_experts * f, activation, n_layers) if cfg.shared_experts else None
         self.collect_stats = False  # set by collecting_stats(); a plain attribute so torch.compile can guard it
+        # rows per expert over the current optimizer step (models/balancing.py). Plain attributes, not buffers:
+        # DDP broadcasts buffers from rank 0 at every forward, which would overwrite each rank's own counts.
+        self.step_load: torch.Tensor | None = None
+        self.reduce_load = None  # the sum over data-parallel ranks (balancing.set_reduce); None in one process
 
     def experts(self, flat: torch.Tensor, assign: Assignment) -> torch.Tensor:
         """The expert computation in the dtype the dense FFN would use here (see the module docstring)."""
@@ -81,20 +94,26 @@ class MoELayer(nn.Module):
         B, S, d = x.shape
         flat = x.reshape(B * S, d)
         r = self.router(flat, token_ids.reshape(-1), self.cfg.expert_choice_group)
-        E = self.cfg.num_experts
+        E = self.cfg.routed_experts  # routing, balancing and statistics see the zero-compute experts too
         if r.assignment is not None:
             assign, n_drop, routed = r.assignment, 0, r.assignment.expert_idx
         else:
             cap = None if self.cfg.capacity_factor is None else capacity_of(B * S, self.cfg)
             assign, n_drop = token_choice_assignment(r, E, cap)
             routed = r.topk_idx
+            if self.cfg.null_experts:
+                assign = real_slots(assign, self.cfg.num_experts)
         y = self.experts(flat, assign)
         if self.shared is not None:
             y = y + self.shared(flat)
+        if self.training and tracks_step_load(self.cfg):
+            with torch.no_grad():
+                count_step_load(self, routed, E)
         aux = flat.new_zeros((), dtype=torch.float32)
         if r.probs is not None and not self.router.balanced_by_construction and self.cfg.lb_coef:
-            f_i = expert_counts(routed, E).float() / routed.numel()
-            aux = aux + self.cfg.lb_coef * E * (f_i * r.probs.mean(0)).sum()
+            f_i = balance_loss_fi(self, routed, E, B)
+            p_i = r.probs.view(B, S, E).mean(1) if f_i.dim() == 2 else r.probs.mean(0)
+            aux = aux + self.cfg.lb_coef * E * (f_i * p_i).sum(-1).mean()
         if r.logits is not None and self.cfg.z_coef:
             aux = aux + self.cfg.z_coef * (torch.logsumexp(r.logits, -1) ** 2).mean()
         stats = layer_counters(E, routed, n_drop, r.probs, r.logits) if self.collect_stats else None

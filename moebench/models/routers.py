@@ -11,6 +11,12 @@ layer, inference pruning and suite validation (never an `if router == "..."` els
   balanced_by_construction  needs no load-balancing loss (hash, expert choice)
   causal                    a token's routing depends only on that token (expert choice sees the whole group)
   learned                   has router weights (pruning re-routes through them; hash has none)
+  scored                    honours `score: sigmoid` and the loss-free balancing bias (topk, switch, balanced)
+
+Scores (`score:`): softmax over experts (default), or sigmoid per expert (DeepSeek-V3), whose k gates are
+normalised over the selected experts when top_k > 1 and `renormalize` (with top_k 1 the raw sigmoid gate is kept:
+a normalised single gate is 1 and gives the router no gradient). Loss-free balancing (`bias_update_rate`, Wang et
+al. 2024) adds a per-expert bias to the scores for the top-k choice only; models/balancing.py updates it.
 
 - topk        GShard (Lepikhin et al. 2020) / Mixtral (Jiang et al. 2024): softmax over experts, keep the top k;
               `renormalize` rescales the k gates to sum to 1 (Mixtral) or keeps the raw probabilities (GShard).
@@ -20,6 +26,7 @@ layer, inference pruning and suite validation (never an `if router == "..."` els
               top k logits, softmax over those k only.
 - switch      Fedus et al. 2021: top-1, gate = the chosen expert's softmax probability (renormalising a single
               gate would make it 1 and cut the router's gradient from the language-model loss).
+- balanced    forced equal assignment (torchtitan's debug option): round robin over experts, learned gates.
 - hash        Roller et al. 2021: expert = fixed hash of the token id, no learned router, gate 1/k.
 - expert_choice  Zhou et al. 2022: every expert takes its top-C tokens by softmax score, C = k * T / E *
               capacity_factor. In a causal LM this sees the whole routing group: a token's routing depends on
@@ -70,13 +77,18 @@ class Router(nn.Module):
     balanced_by_construction = False
     causal = True
     learned = True
+    scored = False  # honours `score: sigmoid` and the selection bias of loss-free balancing (bias_update_rate)
 
     def __init__(self, d_model: int, cfg: MoEConfig):
         super().__init__()
         self.cfg = cfg
-        self.gate = nn.Linear(d_model, cfg.num_experts, bias=False)
+        self.gate = nn.Linear(d_model, cfg.routed_experts, bias=False)
         # Switch Table 3: a 10x smaller init than the usual 1/sqrt(fan_in) keeps early routing stable.
         nn.init.trunc_normal_(self.gate.weight, std=cfg.router_init_scale / math.sqrt(d_model))
+        if cfg.bias_update_rate:
+            # loss-free balancing (Wang et al. 2024): a buffer, never a parameter, so no optimizer touches it;
+            # models/balancing.py moves it after every optimizer step from the step's loads
+            self.register_buffer("expert_bias", torch.zeros(cfg.routed_experts))
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.router_fp32:
@@ -84,16 +96,36 @@ class Router(nn.Module):
                 return F.linear(x.float(), self.gate.weight.float())
         return self.gate(x).float()
 
+    def gate_scores(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gate scores, the distribution over experts the balancing loss and statistics read). Sigmoid
+        scores (DeepSeek-V3) are independent per expert; their distribution is the scores normalised over all
+        experts, as in DeepSeek-V3's sequence-wise balance loss."""
+        if self.cfg.score == "sigmoid":
+            s = logits.sigmoid()
+            return s, s / s.sum(-1, keepdim=True)
+        p = logits.softmax(-1)
+        return p, p
+
+    def select(self, scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The top-k experts by score (+ the balancing bias, which only chooses: the gates are the unbiased
+        scores of the chosen experts)."""
+        if self.cfg.bias_update_rate:
+            idx = (scores + self.expert_bias).topk(k, dim=-1).indices
+            return scores.gather(-1, idx), idx
+        return scores.max(dim=-1, keepdim=True) if k == 1 else scores.topk(k, dim=-1)
+
     def forward(self, x: torch.Tensor, token_ids: torch.Tensor, group: int) -> Routing:
         raise NotImplementedError
 
 
 @register_router("topk")
 class TopKRouter(Router):
+    scored = True
+
     def forward(self, x, token_ids, group):
         logits = self.scores(x)
-        probs = logits.softmax(-1)
-        w, idx = probs.topk(self.cfg.top_k, dim=-1)
+        s, probs = self.gate_scores(logits)
+        w, idx = self.select(s, self.cfg.top_k)
         if self.cfg.renormalize and self.cfg.top_k > 1:  # one renormalised gate is always 1: no router gradient
             w = w / w.sum(-1, keepdim=True)
         return Routing(logits, probs, idx, w)
@@ -101,10 +133,33 @@ class TopKRouter(Router):
 
 @register_router("switch")
 class SwitchRouter(Router):
+    scored = True
+
     def forward(self, x, token_ids, group):
         logits = self.scores(x)
-        probs = logits.softmax(-1)
-        w, idx = probs.max(dim=-1, keepdim=True)
+        s, probs = self.gate_scores(logits)
+        w, idx = self.select(s, 1)
+        return Routing(logits, probs, idx, w)
+
+
+@register_router("balanced")
+class BalancedRouter(Router):
+    """Forced balance (torchtitan's debug option): slot j of token t goes to expert (t * k + j) mod E, so every
+    expert gets the same rows by construction (exactly, when T * k is a multiple of E); the gates are the
+    learned scores of those experts, so the router still trains. Separates the cost of imbalance from the cost
+    of the kernels in throughput runs; its FLOPs are the nominal k experts per token."""
+
+    balanced_by_construction = True
+    scored = True
+
+    def forward(self, x, token_ids, group):
+        logits = self.scores(x)
+        s, probs = self.gate_scores(logits)
+        T, (E, k) = s.shape[0], (self.cfg.num_experts, self.cfg.top_k)
+        idx = (torch.arange(T, device=x.device).unsqueeze(1) * k + torch.arange(k, device=x.device)) % E
+        w = s.gather(-1, idx)
+        if self.cfg.renormalize and k > 1:
+            w = w / w.sum(-1, keepdim=True)
         return Routing(logits, probs, idx, w)
 
 
@@ -134,6 +189,7 @@ class HashRouter(nn.Module):
     balanced_by_construction = True
     causal = True
     learned = False
+    scored = False
 
     def __init__(self, d_model: int, cfg: MoEConfig):
         super().__init__()

@@ -23,6 +23,15 @@ class MoEConfig:
     n_dense_layers: int = 0  # first n blocks stay dense (DeepSeekMoE)
     dead_threshold: float = 0.1  # an expert is dead if its load share < dead_threshold / num_experts
     expert_choice_group: int = 0  # expert_choice: route within groups of this many positions (0 = whole batch)
+    score: str = "softmax"  # softmax | sigmoid (DeepSeek-V3), for routers with `scored` (models/routers.py)
+    bias_update_rate: float = 0.0  # loss-free balancing rate u (Wang et al. 2024); 0 = off
+    null_experts: int = 0  # zero-compute experts (MoE++, Jin et al. 2024): routed to, return 0, cost nothing
+    lb_scope: str = "micro_batch"  # micro_batch | sequence | global: over what f_i of the balancing loss is taken
+
+    @property
+    def routed_experts(self) -> int:
+        """The experts a router scores: the real ones, then the zero-compute ones (indices >= num_experts)."""
+        return self.num_experts + self.null_experts
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ Conventions (stated in the README and the report):
 - MoE: the router (2 * d * E) and k experts per token (plus shared experts); capacity padding, where a
   capacity factor makes experts compute capacity_factor * k rows per token on fixed-shape hardware, is
   reported separately as `expert_padded` and not used for matching (our backends compute only real rows).
+- Zero-compute experts (null_experts): matched on the upper bound, every slot on a real expert; what they
+  save is measured (flops_measured, FlopCounterMode), not assumed.
 - Expert choice processes k * capacity_factor token-slots per token on average.
 - Training = 3 x forward (backward = 2 x forward: gradients w.r.t. activations and weights).
 """
@@ -73,7 +75,7 @@ def count(cfg: ModelConfig) -> Counts:
         if cfg.is_moe_layer(i):
             one = nm * d * m.expert_d_ff
             shared = m.shared_experts * one
-            router = d * m.num_experts
+            router = d * m.routed_experts  # zero-compute experts are scored like the others
             total += router + m.num_experts * one + shared
             slots = slots_per_token(cfg)
             active += router + round(slots * one) + shared

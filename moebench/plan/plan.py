@@ -65,7 +65,8 @@ def model_config(v: VariantSpec, vocab_size: int, seq_len: int, d_ff: int, exper
             renormalize=v.renormalize, noise_std=v.noise_std, shared_experts=v.shared_experts, capacity_factor=cf,
             lb_coef=v.lb_coef, z_coef=v.z_coef, router_fp32=v.router_fp32, router_init_scale=v.router_init_scale,
             moe_every=v.moe_every, n_dense_layers=v.n_dense_layers, dead_threshold=v.dead_threshold,
-            expert_choice_group=v.expert_choice_group,
+            expert_choice_group=v.expert_choice_group, score=v.score, bias_update_rate=v.bias_update_rate,
+            lb_scope=v.lb_scope, null_experts=v.null_experts,
         )
     return ModelConfig(
         vocab_size=vocab_size, seq_len=seq_len, d_model=v.d_model, n_layers=v.n_layers, n_heads=v.n_heads,

@@ -15,6 +15,10 @@ from .plan import Plan, PlanRow
 
 # fields that change how often a run saves, not what it computes
 NOT_HASHED = {"train": ("checkpoint_every",)}
+# fields added after results existed: at their default (the behaviour before them) they are left out of the
+# hash, so finished runs keep their keys; any other value is hashed like every field
+HASHED_IF_SET = {"train": {"grad_accum_steps": 1},
+                 "moe": {"score": "softmax", "bias_update_rate": 0.0, "lb_scope": "micro_batch", "null_experts": 0}}
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,14 @@ def config_hash(d: dict) -> str:
         keep["size"] = d["size"]
     for section, names in NOT_HASHED.items():
         keep[section] = {k: v for k, v in keep[section].items() if k not in names}
+    keep["train"] = _without_defaults(keep["train"], HASHED_IF_SET["train"])
+    if (keep["model"] or {}).get("moe"):
+        keep["model"] = {**keep["model"], "moe": _without_defaults(keep["model"]["moe"], HASHED_IF_SET["moe"])}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _without_defaults(d: dict, defaults: dict) -> dict:
+    return {k: v for k, v in d.items() if not (k in defaults and v == defaults[k])}
 
 
 def run_specs(plan: Plan, only: list[str] | None = None) -> list[RunSpec]:

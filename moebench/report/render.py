@@ -92,6 +92,12 @@ def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str, ex
                          "the suite could have detected at that noise with 80% power (what an INCONCLUSIVE "
                          "could have seen); a control variant computes the same function as the baseline, so its "
                          "difference is a measured no-effect.")]
+    load = sections.load_table(rs)
+    if load:
+        blocks += [("h2", "Expert load per layer"), ("table", load),
+                   ("p", "Final evaluation, medians over seeds. MaxVio = max load / mean load - 1 (Wang et al. "
+                         "2024): over the whole evaluation (global) and per evaluation batch (averaged); 0 is "
+                         "perfectly even. Dead: experts with load share < dead_threshold / E.")]
     failed = sections.failed_runs_table(rs)
     if failed:
         blocks += [("h2", "Failed runs"), ("table", failed),

@@ -114,3 +114,18 @@ def failed_runs_table(rs) -> Table | None:
              ("no summary.json: not trained yet, still training or killed" if r["status"] == "incomplete" else "-")]
             for _, r in bad.iterrows()]
     return ["variant", "seed", "status", "step", "reason"], rows
+
+
+def load_table(rs):
+    """Per MoE layer (never summed over layers): MaxVio over the whole final evaluation and per evaluation batch
+    (Wang et al. 2024), coefficient of variation and dead experts; medians over seeds. None without MoE runs."""
+    rows = []
+    for v in rs.variants:
+        runs = [e.get("layers") or [] for (var, _), e in sorted(rs.experts.items()) if var == v]
+        for i in range(min((len(r) for r in runs), default=0)):
+            med = lambda k: _median([r[i].get(k) for r in runs])  # noqa: E731
+            rows.append([v, str(i), fmt(med("max_vio"), 3), fmt(med("max_vio_batch"), 3), fmt(med("cv"), 3),
+                         fmt(med("dead"))])
+    if not rows:
+        return None
+    return ["variant", "MoE layer", "MaxVio (global)", "MaxVio (batch mean)", "CV of load", "dead experts"], rows

@@ -68,6 +68,8 @@ def row_scalars(row: dict) -> dict[str, float]:
     for k, v in (row.get("experts") or {}).items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             out[f"{kind}/experts_{k}"] = float(v)
+        elif isinstance(v, dict):  # the load metrics over layers: experts_max_vio_p90, ...
+            out.update({f"{kind}/experts_{k}_{q}": float(x) for q, x in v.items() if isinstance(x, (int, float))})
     return out
 
 

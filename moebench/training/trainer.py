@@ -23,6 +23,7 @@ from moebench.config.schema import TrainSpec
 from moebench.distributed.parallel import Parallel  # [distributed]
 from moebench.errors import RunFailed, UserError
 from moebench.models import Transformer
+from moebench.models.balancing import end_of_step, set_reduce
 from moebench.models.backends import resolve_backend, resolve_device
 from moebench.plan import RunSpec
 from moebench.registry import Registry
@@ -123,6 +124,11 @@ class Trainer:
         self.model = Transformer(spec.model, self.backend if spec.model.moe else "torch").to(self.device)
         # [distributed] DDP / FSDP / expert-parallel layout; the identity in one process
         self.par = Parallel(self.model, t, spec.seed, self.device)
+        local_rows = t.batch_size // self.par.world
+        if local_rows % t.grad_accum_steps:
+            raise UserError(f"train.grad_accum_steps: {t.grad_accum_steps} does not divide the {local_rows} rows "
+                            f"each of the {self.par.world} processes gets")
+        set_reduce(self.model, self.par.sum_over_ranks())  # [distributed] global-batch f_i (lb_scope: global)
         self.metrics_path = self.out / self.par.local_name(R.METRICS)
         self.ckpt_path = self.out / self.par.local_name(R.CHECKPOINT)
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
@@ -213,12 +219,18 @@ class Trainer:
         watch = SavedActivations() if self.step == 0 or not self.mem_act else None
         self.par.step_begin()
         clock = StepClock(self.device)
+        A = t.grad_accum_steps
+        lm_loss = aux_loss = 0.0
         with (watch.watch() if watch else contextlib.nullcontext()):
-            with self.autocast() if self.autocast else contextlib.nullcontext():
-                out = self.forward(x)
-                lm_loss = F.cross_entropy(out.logits.float().flatten(0, 1), y.flatten())
-                loss = lm_loss + out.aux_loss
-        self.scaler.scale(loss).backward()
+            # gradient accumulation: the step's rows in A micro-batches, each loss / A, one optimizer step
+            for i, (xm, ym) in enumerate(zip(x.chunk(A), y.chunk(A))):
+                with self.par.accumulating(last=i == A - 1):  # [distributed] sync gradients on the last only
+                    with self.autocast() if self.autocast else contextlib.nullcontext():
+                        out = self.forward(xm)
+                        lm = F.cross_entropy(out.logits.float().flatten(0, 1), ym.flatten())
+                        loss = (lm + out.aux_loss) / A
+                    self.scaler.scale(loss).backward()
+                lm_loss, aux_loss = lm_loss + lm.detach().float() / A, aux_loss + out.aux_loss.detach().float() / A
         self.par.after_backward()
         if t.grad_clip:
             self.scaler.unscale_(self.opt)
@@ -226,21 +238,22 @@ class Trainer:
         self.scaler.step(self.opt)
         self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
+        end_of_step(self.model, self.par.sum_over_ranks())  # loss-free balancing bias; clears the step's loads
         clock.stop()
         if self.step + 1 < t.steps:
             # On CUDA the host builds the next batch while the device still runs this step (on the CPU it is
             # simply built here, outside the step clock). Batches are a pure function of (seed, step): the
             # prefetched batch is exactly the one a resumed run builds.
             self._next = (self.step + 1, self.batch(self.step + 1))
-        lm, ax = torch.stack([lm_loss.detach().float(), out.aux_loss.detach().float()]).tolist()  # the one sync
+        lm, ax = torch.stack([lm_loss, aux_loss]).tolist()  # the one sync
         dt = clock.seconds()
         g = self.par.step_metrics(dt, x.numel(), lm, ax, self.stop_requested())  # [distributed] global numbers
         if not (math.isfinite(g["loss"]) and math.isfinite(g["aux_loss"])):
             raise RunFailed(self.step, f"loss is {g['loss'] + g['aux_loss']} (not finite)")
         self.stop = g.pop("stop")
         dt = g.pop("step_time")
-        if watch:
-            self.mem_act = watch.bytes
+        if watch:  # one micro-batch's activations are alive at a time: the watch saw A of them
+            self.mem_act = watch.bytes // t.grad_accum_steps
         self.step += 1
         self.wall += dt
         n_tok = g.pop("tokens")

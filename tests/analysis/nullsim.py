@@ -23,10 +23,11 @@ def curve(rng, steps: np.ndarray, shape: dict, offset: float, noise: float) -> n
     return base + offset + rng.normal(0.0, noise, len(steps))
 
 
-def suite_records(rng, i: int, n_seeds: int, effects: dict | None = None) -> list:
+def suite_records(rng, i: int, n_seeds: int, effects: dict | None = None, shifts: dict | None = None) -> list:
     """One simulated suite: every variant from the same distribution, except that variant v's curves sit
     effects[v] seed-sds lower (a real effect of that many noise-floor units). A third of the suites overfit
-    (loss rising at the end), in every variant alike."""
+    (loss rising at the end), in every variant alike. `shifts` moves variant v's curves up by shifts[v] nats (a
+    true difference of a fixed size, e.g. exactly an equivalence margin)."""
     every, n_evals = SCHEDULES[rng.integers(len(SCHEDULES))]
     steps = every * np.arange(1, n_evals + 1)
     shape = {"l_inf": rng.uniform(1.0, 1.5), "a": rng.uniform(1.0, 2.0), "alpha": rng.uniform(0.3, 0.7),
@@ -35,7 +36,7 @@ def suite_records(rng, i: int, n_seeds: int, effects: dict | None = None) -> lis
     shared = rng.normal(0.0, sd_seed, n_seeds)  # same seed, same batches: part of the offset is shared
     recs = []
     for v in VARIANTS:
-        shift = -(effects or {}).get(v, 0.0) * sd_seed
+        shift = -(effects or {}).get(v, 0.0) * sd_seed + (shifts or {}).get(v, 0.0)
         for s in range(n_seeds):
             off = np.sqrt(rho) * shared[s] + np.sqrt(1 - rho) * rng.normal(0.0, sd_seed) + shift
             walls = np.cumsum(np.full(n_evals, every * 0.5 * (1 + rng.normal(0.0, 0.03))))

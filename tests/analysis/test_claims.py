@@ -246,6 +246,7 @@ def test_load_balance_pass_fail_disagree_and_dense(suite):
 PASSING = {  # on two_seed() data (with an extra variant 'moe2' for monotonic), every one of these PASSes
     "speedup_to_loss": dict(variant="moe", baseline="dense", axis="steps", min=1.2),
     "loss_better": dict(variant="moe", baseline="dense", metric="val_loss"),
+    "loss_equivalent": dict(variant="moe", baseline="dense", margin=1.0),  # the data differ by far less than 1
     "throughput_ratio": dict(variant="moe", baseline="dense", min=0.5),
     "memory_ratio": dict(variant="moe", baseline="dense", max=2.0),
     "monotonic": dict(variants=["dense", "moe"], metric="val_loss"),
@@ -291,6 +292,21 @@ def test_every_kind_passes_then_each_gate_makes_it_inconclusive(suite, kind, gat
         assert v.numbers["ungated_verdict"] == "PASS"
     if gate == "tokens_per_param":  # the claim's own threshold decides it
         assert judge(load_results(suite), **{**spec, "min_tokens_per_param": 0.01}).verdict == "PASS"
+
+
+def test_loss_equivalent_by_hand(suite):
+    """Two one-sided tests: PASS inside the margin, FAIL when the gap is clearly outside it, else undecided."""
+    for s in (0, 1):
+        write_run(suite, "dense", s, [x + 0.001 * s for x in DENSE])
+        write_run(suite, "moe", s, [x - 0.001 * s for x in MOE], experts=experts_stats())
+    rs = load_results(suite)
+    diff = rs.seed_values("moe", "val_loss")[0] - rs.seed_values("dense", "val_loss")[0]  # about the same per seed
+    wide = judge(rs, kind="loss_equivalent", variant="moe", baseline="dense", margin=abs(diff) + 0.5)
+    assert wide.verdict == "PASS" and wide.numbers["difference"] == pytest.approx(diff, abs=0.002)
+    assert judge(rs, kind="loss_equivalent", variant="moe", baseline="dense",
+                 margin=abs(diff) / 10).verdict == "FAIL"
+    close = judge(rs, kind="loss_equivalent", variant="moe", baseline="dense", margin=abs(diff) + 0.001)
+    assert close.verdict == "INCONCLUSIVE"  # two seeds: the 90% CI (t at 1 df) reaches past the margin
 
 
 def test_inference_ratio_and_flop_accounting_by_hand(suite):

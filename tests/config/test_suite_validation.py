@@ -60,6 +60,20 @@ BAD = [
     ({"base.arch": ["llama"]}, "base.arch: Input should be 'llama' or 'mixtral'"),
     ({"claims": [{"kind": "monotonic", "variants": 3}]}, "claims.0.variants: Input should be a valid list"),
     ({"corpus.name": "ptbb"}, "corpus: unknown corpus 'ptbb'"),
+    ({"variants.moe.score": "tanh"}, "variants.moe.score: Input should be 'softmax' or 'sigmoid'"),
+    ({"variants.moe.router": "hash", "variants.moe.score": "sigmoid"},
+     "variants.moe.score: router hash has no scores to change"),
+    ({"variants.moe.router": "expert_choice", "variants.moe.bias_update_rate": 1e-3},
+     "variants.moe.bias_update_rate: router expert_choice has no scores to change"),
+    ({"variants.moe.bias_update_rate": -1}, "variants.moe.bias_update_rate: Input should be greater than or equal"),
+    ({"variants.moe.lb_scope": "batch"}, "variants.moe.lb_scope: Input should be 'micro_batch', 'sequence' or"),
+    ({"variants.dense.lb_scope": "global"}, "variants.dense.lb_scope: only valid for kind: moe"),
+    ({"variants.moe.router": "hash", "variants.moe.null_experts": 2},
+     "variants.moe.null_experts: zero-compute experts need a learned token-choice router (topk or switch), not hash"),
+    ({"variants.moe.null_experts": 2, "inference.prune.min_load": [0.1]},
+     "variants.moe.null_experts: inference.prune cannot prune a layer with zero-compute experts"),
+    ({"variants.moe.null_experts": -1}, "variants.moe.null_experts: Input should be greater than or equal to 0"),
+    ({"train.grad_accum_steps": 3}, "train.grad_accum_steps: must divide train.batch_size (got 3, batch_size 4)"),
 ]
 
 

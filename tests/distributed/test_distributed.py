@@ -53,6 +53,13 @@ def test_expert_parallel_layer_forward_and_backward_equal_one_process():
     assert p.returncode == 0 and "EP_OK" in p.stdout, p.stdout[-2000:] + p.stderr[-3000:]
 
 
+def test_global_batch_f_i_and_the_bias_update_see_every_rank():
+    """lb_scope: global over 2 gloo ranks x 2 micro-batches equals the micro-batch f_i of all of them
+    concatenated; the loss-free bias moves from the summed load, identically on both ranks."""
+    p = run(TORCHRUN + [str(HERE / "balance_worker.py")], timeout=90)
+    assert p.returncode == 0 and "BAL_OK" in p.stdout, p.stdout[-2000:] + p.stderr[-3000:]
+
+
 def test_nproc_2_data_and_expert_parallel_match_one_process(suite):
     """`moebench run --nproc 2` (torchrun underneath) with expert_parallel 2: dense is plain DDP, the MoE
     variant shards its experts over both ranks; both follow the one-process loss curve."""
@@ -83,6 +90,19 @@ def test_nproc_2_data_and_expert_parallel_match_one_process(suite):
     model, *_ = load_trained(out / "tiny/moe/seed-0", "cpu")
     assert model.blocks[0].ffn.w_up.shape[0] == 4
     assert (path.parent / "rep-ep/tiny/README.md").exists()
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_gradient_accumulation_over_ranks_matches_one_process(suite, parallel):
+    """2 ranks x 2 micro-batches (gradients synchronised on the last only) follow the one-process,
+    one-micro-batch curve: the same optimizer steps over the same global batches."""
+    path, ref = suite
+    out = path.parent / f"accum-{parallel}"
+    p = run(TORCHRUN + ["-m", "moebench", "run", str(path), "--results", str(out), "--quiet", "--only", "dense",
+                        "--reports", str(path.parent / f"rep-accum-{parallel}"), "--set", "train.grad_accum_steps=2",
+                        "--set", f"train.parallel={parallel}"])
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    assert_losses_close(out / "tiny/dense/seed-0", ref / "dense/seed-0", 1e-4)
 
 
 def test_fsdp_matches_one_process_and_post_training_work_runs_after_the_group(suite):

@@ -149,6 +149,10 @@ BASE = dict(vocab_size=256, seq_len=16, d_model=16, n_layers=2, n_heads=2, d_ff=
     (dict(shared_experts=1), "shared_experts: 1"),
     (dict(moe_every=2), "moe_every: 2"),
     (dict(n_dense_layers=1), "n_dense_layers: 1"),
+    (dict(score="sigmoid"), "score: sigmoid"),
+    (dict(bias_update_rate=1e-3), "bias_update_rate: 0.001"),
+    (dict(router="balanced"), "router: balanced"),
+    (dict(null_experts=2), "null_experts: 2"),
 ])
 def test_moe_features_without_a_mixtral_equivalent_are_named(moe, field):
     cfg = ModelConfig(**BASE, moe=MoEConfig(**{"num_experts": 4, "top_k": 2, "expert_d_ff": 8, **moe}))
@@ -162,6 +166,9 @@ def test_exportable_configs_have_no_problems():
     # noisy top-k at inference: softmax over the k largest logits = renormalised top-k probabilities, any k
     assert hf_problems(ModelConfig(**BASE, moe=MoEConfig(num_experts=4, top_k=1, expert_d_ff=8,
                                                          router="noisy_topk"))) == []
+    # the balancing loss's scope changes training only, not the forward that is exported
+    assert hf_problems(ModelConfig(**BASE, moe=MoEConfig(num_experts=4, top_k=2, expert_d_ff=8,
+                                                         lb_scope="global"))) == []
     assert "pos: learned" in hf_problems(ModelConfig(**{**BASE, "pos": "learned"}))[0]
 
 

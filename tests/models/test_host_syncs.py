@@ -15,10 +15,10 @@ from tests.syncs import HostSyncs
 SYNC_FREE = ["torch_grouped", "torch", "triton"]  # `torch` at these shapes takes its grouped branch
 
 
-def layer_step(backend, activation="gelu", router="topk", capacity=None, stats=False):
+def layer_step(backend, activation="gelu", router="topk", capacity=None, stats=False, **kw):
     torch.manual_seed(0)
     cfg = MoEConfig(num_experts=4, top_k=1 if router == "switch" else 2, expert_d_ff=16, router=router,
-                    capacity_factor=capacity)
+                    capacity_factor=capacity, **kw)
     layer = MoELayer(16, cfg, activation, backend)
     x = torch.randn(2, 8, 16, requires_grad=True)
     ids = torch.randint(0, 50, (2, 8))
@@ -35,9 +35,16 @@ def test_moe_layer_training_step_has_no_host_sync(backend, activation):
     assert counts == {} and counters is None
 
 
-@pytest.mark.parametrize("router", ["switch", "hash", "expert_choice", "noisy_topk"])
+@pytest.mark.parametrize("router", ["switch", "hash", "expert_choice", "noisy_topk", "balanced"])
 def test_every_router_is_sync_free(router):
     assert layer_step("torch", router=router)[0] == {}
+
+
+@pytest.mark.parametrize("kw", [{"score": "sigmoid"}, {"score": "sigmoid", "router": "switch"},
+                                {"bias_update_rate": 1e-3}, {"lb_scope": "sequence"}, {"lb_scope": "global"}],
+                         ids=lambda kw: "-".join(map(str, kw.values())))
+def test_routing_designs_are_sync_free(kw):
+    assert layer_step("torch", **kw)[0] == {}
 
 
 @pytest.mark.parametrize("backend", SYNC_FREE)

@@ -149,3 +149,21 @@ def test_the_torch_path_rule():
     assert fast_path(at_limit + 1, 64, 256, 64, 4, cuda=False) == "loop"
     assert fast_path(10 * at_limit, 64, 256, 64, 2, cuda=True) == "grouped"  # CUDA: always the sync-free path
     assert fast_path(16, 64, 256, 60, 2, cuda=True) == "loop"  # a 120-byte bf16 row is not 16-byte aligned
+
+
+def test_load_metrics_per_layer_by_hand():
+    """MaxVio globally over the evaluation and per batch (Wang et al. 2024), CV and dead experts per layer, and
+    their p50 / p90 / max over layers."""
+    from moebench.models.counters import accumulate
+
+    b1 = [layer_counters(4, torch.tensor([0, 0, 0, 1]), 0, None, None),  # layer 0: loads 3,1,0,0
+          layer_counters(4, torch.tensor([0, 1, 2, 3]), 0, None, None)]  # layer 1: even
+    b2 = [layer_counters(4, torch.tensor([1, 2, 3, 3]), 0, None, None),
+          layer_counters(4, torch.tensor([0, 1, 2, 3]), 0, None, None)]
+    s = expert_stats(accumulate(accumulate(None, b1), b2), dead_threshold=0.1)
+    l0, l1 = s["layers"]
+    assert l0["max_vio"] == pytest.approx(3 / 2 - 1)  # summed counts 3, 2, 1, 2: max 3 / mean 2
+    assert l0["max_vio_batch"] == pytest.approx(((3 / 1 - 1) + (2 / 1 - 1)) / 2)
+    assert l1["max_vio"] == 0.0 and l1["max_vio_batch"] == 0.0 and l1["dead"] == 0 and l1["cv"] == 0.0
+    assert s["max_vio"] == {"p50": 0.0, "p90": l0["max_vio"], "max": l0["max_vio"]}
+    assert s["dead_layers"]["max"] == l0["dead"]

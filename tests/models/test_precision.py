@@ -94,3 +94,27 @@ def _route(layer, x):
 
 def _route_full(layer, x):
     return layer.router(x.reshape(-1, x.shape[-1]), torch.zeros(x.shape[0] * x.shape[1], dtype=torch.long), 0)
+
+
+@pytest.mark.parametrize("kw", [{"score": "sigmoid"}, {"router": "balanced"}, {"bias_update_rate": 1e-3},
+                                {"lb_scope": "global"}, {"lb_scope": "sequence"}],
+                         ids=lambda kw: "-".join(map(str, kw.values())))
+def test_routing_designs_keep_the_dtype_policy(kw):
+    """The new routers and the balancing bias: routing stays fp32 under bf16 autocast, the experts run in the
+    dense FFN's dtype, the bias stays an fp32 buffer, and a training step under autocast is finite."""
+    layer = MoELayer(32, MoEConfig(num_experts=4, top_k=2, expert_d_ff=32, **kw), "swiglu", "torch")
+    rec, routing = ffn_dtypes(layer, _route_full, torch.bfloat16)
+    assert rec.dtypes == {torch.float32} and routing.probs.dtype == routing.topk_weight.dtype == torch.float32
+    x = normed()
+    assign = _route(layer, x)  # the router's own fp32 matmul is not an expert matmul
+    rec, y = ffn_dtypes(layer, lambda m, x: m.experts(x.reshape(-1, 32), assign), torch.bfloat16, x)
+    assert rec.dtypes == {torch.bfloat16} and y.dtype == torch.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, aux, _ = layer(x, torch.zeros(2, 8, dtype=torch.long))
+    (out.float().sum() + aux).backward()
+    assert torch.isfinite(aux) and aux.dtype == torch.float32
+    if kw.get("bias_update_rate"):
+        from moebench.models.balancing import end_of_step
+
+        end_of_step(layer)
+        assert layer.router.expert_bias.dtype == torch.float32 and layer.router.expert_bias.abs().sum() > 0

@@ -90,6 +90,20 @@ def test_run_specs_hash_changes_with_config():
     assert a[0].config_hash == c[0].config_hash  # how often we checkpoint does not change results
 
 
+ROUTING_FIELDS = {"variants.moe.score": "sigmoid", "variants.moe.bias_update_rate": 1e-3,
+                  "variants.moe.lb_scope": "global", "train.grad_accum_steps": 2, "variants.moe.null_experts": 2}
+
+
+def test_routing_fields_are_hashed_and_their_defaults_keep_old_hashes():
+    a = {s.variant: s.config_hash for s in run_specs(make_plan(build_suite(tiny()), 256))}
+    # each new field at its default is what every earlier run computed: finished results keep their keys (the
+    # hashes these specs had before the fields existed)
+    assert a == {"dense": "967d72d1c46bd3c8", "moe": "e95a35fbc948306f"}
+    for path, value in ROUTING_FIELDS.items():
+        b = {s.variant: s.config_hash for s in run_specs(make_plan(build_suite(tiny(**{path: value})), 256))}
+        assert b["moe"] != a["moe"], path
+
+
 def test_plan_json_cli(tmp_path, capsys):
     import yaml
 

@@ -60,6 +60,9 @@ def test_report_files_and_order(report):
     assert "| switch speedup | PASS | 0.00707 (dense val_loss) | 0.31 final val loss | 43.8 |" in md
     assert "speedup_tokens = 1.509 [1.39, 1.63]" in md
     assert "n/a (no peak recorded)" in md
+    # the load table is per layer, never summed over layers: loads (.3 .2 .25 .25) and (.1 .4 .2 .3)
+    assert re.search(r"## Expert load per layer[\s\S]*\| moe \| 0 \| 0\.2 \| 0\.2 \| 0\.141 \| 0 \|\n"
+                     r"\| moe \| 1 \| 0\.6 \| 0\.6 \| 0\.447 \| 0 \|", md), md[md.find("## Expert load"):][:600]
     assert (out / "plots" / "expert_load_moe.png").read_bytes()[:4] == b"\x89PNG"
     verdicts = json.loads((out / "verdicts.json").read_text())
     assert [(v["name"], v["verdict"]) for v in verdicts] == [

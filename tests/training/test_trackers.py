@@ -103,6 +103,10 @@ def test_rows_become_scalars_and_load_matrices():
     row = {"kind": "eval", "step": 4, "val_loss": 2.0, "experts": {"entropy": 0.9, "layers": [{"load": [0.5, 0.5]}]}}
     assert trackers.row_scalars(row) == {"eval/val_loss": 2.0, "eval/experts_entropy": 0.9}
     assert trackers.load_matrix(row["experts"]).tolist() == [[0.5, 0.5]]
+    row["experts"]["max_vio"] = {"p50": 0.1, "p90": 0.25, "max": 0.5}  # the load metrics over layers
+    assert trackers.row_scalars(row) == {"eval/val_loss": 2.0, "eval/experts_entropy": 0.9,
+                                         "eval/experts_max_vio_p50": 0.1, "eval/experts_max_vio_p90": 0.25,
+                                         "eval/experts_max_vio_max": 0.5}
     img = trackers.heatmap(trackers.load_matrix({"layers": [{"load": [0.0, 0.5, 1.0]}]}), cell=1)
     assert img.shape == (3, 1, 3)
     assert img[:, 0, 0].tolist() == [0.0, 0.0, 1.0]  # starved: blue

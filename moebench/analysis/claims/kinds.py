@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from moebench.analysis import speedup, stats
-from moebench.config.claims import (FlopAccounting, LoadBalance, LossBetter, Monotonic, RatioClaim,
+from moebench.config.claims import (FlopAccounting, LoadBalance, LossBetter, LossEquivalent, Monotonic, RatioClaim,
                                     SpeedupToLoss)
 
 from .base import FAIL, INCONCLUSIVE, JUDGES, PASS, Verdict, no_data, tri, verdict
@@ -121,6 +121,28 @@ def judge_loss_better(c: LossBetter, rs) -> Verdict:
         reason += (f"; at this noise it could detect only a difference of {numbers['detectable_difference']:.3g} "
                    f"or more (80% power, pooled sd, n={len(a)}+{len(b)})")
     reason += _control(c, rs, c.metric, numbers)
+    return verdict(c, rs, v, numbers, reason, rule, spread=c.metric)
+
+
+@JUDGES.register("loss_equivalent")
+def judge_loss_equivalent(c: LossEquivalent, rs) -> Verdict:
+    """Two one-sided tests (Schuirmann 1987) at 5% each: PASS when the 90% Welch CI of the difference lies
+    inside (-margin, margin), which is both one-sided tests rejecting; FAIL when the 95% CI lies wholly outside
+    the band; else INCONCLUSIVE. With a true difference of exactly the margin, PASS comes at most 5% of the time
+    (tests/analysis/test_null_calibration.py)."""
+    a, b = rs.seed_values(c.variant, c.metric), rs.seed_values(c.baseline, c.metric)
+    if not a or not b:
+        return no_data(c, rs, f"{c.metric} of {c.variant} and {c.baseline}")
+    w90, w95 = stats.welch(a, b, level=0.90), stats.welch(a, b)
+    m = c.margin
+    numbers = {f"{c.variant}_mean": w90["mean_a"], f"{c.baseline}_mean": w90["mean_b"], "difference": w90["diff"],
+               "ci90_difference": [w90["ci_low"], w90["ci_high"]], "ci95_difference": [w95["ci_low"], w95["ci_high"]],
+               "margin": m, "n": [len(a), len(b)], **_noise(rs, c.baseline, c.metric)}
+    v = tri(-m < w90["ci_low"] and w90["ci_high"] < m, w95["ci_low"] > m or w95["ci_high"] < -m)
+    rule = (f"two one-sided tests at 5%: PASS if the 90% Welch CI of the difference is inside (-{m:g}, {m:g}), "
+            f"FAIL if the 95% CI is wholly outside it, else INCONCLUSIVE")
+    reason = (f"{c.metric} {w90['mean_a']:.4f} vs {w90['mean_b']:.4f}: difference {w90['diff']:.4f}, 90% CI "
+              f"[{w90['ci_low']:.4f}, {w90['ci_high']:.4f}] vs margin +-{m:g}")
     return verdict(c, rs, v, numbers, reason, rule, spread=c.metric)
 
 
