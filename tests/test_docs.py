@@ -5,9 +5,6 @@ from pathlib import Path
 from moebench.cli.reference import pages
 
 REPO = Path(__file__).resolve().parents[1]
-# written in other branches of issue 25 and linked ahead of their merge
-PENDING = {"docs/claim-rules.md", "docs/reliability-output.md", "docs/validation.md", "docs/routing.md",
-           "requirements/test.lock"}
 # outputs a run or a command creates, not files of the repository
 OUTPUTS = ("results", "reports/", "site", "ci-results", "ci-reports", "hf-", "my-", "out", "/tmp")
 
@@ -35,5 +32,5 @@ def _named_paths(doc: Path):
 def test_every_repository_path_in_the_readme_and_docs_exists():
     docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
     missing = sorted({f"{d.relative_to(REPO)}: {p}" for d in docs for p in _named_paths(d)
-                      if p not in PENDING and not p.startswith(OUTPUTS) and not (REPO / p).exists()})
+                      if not p.startswith(OUTPUTS) and not (REPO / p).exists()})
     assert missing == []

@@ -79,15 +79,22 @@ def memory_check(args, suite: Suite, runs_at_once: int = 1, why: str = ""):
     return MemoryCheck(suite, runs_at_once, why, tuple(only) if only else None)
 
 
+def _cuda(device: str) -> bool:
+    from moebench.models.backends import resolve_device
+
+    return resolve_device(device).type == "cuda"
+
+
 def runs_at_once(args, suite: Suite) -> tuple[int, str]:
     """How many runs one memory holds at once, and why: --jobs N (on CUDA, N spread over the visible GPUs),
     --jobs auto (one per GPU; on CPU concurrency.auto_jobs), or torchrun's local ranks on CPU (a replica each)."""
     import math
     import os
 
-    from moebench.models.backends import resolve_device
+    from moebench.models.names import cpu_without_torch
 
-    cuda = resolve_device(suite.train.device).type == "cuda"
+    # a CPU suite settles without torch (plan imports none: models/names.py)
+    cuda = False if cpu_without_torch(suite.train.device) else _cuda(suite.train.device)
     ranks = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
     if ranks > 1:  # [distributed]
         return (1, "") if cuda else (ranks, f"{ranks} local ranks")

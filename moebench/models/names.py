@@ -32,12 +32,14 @@ for _name, _gated in (("gelu", False), ("relu", False), ("swiglu", True)):
 @dataclass(frozen=True)
 class RouterTraits:
     token_choice: bool = True  # False: experts pick tokens (slots per token = k * capacity_factor)
+    scored: bool = False  # honours `score: sigmoid` and the loss-free balancing bias (bias_update_rate)
 
 
 ROUTER_TRAITS: Registry[RouterTraits] = Registry("router")
-for _name, _token_choice in (("topk", True), ("switch", True), ("noisy_topk", True), ("hash", True),
-                             ("expert_choice", False)):
-    ROUTER_TRAITS.add(_name, RouterTraits(_token_choice))
+for _name, _token_choice, _scored in (("topk", True, True), ("switch", True, True), ("balanced", True, True),
+                                      ("noisy_topk", True, False), ("hash", True, False),
+                                      ("expert_choice", False, False)):
+    ROUTER_TRAITS.add(_name, RouterTraits(_token_choice, _scored))
 
 BACKEND_NAMES: Registry[str] = Registry("moe_backend")
 for _name in ("reference", "torch_loop", "torch_grouped", "torch", "triton"):

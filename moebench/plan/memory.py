@@ -29,7 +29,7 @@ from pathlib import Path
 from moebench.config.suite import Suite
 from moebench.errors import UserError
 from moebench.io import run_key, split_key
-from moebench.models.activations import ACTIVATIONS
+from moebench.models.names import ACTIVATION_SHAPES as ACTIVATIONS
 from moebench.models.spec import ModelConfig
 
 from .flops import attn_params, norm_params, slots_per_token

@@ -9,6 +9,7 @@ def test_every_router_has_its_traits_and_they_match_the_class():
     assert ROUTER_TRAITS.names() == ROUTERS.names()
     for name, cls in ROUTERS.items():
         assert ROUTER_TRAITS[name].token_choice == cls.token_choice, name
+        assert ROUTER_TRAITS[name].scored == cls.scored, name
 
 
 def test_backend_and_activation_names_match():
