@@ -25,7 +25,10 @@ def _named_paths(doc: Path):
             yield (doc.parent / link).resolve().relative_to(REPO).as_posix()
     for code in re.findall(r"`([^`\s]+)`", text):
         first = code.split("/")[0]
-        if "/" in code and not re.search(r"[<>*{}$=:|\[\]]", code) and (REPO / first).exists():
+        # a folder of the repository first: not an absolute or climbing path (the docs show hostile ones as
+        # examples), nor a path under a file
+        if "/" in code and not re.search(r"[<>*{}$=:|\[\]]", code) and first not in ("", ".", "..") \
+                and (REPO / first).is_dir():
             yield code.rstrip("/.,")
 
 

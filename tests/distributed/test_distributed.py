@@ -80,7 +80,7 @@ def test_nproc_2_data_and_expert_parallel_match_one_process(suite):
         assert s["comm_time_s"] > 0 and 0 < s["comm_fraction"] < 1
         assert all(r["comm_time"] >= 0 for r in rows(rd, "train"))
         files = sorted(f.name for f in rd.iterdir())
-        assert files == ["config.yaml", "metrics.jsonl", "model.safetensors", "summary.json"]
+        assert files == ["config.yaml", "manifest.json", "metrics.jsonl", "model.safetensors", "summary.json"]
     print(f"\nEP comm_fraction (CPU, gloo, 2 ranks): {R.read_json(out / 'tiny/moe/seed-0' / R.SUMMARY)['comm_fraction']:.3f}")
     report = (path.parent / "rep-ep/tiny/README.md").read_text()
     assert "## Distributed training" in report and '"expert_parallel": 2' in report
