@@ -334,6 +334,20 @@ def read_config(rd: Path) -> dict | None:
     return cfg if isinstance(cfg, dict) else {}
 
 
+def read_suite(results_dir: Path) -> dict:
+    """results/<suite>/suite.yaml as a mapping ({} when absent); UserError naming it if unreadable or no mapping."""
+    import yaml
+
+    path, fix = Path(results_dir) / "suite.yaml", "rerun `moebench run` on the suite to rewrite it"
+    try:
+        suite = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise UserError(f"{path}: unreadable ({type(e).__name__}); {fix}") from None
+    if not isinstance(suite, dict):
+        raise UserError(f"{path}: not a suite mapping; {fix}")
+    return suite
+
+
 def read_summary(rd: Path) -> tuple[dict | None, str | None]:
     """(summary, None), (None, None) when there is none yet, or (None, problem) when it is unreadable."""
     path = Path(rd) / SUMMARY

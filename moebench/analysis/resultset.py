@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from moebench.errors import UserError
-from moebench.io import (METRICS, PLANNED_RUNS, SIDEBYSIDE, read_json, read_metrics,
+from moebench.io import (METRICS, PLANNED_RUNS, SIDEBYSIDE, read_json, read_metrics, read_suite,
                          read_config, read_summary, run_key, verify_recorded, verify_run)
 
 FINAL_KEYS = ("val_loss", "val_ppl", "val_bpb", "test_loss", "test_ppl", "test_bpb")
@@ -249,15 +248,12 @@ def load_results(results_dir: Path) -> ResultSet:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise UserError(f"results directory not found: {results_dir}")
-    suite_path, plan_path = results_dir / "suite.yaml", results_dir / "plan.json"
+    suite, plan_path = read_suite(results_dir), results_dir / "plan.json"
     try:
-        suite = (yaml.safe_load(suite_path.read_text(encoding="utf-8")) or {}) if suite_path.exists() else {}
         plan = read_json(plan_path) if plan_path.exists() else None
-    except (OSError, ValueError, yaml.YAMLError) as e:
-        raise UserError(f"{results_dir}: suite.yaml or plan.json is unreadable ({type(e).__name__}); rerun "
-                        "`moebench run` on the suite to rewrite them") from None
-    if not isinstance(suite, dict):
-        raise UserError(f"{suite_path}: not a suite mapping")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{plan_path}: unreadable ({type(e).__name__}); rerun `moebench run` on the suite to "
+                        "rewrite it") from None
     return build_result_set(results_dir, suite, plan, read_records(results_dir))
 
 

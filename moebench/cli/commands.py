@@ -268,19 +268,10 @@ def console_claims(verdicts) -> str:
 def report_dir(results_dir: Path) -> Path:
     """reports/<name>/ under the current directory, `name` the results' suite.yaml name: a name that is not one
     plain folder name (absolute, '..', a separator: a hand-edited file) is refused, never followed."""
-    import yaml
-
-    from moebench.io import safe_join
-
     path = results_dir / "suite.yaml"
-    try:
-        suite = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, ValueError, yaml.YAMLError):
-        raise UserError(f"{path}: unreadable; rerun `moebench run` on the suite to rewrite it") from None
-    if not isinstance(suite, dict):
-        raise UserError(f"{path}: not a suite mapping; rerun `moebench run` on the suite to rewrite it")
-    return safe_join(Path(REPORTS_ROOT), suite.get("name", results_dir.resolve().name),
-                     what=f"{path}: name (pass --out to choose the report folder)")
+    suite = R.read_suite(results_dir)
+    return R.safe_join(Path(REPORTS_ROOT), suite.get("name", results_dir.resolve().name),
+                       what=f"{path}: name (pass --out to choose the report folder)")
 
 
 def cmd_report(args) -> int:
