@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from moebench.analysis import power, stats
-from moebench.analysis.claims import JUDGES, kinds
+from moebench.analysis.claims import JUDGES, judge_all
 from moebench.config.claims import parse_claims
 from tests.synth import memory_results, run_record
 
@@ -42,9 +42,13 @@ def claim(raw: dict, i: int):
     return parse_claims([c])[0]
 
 
-def judge_pass_rate(raw: dict, truth: dict, seed: int, monkeypatch) -> float:
+def stated(raw: dict, groups: dict):
+    """The verdict a report states on the measured seeds (judge_all: the judge, Holm, the detectable effect)."""
+    return judge_all([claim(raw, 0)], measured(groups))[0]
+
+
+def judge_pass_rate(raw: dict, truth: dict, seed: int) -> float:
     """PASS rate of the real judge over N_SIM simulated suites: variant -> (true mean, true sd, seeds)."""
-    monkeypatch.setattr(kinds, "_detectable", lambda c, rs: float("nan"))  # the verdict alone: no nested power
     rng = np.random.default_rng(seed)
     passes = 0
     for start in range(0, N_SIM, BATCH):
@@ -58,23 +62,23 @@ LB = {"kind": "loss_better", "variant": "moe", "baseline": "dense"}
 LB_SEEDS = {"moe": (2.920, 0.0376, 3), "dense": (3.061, 0.0996, 3)}
 
 
-def test_loss_better_stated_difference_has_80_percent_power(monkeypatch):
-    v = JUDGES["loss_better"](claim(LB, 0), measured(LB_SEEDS))
+def test_loss_better_stated_difference_has_80_percent_power():
+    v = stated(LB, LB_SEEDS)
     d = v.numbers["detectable_difference"]
     assert v.verdict == "INCONCLUSIVE" and f"difference of {d:.3g}" in v.reason
     truth = {"moe": (3.061 - d, 0.0376, 3), "dense": (3.061, 0.0996, 3)}
-    rate = judge_pass_rate(LB, truth, seed=101, monkeypatch=monkeypatch)
+    rate = judge_pass_rate(LB, truth, seed=101)
     print(f"\nloss_better: stated detectable {d:.4f}, judge PASS rate there {rate:.1%}")
     assert 0.75 <= rate <= 0.85
 
 
-def test_loss_better_pooled_shortcut_overstated_power(monkeypatch):
+def test_loss_better_pooled_shortcut_overstated_power():
     """The number the judge stated before (pooled sd, na + nb - 2 df) is PASSed far less than 80%."""
     a, b = [2.920 + 0.0376 * z for z in _spread(3)], [3.061 + 0.0996 * z for z in _spread(3)]
     old = stats.mde_two_sample(a, b)
     assert old == pytest.approx(0.229, abs=0.002)
-    assert JUDGES["loss_better"](claim(LB, 0), measured(LB_SEEDS)).numbers["detectable_difference"] > old * 1.1
-    rate = judge_pass_rate(LB, {"moe": (3.061 - old, 0.0376, 3), "dense": (3.061, 0.0996, 3)}, 102, monkeypatch)
+    assert stated(LB, LB_SEEDS).numbers["detectable_difference"] > old * 1.1
+    rate = judge_pass_rate(LB, {"moe": (3.061 - old, 0.0376, 3), "dense": (3.061, 0.0996, 3)}, 102)
     print(f"\nloss_better: the pooled shortcut's {old:.3f} has {rate:.1%} power")
     assert rate < 0.7
 
@@ -90,24 +94,24 @@ def _line(slope: float) -> dict:
     return {v: (2.05 - slope * (x - xs.mean()), MONO_SD, 3) for v, x in zip(MONO["variants"], xs)}
 
 
-def test_monotonic_stated_slope_has_80_percent_power(monkeypatch):
+def test_monotonic_stated_slope_has_80_percent_power():
     seeds = {v: (m, MONO_SD, 3) for v, m in zip(MONO["variants"], MONO_MEANS)}
-    v = JUDGES["monotonic"](claim(MONO, 0), measured(seeds))
+    v = stated(MONO, seeds)
     d = v.numbers["detectable_slope"]
     assert v.verdict == "INCONCLUSIVE" and f"slope of {d:.3g}" in v.reason
-    rate = judge_pass_rate(MONO, _line(d), seed=201, monkeypatch=monkeypatch)
+    rate = judge_pass_rate(MONO, _line(d), seed=201)
     print(f"\nmonotonic: stated detectable slope {d:.4f}, judge PASS rate there {rate:.1%}")
     assert 0.75 <= rate <= 0.85
 
 
-def test_monotonic_slope_only_shortcut_ignored_strict_ordering(monkeypatch):
+def test_monotonic_slope_only_shortcut_ignored_strict_ordering():
     """The slope test's (t_.975 + t_.8) x se alone, as stated before, has about 23% power: strict ordering of five
     means is the harder half of the rule."""
     xs = np.log2(MONO_X)
     pts = [(x, m + MONO_SD * z) for x, m in zip(xs, MONO_MEANS) for z in _spread(3)]
     fit = stats.ols_slope(pts)
     old = stats.detectable(fit["se"], fit["df"])
-    rate = judge_pass_rate(MONO, _line(old), seed=202, monkeypatch=monkeypatch)
+    rate = judge_pass_rate(MONO, _line(old), seed=202)
     print(f"\nmonotonic: the slope-only shortcut's {old:.4f} has {rate:.1%} power")
     assert rate < 0.4
 
@@ -116,12 +120,11 @@ EQ = {"kind": "loss_equivalent", "variant": "one", "baseline": "dense", "margin"
 EQ_SEEDS = {"one": (2.50, 0.020, 3), "dense": (2.505, 0.030, 3)}
 
 
-def test_loss_equivalent_stated_margin_has_80_percent_power(monkeypatch):
-    v = JUDGES["loss_equivalent"](claim(EQ, 0), measured(EQ_SEEDS))
+def test_loss_equivalent_stated_margin_has_80_percent_power():
+    v = stated(EQ, EQ_SEEDS)
     d = v.numbers["detectable_margin"]
     assert v.verdict == "INCONCLUSIVE" and f"+-{d:.3g}" in v.reason and d > EQ["margin"]
-    rate = judge_pass_rate({**EQ, "margin": d}, {"one": (2.5, 0.020, 3), "dense": (2.5, 0.030, 3)}, 301,
-                           monkeypatch)
+    rate = judge_pass_rate({**EQ, "margin": d}, {"one": (2.5, 0.020, 3), "dense": (2.5, 0.030, 3)}, 301)
     print(f"\nloss_equivalent: stated margin {d:.4f}, judge PASS rate there (true difference 0) {rate:.1%}")
     assert 0.75 <= rate <= 0.85
 

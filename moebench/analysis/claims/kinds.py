@@ -33,13 +33,6 @@ def _in_noise_units(effect: float, numbers: dict) -> float:
     return effect / sd if sd == sd and sd > 0 else float("nan")
 
 
-def _detectable(c, rs) -> float:
-    """The smallest true effect the claim's own rule PASSes with 80% power at its measured seed noise and seed
-    counts, by simulating that rule (analysis/power.py); nan without a noise estimate."""
-    model = power.claim_power(c, rs)
-    return model.detectable_effect() if model is not None else float("nan")
-
-
 def _control(c, rs, metric: str, numbers: dict) -> str:
     """The claim's control variant (computes the same function as the baseline): its measured difference, the
     size of a difference that is known to be no effect. Returns a clause for the reason ("" without a control)."""
@@ -118,7 +111,7 @@ def judge_loss_better(c: LossBetter, rs) -> Verdict:
                "improvement": sign * w["diff"], "ci95_improvement": [imp_lo, imp_hi], "p_value": w["p"],
                "n": [len(a), len(b)], "margin": c.margin,
                "p_one_sided": stats.p_above(sign * w["diff"], c.margin, w.get("se", math.nan), w.get("df", math.nan)),
-               "detectable_difference": _detectable(c, rs), **_noise(rs, c.baseline, c.metric)}
+               **_noise(rs, c.baseline, c.metric)}
     numbers["effect_noise_units"] = _in_noise_units(sign * w["diff"], numbers)
     better = "lower" if c.lower_is_better else "higher"
     rule = (f"improvement = {better}-is-better difference of seed means; Welch 95% CI; PASS if CI > margin "
@@ -126,9 +119,6 @@ def judge_loss_better(c: LossBetter, rs) -> Verdict:
     v = decide.name(decide.loss_better(np.array([a]), np.array([b]), c.margin, c.lower_is_better)[0])
     reason = (f"{c.metric} {w['mean_a']:.4f} vs {w['mean_b']:.4f}: improvement {sign * w['diff']:.4f}, "
               f"95% CI [{imp_lo:.4f}, {imp_hi:.4f}] vs margin {c.margin:g}, p={w['p']:.3g}")
-    if v == INCONCLUSIVE:
-        reason += (f"; at this noise it could detect only a difference of {numbers['detectable_difference']:.3g} "
-                   f"or more (80% power of this Welch rule, simulated at the seed sds, n={len(a)}+{len(b)})")
     reason += _control(c, rs, c.metric, numbers)
     return verdict(c, rs, v, numbers, reason, rule, spread=c.metric)
 
@@ -148,14 +138,10 @@ def judge_loss_equivalent(c: LossEquivalent, rs) -> Verdict:
                "ci90_difference": [w90["ci_low"], w90["ci_high"]], "ci95_difference": [w95["ci_low"], w95["ci_high"]],
                "margin": m, "n": [len(a), len(b)], **_noise(rs, c.baseline, c.metric)}
     v = decide.name(decide.loss_equivalent(np.array([a]), np.array([b]), m)[0])
-    numbers["detectable_margin"] = _detectable(c, rs)
     rule = (f"two one-sided tests at 5%: PASS if the 90% Welch CI of the difference is inside (-{m:g}, {m:g}), "
             f"FAIL if the 95% CI is wholly outside it, else INCONCLUSIVE")
     reason = (f"{c.metric} {w90['mean_a']:.4f} vs {w90['mean_b']:.4f}: difference {w90['diff']:.4f}, 90% CI "
               f"[{w90['ci_low']:.4f}, {w90['ci_high']:.4f}] vs margin +-{m:g}")
-    if v == INCONCLUSIVE:
-        reason += (f"; at this noise, with no true difference, it could confirm equivalence only within "
-                   f"+-{numbers['detectable_margin']:.3g} (80% power of these two tests, simulated at the seed sds)")
     return verdict(c, rs, v, numbers, reason, rule, spread=c.metric)
 
 
@@ -229,7 +215,6 @@ def judge_monotonic(c: Monotonic, rs) -> Verdict:
             f"else INCONCLUSIVE")
     numbers = {"slope": fit["slope"], "ci95_slope": [lo, hi], "p_value": fit["p"], "n_points": len(pts),
                "means": dict(zip(names, means)), "strictly_ordered": ordered, "reversed_steps": reversed_,
-               "detectable_slope": _detectable(c, rs),
                "p_one_sided": stats.p_above(sgn * fit["slope"], 0.0, fit["se"], fit["df"]),
                **_noise(rs, names[0], c.metric)}
     numbers["improvement_first_to_last"] = sgn * (means[-1] - means[0])
@@ -237,9 +222,6 @@ def judge_monotonic(c: Monotonic, rs) -> Verdict:
     reason = (f"slope {fit['slope']:.4g} per {xs}, 95% CI [{lo:.4g}, {hi:.4g}]; means "
               f"{'strictly' if ordered else 'not strictly'} {c.direction}"
               + (f"; reversed beyond noise: {', '.join(reversed_)}" if reversed_ else ""))
-    if v == INCONCLUSIVE:
-        reason += (f"; at this noise it could detect only a slope of {numbers['detectable_slope']:.3g} per {xs} "
-                   f"or steeper (80% power of this rule, strict ordering included, simulated at the pooled seed sd)")
     return verdict(c, rs, v, numbers, reason, rule, spread=c.metric)
 
 
