@@ -42,7 +42,7 @@ class ClaimPower:
     """Base: a kind subclasses it with its noise fields, _draws and _passes."""
     kind: str
     n_now: tuple[int, ...]  # finished seeds per compared variant, as measured
-    target: float  # the effect the claim itself tests (its bar, or the measured effect where the bar is the null)
+    tested: float  # the effect a power plan tests: the measured one (loss_equivalent: the claim's margin)
     null: float  # an effect the rule (almost) never PASSes at: the bisection's low end
     scale: float  # a noise-sized step: the bisection's first high end
 
@@ -216,7 +216,7 @@ def loss_better_power(c, rs) -> LossBetterPower | None:
         return None
     sign = -1.0 if c.lower_is_better else 1.0
     observed = sign * (stats.mean(a) - stats.mean(b))
-    return LossBetterPower("loss_better", (len(a), len(b)), max(observed, c.margin), c.margin,
+    return LossBetterPower("loss_better", (len(a), len(b)), observed, c.margin,
                            math.hypot(sa, sb), sa, sb, c.margin, c.lower_is_better, c.metric)
 
 
@@ -248,7 +248,7 @@ def monotonic_power(c, rs) -> MonotonicPower | None:
     pts = [(x, y) for x, ys in zip(xs, vals) for y in ys]
     observed = sgn * stats.ols_slope(pts)["slope"] if len(pts) > 2 else 0.0
     spread = max(xs) - min(xs)
-    return MonotonicPower("monotonic", tuple(len(v) for v in vals), max(observed, 0.0), 0.0, pooled / spread,
+    return MonotonicPower("monotonic", tuple(len(v) for v in vals), observed, 0.0, pooled / spread,
                           pooled, tuple(xs), c.direction == "decreasing", c.metric)
 
 
@@ -268,7 +268,7 @@ def speedup_power(c, rs) -> SpeedupPower | None:
     if got is None:
         return None
     noise, estimate, n = got
-    return SpeedupPower("speedup_to_loss", n, max(estimate, c.min), c.min, c.min * (math.exp(noise.log_sd) - 1),
+    return SpeedupPower("speedup_to_loss", n, estimate, c.min, c.min * (math.exp(noise.log_sd) - 1),
                         noise, c.min, c.axis)
 
 
