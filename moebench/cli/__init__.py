@@ -126,7 +126,7 @@ def build_parser() -> ArgParser:
                     help="plan even when a run's memory estimate exceeds the machine's (docs/validation.md)")
     pl.add_argument("--power", action="store_true",
                     help="per claim: the seed noise its rule assumes, the effect it tests, the seeds that give it "
-                         "80%% power and the compute time that takes (docs/claim-rules.md). Noise from --pilot, else "
+                         "0.8 power and the compute time that takes (docs/claim-rules.md). Noise from --pilot, else "
                          "the stored results/<suite>/, else a short pilot it trains under results/<suite>/pilot/ "
                          "(2 seeds of each compared variant, a quarter of the steps): the one plan mode that trains")
     pl.add_argument("--pilot", type=Path, default=None, metavar="RESULTS",
