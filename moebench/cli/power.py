@@ -190,6 +190,11 @@ def cmd_plan_power(args, suite: Suite) -> int:
     from moebench.analysis import power
 
     log = (lambda msg: None) if args.json else (lambda msg: print(msg, flush=True))
+    if not any(c.kind in power.POWER_MODELS for c in suite.claims):  # nothing to simulate: train no pilot
+        kinds = ", ".join(sorted({c.kind for c in suite.claims})) or "none"
+        print(f"suite {suite.name}: no claim of a kind with a power model (its kinds: {kinds}; with one: "
+              f"{', '.join(power.POWER_MODELS.names())})")
+        return 0
     rs, source = noise_results(args, suite, log)
     truncated = source.startswith("pilot")
     plans = claim_plans(suite, rs, args.jobs, power.MAX_SEEDS)
