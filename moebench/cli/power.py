@@ -157,7 +157,8 @@ def claim_plans(suite: Suite, rs, jobs: int, max_seeds: int) -> list[ClaimPlan]:
         wall = _wall_per_run(rs, suite, variants)
         runs = (seeds or max_seeds) * len(variants)
         compute = (seeds or max_seeds) * wall / jobs if wall is not None else None
-        out.append(ClaimPlan(c.label(), c.kind, model.noise(), effect, seeds, max_seeds, runs, compute,
+        noise = f"{model.noise()}; from {'+'.join(map(str, model.n_now))} seeds"
+        out.append(ClaimPlan(c.label(), c.kind, noise, effect, seeds, max_seeds, runs, compute,
                              note and f"{note}: no number of seeds gives its rule 80% power to PASS"))
     return out
 

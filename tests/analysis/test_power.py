@@ -144,3 +144,14 @@ def test_power_model_is_deterministic_monotone_and_plans_seeds():
 
 def test_every_statistical_kind_has_a_power_model():
     assert {"loss_better", "monotonic", "loss_equivalent", "speedup_to_loss"} <= set(power.POWER_MODELS.names())
+
+
+def test_speedup_adapter_is_calibrated_at_the_bar_and_gains_power_with_seeds():
+    """The planner's stand-in for the speedup rule (log-speedup t interval): at a true speedup equal to the bar
+    it PASSes at most the nominal 2.5% (+ Monte-Carlo error), and more seeds give more power."""
+    m = power.SpeedupPower("speedup_to_loss", (3, 3), 2.0, 1.5, 0.1, power.SpeedupNoiseNow(0.2), 1.5, "steps")
+    assert m.pass_rate(1.5) <= 0.03
+    assert m.pass_rate(2.0, 2) < m.pass_rate(2.0, 4) < m.pass_rate(2.0, 8)
+    n = m.seeds_for_power(2.0)
+    assert m.pass_rate(2.0, n) >= 0.8 > m.pass_rate(2.0, n - 1)
+    assert m.pass_rate(m.detectable_effect()) >= 0.8

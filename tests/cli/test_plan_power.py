@@ -61,7 +61,7 @@ def test_seeds_and_compute_time_follow_the_power_model():
     n = lb.seeds
     assert n is not None and model.pass_rate(0.10, n) >= 0.8 > model.pass_rate(0.10, n - 1)
     assert lb.runs == 2 * n and lb.compute_s == pytest.approx(n * 2 * 600 / 2)
-    assert "val_bpb seed sd 0.05 (variant) and 0.08 (baseline)" in lb.noise
+    assert "val_bpb seed sd 0.05 (variant) and 0.08 (baseline)" in lb.noise and lb.noise.endswith("from 3+3 seeds")
 
 
 def test_plan_power_trains_a_pilot_only_under_results_suite_pilot(tmp_path, capsys):
