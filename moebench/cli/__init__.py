@@ -124,6 +124,17 @@ def build_parser() -> ArgParser:
     pl.add_argument("--json", action="store_true", help="print the plan rows as a JSON list")
     pl.add_argument("--skip-memory-check", action="store_true",
                     help="plan even when a run's memory estimate exceeds the machine's (docs/validation.md)")
+    pl.add_argument("--power", action="store_true",
+                    help="per claim: the seed noise its rule assumes, the effect it tests, the seeds that give it "
+                         "0.8 power and the compute time that takes (docs/claim-rules.md). Noise from --pilot, else "
+                         "the stored results/<suite>/, else a short pilot it trains under results/<suite>/pilot/ "
+                         "(2 seeds of each compared variant, a quarter of the steps): the one plan mode that trains")
+    pl.add_argument("--pilot", type=Path, default=None, metavar="RESULTS",
+                    help="with --power: a finished results folder of the suite to take the noise from")
+    pl.add_argument("--results", type=Path, default=Path(RESULTS_ROOT),
+                    help="with --power: the results root holding <suite>/ (default: results)")
+    pl.add_argument("--jobs", type=positive_int, default=1, metavar="N",
+                    help="with --power: runs trained at once, dividing the compute time (default 1)")
 
     rp = sub.add_parser("report", help="(re)write the report of stored results")
     rp.add_argument("results_dir", type=Path, help="results/<suite>/")

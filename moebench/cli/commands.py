@@ -116,7 +116,13 @@ def runs_at_once(args, suite: Suite) -> tuple[int, str]:
 
 def cmd_plan(args) -> int:
     suite = suite_from_args(args)
+    if args.pilot is not None and not args.power:
+        raise UserError("--pilot: only with --power (it names the results the power plan takes its noise from)")
     plan = plan_suite(suite, memory_check(args, suite))
+    if args.power:  # the one plan mode that may import torch and train (a pilot): loaded only here
+        from moebench.cli.power import cmd_plan_power
+
+        return cmd_plan_power(args, plan.suite)
     rows = [r.to_dict() for r in plan.rows]
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -6,6 +6,7 @@ from moebench.config.claims import ClaimBase, parse_claims
 
 from . import kinds, multiplier  # noqa: F401 - registers the judges
 from .base import FAIL, INCONCLUSIVE, JUDGES, MIN_SEEDS, PASS, Verdict, gate_reasons, tri
+from .detectable import state_detectable
 
 
 # the statistical kinds whose false PASS the report controls as one family (the mechanistic ones stay outside)
@@ -15,7 +16,7 @@ ALPHA_ONE_SIDED = 0.025  # PASS reads the low end of a two-sided 95% interval
 
 def judge_all(claims: list, rs) -> list[Verdict]:
     specs = [c if isinstance(c, ClaimBase) else parse_claims([c])[0] for c in claims]
-    return holm_family([JUDGES[s.kind](s, rs) for s in specs])
+    return state_detectable(specs, holm_family([JUDGES[s.kind](s, rs) for s in specs]), rs)
 
 
 def holm_family(verdicts: list[Verdict]) -> list[Verdict]:

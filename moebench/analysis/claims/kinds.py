@@ -14,7 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from moebench.analysis import speedup, stats
+import numpy as np
+
+from moebench.analysis import decide, power, speedup, stats
 from moebench.config.claims import (FlopAccounting, LoadBalance, LossBetter, LossEquivalent, Monotonic, RatioClaim,
                                     SpeedupToLoss)
 
@@ -108,18 +110,15 @@ def judge_loss_better(c: LossBetter, rs) -> Verdict:
     numbers = {f"{c.variant}_mean": w["mean_a"], f"{c.baseline}_mean": w["mean_b"],
                "improvement": sign * w["diff"], "ci95_improvement": [imp_lo, imp_hi], "p_value": w["p"],
                "n": [len(a), len(b)], "margin": c.margin,
-               "p_one_sided": stats.p_above(sign * w["diff"], c.margin, w.get("se", math.nan), w.get("df", math.nan)), "detectable_difference": stats.mde_two_sample(a, b),
+               "p_one_sided": stats.p_above(sign * w["diff"], c.margin, w.get("se", math.nan), w.get("df", math.nan)),
                **_noise(rs, c.baseline, c.metric)}
     numbers["effect_noise_units"] = _in_noise_units(sign * w["diff"], numbers)
     better = "lower" if c.lower_is_better else "higher"
     rule = (f"improvement = {better}-is-better difference of seed means; Welch 95% CI; PASS if CI > margin "
             f"{c.margin:g}, FAIL if CI < margin, else INCONCLUSIVE")
-    v = tri(imp_lo > c.margin, imp_hi < c.margin)
+    v = decide.name(decide.loss_better(np.array([a]), np.array([b]), c.margin, c.lower_is_better)[0])
     reason = (f"{c.metric} {w['mean_a']:.4f} vs {w['mean_b']:.4f}: improvement {sign * w['diff']:.4f}, "
               f"95% CI [{imp_lo:.4f}, {imp_hi:.4f}] vs margin {c.margin:g}, p={w['p']:.3g}")
-    if v == INCONCLUSIVE:
-        reason += (f"; at this noise it could detect only a difference of {numbers['detectable_difference']:.3g} "
-                   f"or more (80% power, pooled sd, n={len(a)}+{len(b)})")
     reason += _control(c, rs, c.metric, numbers)
     return verdict(c, rs, v, numbers, reason, rule, spread=c.metric)
 
@@ -138,7 +137,7 @@ def judge_loss_equivalent(c: LossEquivalent, rs) -> Verdict:
     numbers = {f"{c.variant}_mean": w90["mean_a"], f"{c.baseline}_mean": w90["mean_b"], "difference": w90["diff"],
                "ci90_difference": [w90["ci_low"], w90["ci_high"]], "ci95_difference": [w95["ci_low"], w95["ci_high"]],
                "margin": m, "n": [len(a), len(b)], **_noise(rs, c.baseline, c.metric)}
-    v = tri(-m < w90["ci_low"] and w90["ci_high"] < m, w95["ci_low"] > m or w95["ci_high"] < -m)
+    v = decide.name(decide.loss_equivalent(np.array([a]), np.array([b]), m)[0])
     rule = (f"two one-sided tests at 5%: PASS if the 90% Welch CI of the difference is inside (-{m:g}, {m:g}), "
             f"FAIL if the 95% CI is wholly outside it, else INCONCLUSIVE")
     reason = (f"{c.metric} {w90['mean_a']:.4f} vs {w90['mean_b']:.4f}: difference {w90['diff']:.4f}, 90% CI "
@@ -192,10 +191,8 @@ for _kind in ("throughput_ratio", "memory_ratio", "inference_ratio"):
 @JUDGES.register("monotonic")
 def judge_monotonic(c: Monotonic, rs) -> Verdict:
     # ordered by x: the strict-ordering and reversed-step checks read neighbours in x, as the slope does
-    order = c.in_x_order()
-    names = [v for v, _ in order]
+    names, xs_of = power.monotonic_xs(c)
     vals = [rs.seed_values(v, c.metric) for v in names]
-    xs_of = [stats.log2(x) if x is not None else float(i) for i, (_, x) in enumerate(order)]
     pts = [(x, y) for x, ys in zip(xs_of, vals) for y in ys]
     if len(pts) < 3 or len({p[0] for p in pts}) < 2 or not all(vals):
         return no_data(c, rs, f"{c.metric} for every one of {', '.join(c.variants)}")
@@ -206,12 +203,10 @@ def judge_monotonic(c: Monotonic, rs) -> Verdict:
     # an adjacent step that goes the wrong way beyond noise (Welch, Bonferroni over the k - 1 steps) refutes
     # monotonicity even when the overall slope agrees
     level = 1 - 0.05 / (len(vals) - 1)
-    steps = [stats.welch(b, a, level) for a, b in zip(vals, vals[1:])]  # CI of mean(next) - mean(previous)
-    reversed_ = [f"{names[i]} -> {names[i + 1]}" for i, w in enumerate(steps)
-                 if max(sgn * w["ci_low"], sgn * w["ci_high"]) < 0]
+    steps = decide.reversed_steps([np.array(x) for x in vals], c.direction == "decreasing")
+    reversed_ = [f"{names[i]} -> {names[i + 1]}" for i, r in enumerate(steps) if r]
     lo, hi = fit["ci_low"], fit["ci_high"]
-    trend, against = sgn * lo > 0 and sgn * hi > 0, sgn * lo < 0 and sgn * hi < 0
-    v = PASS if trend and ordered else FAIL if against or reversed_ else INCONCLUSIVE
+    v = decide.name(decide.monotonic([np.array([x]) for x in vals], xs_of, c.direction == "decreasing")[0])
     xs = "log2(x)" if c.x else "variant index"
     rule = (f"OLS slope of {c.metric} on {xs} over all seeds with its 95% CI, and the seed means in order; PASS "
             f"if the CI excludes 0 on the {c.direction} side AND the means are strictly {c.direction}; FAIL if the "
@@ -220,16 +215,13 @@ def judge_monotonic(c: Monotonic, rs) -> Verdict:
             f"else INCONCLUSIVE")
     numbers = {"slope": fit["slope"], "ci95_slope": [lo, hi], "p_value": fit["p"], "n_points": len(pts),
                "means": dict(zip(names, means)), "strictly_ordered": ordered, "reversed_steps": reversed_,
-               "detectable_slope": stats.detectable(fit["se"], fit["df"]),
-               "p_one_sided": stats.p_above(sgn * fit["slope"], 0.0, fit["se"], fit["df"]), **_noise(rs, names[0], c.metric)}
+               "p_one_sided": stats.p_above(sgn * fit["slope"], 0.0, fit["se"], fit["df"]),
+               **_noise(rs, names[0], c.metric)}
     numbers["improvement_first_to_last"] = sgn * (means[-1] - means[0])
     numbers["effect_noise_units"] = _in_noise_units(numbers["improvement_first_to_last"], numbers)
     reason = (f"slope {fit['slope']:.4g} per {xs}, 95% CI [{lo:.4g}, {hi:.4g}]; means "
               f"{'strictly' if ordered else 'not strictly'} {c.direction}"
               + (f"; reversed beyond noise: {', '.join(reversed_)}" if reversed_ else ""))
-    if v == INCONCLUSIVE:
-        reason += f"; at this noise it could detect only a slope of {numbers['detectable_slope']:.3g} per {xs} " \
-                  f"or steeper (80% power)"
     return verdict(c, rs, v, numbers, reason, rule, spread=c.metric)
 
 
