@@ -66,3 +66,38 @@ def peek(scenario: str, design: S.Design, n_sim: int, seed: int = 0, effect: flo
         naive += naive_state == PASS
         rounds += used
     return {"sequential": seq / n_sim, "naive": naive / n_sim, "rounds": rounds / n_sim}
+
+
+def peek_judges(design: S.Design, n_sim: int, seed: int = 0, effects: dict | None = None) -> dict:
+    """The real judges peeking: simulated suites (tests/analysis/nullsim.py curves) with max_seeds seeds, each look
+    judging the first n seeds of every variant with the registered judge, the claim's state carried from look to
+    look by analysis/sequential.py. Returns, per claim, the sequential and the naive PASS rates."""
+    from moebench.analysis.claims import JUDGES
+    from moebench.config.claims import parse_claims
+    from tests.analysis.nullsim import suite_records
+    from tests.synth import memory_results
+
+    def claims(i):
+        a = [f"{i}.a{k}" for k in range(4)]
+        pair = {"variant": a[1], "baseline": a[0]}
+        return parse_claims([{"kind": "speedup_to_loss", "name": "speedup_steps", "axis": "steps", "min": 1.0,
+                              **pair}, {"kind": "loss_better", "name": "loss_better", **pair},
+                             {"kind": "monotonic", "name": "monotonic", "variants": a, "x": [1, 2, 4, 8]}])
+
+    rng = np.random.default_rng(seed)
+    records = [suite_records(rng, i, design.max_seeds, effects=effects) for i in range(n_sim)]
+    states: dict = {}
+    naive: dict = {}
+    for k, n in enumerate(design.looks):
+        rs = memory_results([r for recs in records for r in recs if r.seed < n])
+        for i in range(n_sim):
+            for c in claims(i):
+                v = JUDGES[c.kind](c, rs)
+                v.name = c.name
+                states[i, c.name] = S.decide([v], k, design, {c.name: states[i, c.name]} if (i, c.name) in states
+                                             else None)[c.name]
+                if naive.get((i, c.name), INCONCLUSIVE) == INCONCLUSIVE:
+                    naive[i, c.name] = v.verdict
+    names = sorted({name for _, name in states})
+    return {name: {"sequential": sum(states[i, name].state == PASS for i in range(n_sim)) / n_sim,
+                   "naive": sum(naive[i, name] == PASS for i in range(n_sim)) / n_sim} for name in names}

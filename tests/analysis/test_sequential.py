@@ -10,7 +10,7 @@ import pytest
 
 from moebench.analysis import sequential as S
 from moebench.analysis.claims import FAIL, INCONCLUSIVE, PASS, Verdict
-from tests.analysis.seqsim import SCENARIOS, peek
+from tests.analysis.seqsim import SCENARIOS, peek, peek_judges
 
 N_SIM = 400  # per scenario; fixed RNG
 DEFAULT = S.design(2, 2, 10)  # the CLI's default rounds: 2 seeds, +2 per round, up to 10
@@ -49,6 +49,15 @@ def test_false_pass_under_optional_stopping(scenario):
         r = peek(scenario, d, N_SIM, seed=11)
         assert r["sequential"] <= 0.05, (d.looks, r)
         assert r["naive"] > r["sequential"], (d.looks, r)  # peeking at 2.5% costs more than the spent alpha
+
+
+def test_the_real_judges_peeking_stay_calibrated():
+    # the registered judges on simulated curves (nullsim), a look after every round of the default design
+    r = peek_judges(DEFAULT, 200, seed=1)
+    assert set(r) == {"speedup_steps", "loss_better", "monotonic"}
+    for name, rates in r.items():
+        assert rates["sequential"] <= 0.05, (name, rates)
+        assert rates["sequential"] <= rates["naive"], (name, rates)
 
 
 def test_the_naive_rule_inflates_false_pass():
