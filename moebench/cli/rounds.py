@@ -2,10 +2,10 @@
 decided (analysis/sequential.py), the budget cannot hold another round, or max seeds is reached.
 
 Round 1 trains the suite's seeds (at least 2 per variant); each later round adds ROUND_SEEDS seeds to every variant
-(the next integers after the suite's largest seed). A seed is not part of a run's config hash (each run's spec
-holds only its own seed), so adding seeds never makes a finished run stale: rounds reuse every finished run, and a
-second invocation walks the same looks over the same runs (same data, same decisions) and goes on from where the
-first stopped. The seeds of the last look are written into results/<suite>/suite.yaml (train.seeds), so `report`
+(the next integers after the suite's largest seed), and trains only those. A seed is not part of a run's config
+hash (each run's spec holds only its own seed), so adding seeds never makes a finished run stale: rounds reuse every
+finished run, and a second invocation walks the same looks over the same runs (same data, same decisions) and goes
+on from where the first stopped. The seeds of the last look are written into results/<suite>/suite.yaml (train.seeds), so `report`
 and `check` see the same runs; what the rounds did is results/<suite>/sequential.json.
 """
 from __future__ import annotations
@@ -98,13 +98,15 @@ def round_estimate_s(outcomes, new_runs: int, jobs) -> float:
     return math.ceil(new_runs / at_once) * sum(walls) / len(walls)
 
 
-def judge(results_dir: Path):
+def judge(results_dir: Path, seeds: list[int]):
+    """The claims' verdicts on these seeds' runs only: a look judges the data it is planned for, also when the
+    folder holds later seeds from an earlier invocation."""
     from moebench.analysis.claims import judge_all
     from moebench.analysis.resultset import load_results
     from moebench.config.claims import parse_claims
     from moebench.config.sweep import claim_names
 
-    rs = load_results(results_dir)
+    rs = load_results(results_dir, set(seeds))
     names, sizes = rs.suite.get("variants"), (rs.suite.get("sweep") or {}).get("sizes")
     return judge_all(parse_claims(rs.suite.get("claims") or [],
                                   claim_names(names, sizes) if isinstance(names, dict) else None), rs)
@@ -113,18 +115,21 @@ def judge(results_dir: Path):
 def train_until_decided(plan, args, log, data, d: S.Design, train) -> tuple[list, object, S.Record]:
     """Rounds of `train(plan, args, log, data)` (commands.train_runs) with a look after each; the outcomes of every
     run, the plan of the last round (its seeds) and the record written to results/<suite>/sequential.json."""
+    from moebench.training.runner import prepare_suite_dir
+
     suite_dir = Path(args.results) / plan.suite.name
     budget = parse_duration(args.budget) if args.budget is not None else None
     t0, outcomes, states, looks = time.time(), {}, None, []
     stop = why = None
     for k, n in enumerate(d.looks):
         seeds = seeds_for(plan.suite.train.seeds, n)
-        round_plan = with_seeds(plan, seeds)
+        # this round trains only the seeds it adds (so --force redoes each run once, not once per round)
+        added = with_seeds(plan, seeds[d.looks[k - 1]:] if k else seeds)
         if k:
             from moebench.plan import run_specs
 
-            new = sum(1 for s in run_specs(round_plan) if (s.key, s.seed) not in outcomes
-                      and R.read_summary(R.run_dir(args.results, s.suite, s.variant, s.seed, s.size))[0] is None)
+            new = sum(1 for s in run_specs(added)
+                      if R.read_summary(R.run_dir(args.results, s.suite, s.variant, s.seed, s.size))[0] is None)
             need = round_estimate_s(list(outcomes.values()), new, args.jobs)
             left = budget - (time.time() - t0) if budget is not None else math.inf
             if need > left:
@@ -133,9 +138,10 @@ def train_until_decided(plan, args, log, data, d: S.Design, train) -> tuple[list
                 break
         log(f"--until-decided: round {k + 1} of at most {len(d.looks)}: {n} seeds per variant "
             f"({', '.join(map(str, seeds))})")
-        for o in train(round_plan, args, log, data):
+        for o in train(added, args, log, data):
             outcomes[(o.spec.key, o.spec.seed)] = o
-        states = S.decide(judge(suite_dir), k, d, states)
+        prepare_suite_dir(with_seeds(plan, seeds), args.results)  # suite.yaml: every seed this look judges
+        states = S.decide(judge(suite_dir, seeds), k, d, states)
         looks.append(S.Look(k + 1, n, d.nominal(k), d.spent(k), tuple(states.values())))
         for s in states.values():
             log(f"  round {k + 1}: {s.name}: {s.state} ({s.why})")
@@ -149,8 +155,6 @@ def train_until_decided(plan, args, log, data, d: S.Design, train) -> tuple[list
     rec = S.Record(d.looks, d.alpha, tuple(looks), tuple(states.values()) if states else (),
                    tuple(final_plan.suite.train.seeds), stop or S.BUDGET, why or "budget", budget,
                    round(time.time() - t0, 1))
-    from moebench.training.runner import prepare_suite_dir
-
     prepare_suite_dir(final_plan, args.results)  # suite.yaml: the seeds the last look judged
     R.atomic_write_json(suite_dir / S.RECORD, rec.to_dict())
     log(rec.summary())

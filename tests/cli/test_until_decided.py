@@ -8,7 +8,7 @@ import yaml
 from moebench import io as R
 from moebench.analysis import sequential as S
 from moebench.cli import main
-from moebench.cli.rounds import parse_duration, round_estimate_s, seeds_for
+from moebench.cli.rounds import judge, parse_duration, round_estimate_s, seeds_for
 from tests.helpers import tiny
 
 # two variants with the same config: the same seed trains the same model, so their difference is exactly 0 and
@@ -47,11 +47,14 @@ def test_rounds_until_max_seeds_then_a_rerun_resumes(tmp_path, capsys):
     readme = (tmp_path / "rep" / "tiny" / "README.md").read_text()
     assert "## Sequential decision (--until-decided)" in readme and "stopped: max seeds (3 per variant) reached" in readme
     summaries = {p: p.read_text() for p in res.glob("*/seed-*/summary.json")}
+    # a look judges its own seeds only, also when the folder already holds later ones (a rerun's round 1)
+    assert [v.numbers["n"] for v in judge(res, [0, 1])] == [[2, 2]]
+    assert [v.numbers["n"] for v in judge(res, [0, 1, 2])] == [[3, 3]]
 
     assert main(args) == 0  # again: every run is finished, the same looks give the same record
     out = capsys.readouterr().out
-    # round 1 skips its 4 runs, round 2 all 6 (a look re-reads every seed up to its own); nothing trains
-    assert out.count("already finished with this config, skipped") == 4 + 6 and ": training" not in out
+    # round 1 skips its 4 runs, round 2 the 2 it adds; nothing trains
+    assert out.count("already finished with this config, skipped") == 4 + 2 and ": training" not in out
     assert {p: p.read_text() for p in res.glob("*/seed-*/summary.json")} == summaries
     again = S.read_record(res)
     assert again.looks == rec.looks and again.final == rec.final
