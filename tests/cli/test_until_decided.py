@@ -97,3 +97,15 @@ def test_durations_seeds_and_round_estimates():
 
     assert round_estimate_s([O(10), O(20)], 4, 2) == 30  # 2 batches of 2 at once, 15 s each
     assert round_estimate_s([O(10)], 3, None) == 30
+
+
+def test_a_round_that_cannot_fit_the_budget_is_not_started(tmp_path, capsys):
+    suite = write_suite(tmp_path, UNDECIDED)
+    assert main(["run", str(suite), "--results", str(tmp_path / "res"), "--reports", str(tmp_path / "rep"),
+                 "--until-decided", "--max-seeds", "3", "--budget", "1s", "--quiet"]) == 0
+    rec = S.read_record(tmp_path / "res" / "tiny")
+    # round 1 always runs; round 2 (2 new runs at the finished runs' mean wall time) does not fit in what is left
+    assert rec.stop == S.BUDGET and len(rec.looks) == 1 and rec.seeds == (0, 1) and rec.budget_s == 1
+    assert rec.stop_why.startswith("budget: round 2 (2 new runs, about")
+    assert not (tmp_path / "res" / "tiny" / "dense" / "seed-2").exists()
+    assert "stopped: budget" in capsys.readouterr().out
