@@ -144,8 +144,8 @@ def claim_state(v: Verdict, k: int, d: Design) -> ClaimState:
     """One verdict at look k (0-based) of design d."""
     level, rnd = d.nominal(k), k + 1
     if _gated(v):
-        return ClaimState(v.name, v.kind, STOPPED, "gate (more seeds do not lift it): " + v.reason.split(" (numbers")[0],
-                          round=rnd)
+        gate = v.reason.split(" (numbers")[0]  # claims/base.py: "<gates> (numbers alone: ...)"
+        return ClaimState(v.name, v.kind, STOPPED, f"gate (more seeds do not lift it): {gate}", round=rnd)
     if v.kind in FIXED_LEVEL:
         return ClaimState(v.name, v.kind, STOPPED, "not sequentially controlled: judged on the final data at its "
                           "own fixed level", round=rnd)

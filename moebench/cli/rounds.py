@@ -5,8 +5,8 @@ Round 1 trains the suite's seeds (at least 2 per variant); each later round adds
 (the next integers after the suite's largest seed), and trains only those. A seed is not part of a run's config
 hash (each run's spec holds only its own seed), so adding seeds never makes a finished run stale: rounds reuse every
 finished run, and a second invocation walks the same looks over the same runs (same data, same decisions) and goes
-on from where the first stopped. The seeds of the last look are written into results/<suite>/suite.yaml (train.seeds), so `report`
-and `check` see the same runs; what the rounds did is results/<suite>/sequential.json.
+on from where the first stopped. The seeds of the last look are written into results/<suite>/suite.yaml
+(train.seeds), so `report` and `check` see the same runs; what the rounds did is results/<suite>/sequential.json.
 """
 from __future__ import annotations
 

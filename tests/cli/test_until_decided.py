@@ -45,7 +45,8 @@ def test_rounds_until_max_seeds_then_a_rerun_resumes(tmp_path, capsys):
     for v in SAME:
         assert sorted(p.name for p in (res / v).iterdir()) == ["seed-0", "seed-1", "seed-2"]
     readme = (tmp_path / "rep" / "tiny" / "README.md").read_text()
-    assert "## Sequential decision (--until-decided)" in readme and "stopped: max seeds (3 per variant) reached" in readme
+    assert "## Sequential decision (--until-decided)" in readme
+    assert "stopped: max seeds (3 per variant) reached" in readme
     summaries = {p: p.read_text() for p in res.glob("*/seed-*/summary.json")}
     # a look judges its own seeds only, also when the folder already holds later ones (a rerun's round 1)
     assert [v.numbers["n"] for v in judge(res, [0, 1])] == [[2, 2]]
