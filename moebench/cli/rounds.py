@@ -121,6 +121,7 @@ def train_until_decided(plan, args, log, data, d: S.Design, train) -> tuple[list
     budget = parse_duration(args.budget) if args.budget is not None else None
     t0, outcomes, states, looks = time.time(), {}, None, []
     stop = why = None
+    eta = ""
     for k, n in enumerate(d.looks):
         seeds = seeds_for(plan.suite.train.seeds, n)
         # this round trains only the seeds it adds (so --force redoes each run once, not once per round)
@@ -136,8 +137,9 @@ def train_until_decided(plan, args, log, data, d: S.Design, train) -> tuple[list
                 stop, why = S.BUDGET, (f"budget: round {k + 1} ({new} new runs, about {need:.0f} s) would not finish "
                                        f"in the {max(left, 0):.0f} s left of {budget:.0f} s")
                 break
+            eta = f"; {new} new runs, about {need:.0f} s" + (f" of the {left:.0f} s left" if budget else "")
         log(f"--until-decided: round {k + 1} of at most {len(d.looks)}: {n} seeds per variant "
-            f"({', '.join(map(str, seeds))})")
+            f"({', '.join(map(str, seeds))}{eta})")
         for o in train(added, args, log, data):
             outcomes[(o.spec.key, o.spec.seed)] = o
         prepare_suite_dir(with_seeds(plan, seeds), args.results)  # suite.yaml: every seed this look judges
