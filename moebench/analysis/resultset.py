@@ -244,7 +244,8 @@ def read_records(results_dir: Path) -> list[RunRecord]:
     return out
 
 
-def load_results(results_dir: Path) -> ResultSet:
+def load_results(results_dir: Path, seeds: set[int] | None = None) -> ResultSet:
+    """The results folder as a ResultSet; `seeds`: only the runs of these seeds (a look of run --until-decided)."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise UserError(f"results directory not found: {results_dir}")
@@ -254,7 +255,8 @@ def load_results(results_dir: Path) -> ResultSet:
     except (OSError, ValueError) as e:
         raise UserError(f"{plan_path}: unreadable ({type(e).__name__}); rerun `moebench run` on the suite to "
                         "rewrite it") from None
-    return build_result_set(results_dir, suite, plan, read_records(results_dir))
+    records = [r for r in read_records(results_dir) if seeds is None or r.seed in seeds]
+    return build_result_set(results_dir, suite, plan, records)
 
 
 def build_result_set(results_dir: Path, suite: dict, plan, records: list[RunRecord]) -> ResultSet:

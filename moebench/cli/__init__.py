@@ -115,6 +115,17 @@ def build_parser() -> ArgParser:
                         "on a results directory every node can read and write")
     r.add_argument("--address", default=None, metavar="HOST:PORT",
                    help="with --launcher ray: the cluster to join (default: start a local one)")
+    r.add_argument("--until-decided", action="store_true",
+                   help="train seeds in rounds (the suite's seeds, then 2 more per variant each round) until every "
+                        "claim is decided, the budget is spent or --max-seeds is reached; a group-sequential rule "
+                        "(O'Brien-Fleming-type alpha spending) keeps false PASS at its one-sided 2.5% over all the "
+                        "looks; results/<suite>/sequential.json records the rounds (docs/claim-rules.md)")
+    r.add_argument("--budget", default=None, metavar="DURATION",
+                   help="with --until-decided: wall-clock budget, e.g. 30m, 2h, 5400s; a round whose estimated time "
+                        "(the finished runs' mean wall time) does not fit in what is left is not started")
+    r.add_argument("--max-seeds", type=positive_int, default=None, metavar="N",
+                   help="with --until-decided: at most N seeds per variant (default 10, or the suite's seed count "
+                        "when larger)")
 
     pl = sub.add_parser("plan", help="print params and FLOPs per variant, check FLOP matching; no training")
     pl.add_argument("suite", type=Path, help="the suite YAML file (e.g. suites/quickstart.yaml)")

@@ -146,6 +146,7 @@ def cmd_run(args) -> int:
     and backends included, and its memory estimate against the machine's), trackers installed, the results and
     reports directories writable, the token caches built and checked, no finished run of another config in the way; then, holding results/<suite>/.lock, the
     runs (one after another, --jobs at once, a --shard, or on Ray)."""
+    from moebench.cli import rounds
     from moebench.distributed.groups import is_distributed, teardown
     from moebench.plan import run_specs
     from moebench.training.finish import finish_runs
@@ -155,6 +156,7 @@ def cmd_run(args) -> int:
     from moebench.training.trackers import check_trackers
 
     suite = suite_from_args(args)
+    design = rounds.check_flags(args, suite)  # --until-decided / --budget / --max-seeds: its design, or None
     check_trackers(suite.track)  # an unknown or uninstalled tracker fails here, before anything is written
     if args.only:
         unknown = [v for v in args.only if v not in suite.variants]
@@ -171,6 +173,8 @@ def cmd_run(args) -> int:
         check_report_dir(R.safe_join(reports, suite.name, what="name"))
     specs = run_specs(plan, args.only)
     check_reruns(specs, args.results, args.force)
+    if design is not None:  # every seed a round may add: a finished run of another config fails here, not later
+        check_reruns(rounds.all_specs(plan, design), args.results, args.force)
     data = DataCache()
     for spec in specs:  # builds (or rebuilds, saying so) and checks the token caches; a bad seq_len fails here
         data(spec)
@@ -184,6 +188,9 @@ def cmd_run(args) -> int:
         if is_distributed():  # [distributed] every rank trains every run together
             outcomes = run_plan(plan, args.results, force=args.force, only=args.only, quiet=args.quiet, log=log,
                                 data=data)
+        elif design is not None:  # rounds of seeds, a look after each (cli/rounds.py)
+            outcomes, plan, _ = rounds.train_until_decided(plan, args, log, data, design, train_runs)
+            specs = run_specs(plan)
         else:
             outcomes = train_runs(plan, args, log, data)
         teardown()  # [distributed] every rank is done training: post-training work runs here alone
@@ -210,6 +217,8 @@ def cmd_run(args) -> int:
             rendered = write_report(args.results / suite.name, R.safe_join(reports, suite.name, what="name"))
     if rendered:  # the verdicts are what the suite was run for: printed even with --quiet
         print(console_claims(rendered.verdicts), flush=True)
+        if rendered.sequential:
+            print(rendered.sequential, flush=True)
         print(f"report: {rendered.readme}", flush=True)
     if crashed:  # a worker process died mid-run (killed, out of memory, a native crash): not the user's error
         print(f"moebench: error: {', '.join(f'{o.spec.key} seed {o.spec.seed}' for o in crashed)}: the worker "
@@ -286,6 +295,8 @@ def cmd_report(args) -> int:
                         "pass results/<suite>/")
     rendered = write_report(args.results_dir, args.out or report_dir(args.results_dir))
     print(console_claims(rendered.verdicts))
+    if rendered.sequential:  # the rounds of a `run --until-decided`
+        print(rendered.sequential)
     print(f"report: {rendered.readme}")
     return 0
 

@@ -59,6 +59,8 @@ def check_launch_flags(args) -> None:
         raise UserError("--launcher ray: Ray is not installed; pip install -e '.[ray]' (or pip install ray)")
     if args.launcher == "ray" and args.jobs is not None:
         raise UserError("--jobs: Ray places runs by the GPUs and CPUs each asks for; drop --jobs with --launcher ray")
+    if distributed and getattr(args, "until_decided", False):  # its rounds judge claims between trainings
+        raise UserError("--until-decided: not with --nproc or torchrun (it trains one-process runs in rounds)")
     if distributed and (args.jobs not in (None, 1) or args.launcher == "ray" or args.shard is not None):
         raise UserError("--nproc: a distributed job trains one run at a time on all its processes; "
                         "--jobs, --shard and --launcher ray are for one-process runs")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from moebench.analysis import sequential
 from moebench.analysis.claims import MIN_SEEDS, judge_all
 from moebench.analysis.resultset import load_results
 from moebench.config.claims import parse_claims
@@ -65,13 +66,15 @@ def _rules(verdicts, min_tpp_default: float = 1.0) -> list:
     return [("p", gates), ("list", [f"{v.name}: {v.rule}" for v in verdicts])] if verdicts else [("p", gates)]
 
 
-def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str, extra: list | None = None) -> list:
-    """The report's blocks; `extra` (the scaling section of a sweep) goes before the plots."""
+def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str, extra: list | None = None,
+                 seq: list | None = None) -> list:
+    """The report's blocks; `extra` (the scaling section of a sweep) goes before the plots, `seq` (the rounds of
+    `run --until-decided`) after the claims."""
     blocks = _header(rs)
     if rs.suite.get("description"):
         blocks.append(("p", str(rs.suite["description"]).strip()))
     blocks += [("h2", "Claims"), ("table", tables.claims_table(verdicts)) if verdicts else ("p", "No claims.")]
-    blocks += _rules(verdicts)
+    blocks += _rules(verdicts) + (seq or [])
     if verdicts:
         nums = {v.name: {"verdict": v.verdict, **v.numbers} for v in verdicts}
         blocks.append(("details", "all claim numbers (JSON)", _json(nums), "json"))
@@ -220,6 +223,7 @@ def check_report_dir(out_dir: Path) -> None:
 class Rendered:
     readme: Path
     verdicts: tuple
+    sequential: str = ""  # one line on the rounds of a `run --until-decided`, "" without them
 
 
 CONSOLE_REASON_CHARS = 100  # one terminal line each; the report has the whole reason
@@ -260,11 +264,14 @@ def render_report(results_dir: Path, out_dir: Path) -> Rendered:
     sizes = (rs.suite.get("sweep") or {}).get("sizes")  # a sweep's claims may name one size: variant@size
     verdicts = judge_all(parse_claims(rs.suite.get("claims") or [],
                                       claim_names(names, sizes) if isinstance(names, dict) else None), rs)
+    rec = sequential.read_record(Path(results_dir))
+    if rec is not None:  # run --until-decided: the verdicts use the sequential boundary, not the fixed 2.5%
+        verdicts = sequential.apply(verdicts, rec)
     plots = make_plots(rs, verdicts, out_dir / PLOT_DIR)
     extra = scaling_blocks(rs, out_dir / PLOT_DIR)
     suite_path = Path(results_dir) / "suite.yaml"
     suite_text = suite_path.read_text(encoding="utf-8") if suite_path.exists() else yaml.safe_dump(rs.suite)
-    blocks = build_blocks(rs, verdicts, plots, suite_text, extra)
+    blocks = build_blocks(rs, verdicts, plots, suite_text, extra, sections.sequential_blocks(rec) if rec else None)
     readme = out_dir / "README.md"
     atomic_write_text(readme, to_markdown(blocks))
     atomic_write_text(out_dir / "report.html", to_html(blocks, out_dir / PLOT_DIR))
@@ -272,7 +279,7 @@ def render_report(results_dir: Path, out_dir: Path) -> Rendered:
     atomic_write_text(out_dir / "verdicts.json", _json(verdict_rows) + "\n")
     _csv(rs.runs, out_dir / "results.csv")
     _csv(rs.curves, out_dir / "curves.csv")
-    return Rendered(readme, tuple(verdicts))
+    return Rendered(readme, tuple(verdicts), rec.summary() if rec else "")
 
 
 DATE_LINE = re.compile(r"^(<p>)?Date: ")  # the one line allowed to differ between reruns

@@ -129,3 +129,22 @@ def load_table(rs):
     if not rows:
         return None
     return ["variant", "MoE layer", "MaxVio (global)", "MaxVio (batch mean)", "CV of load", "dead experts"], rows
+
+
+def sequential_blocks(rec) -> list:
+    """The rounds of `run --until-decided` (analysis/sequential.py Record): how many, seeds per variant, why they
+    stopped, and each look's boundary and claim states."""
+    claims = [s.name for s in rec.final]
+    rows = [[str(lk.round), str(lk.seeds), f"{lk.nominal_p:.3g}", f"{lk.alpha_spent:.3g}"]
+            + [next((f"{s.state}" + (f" (p={s.p:.3g})" if s.p is not None else "") for s in lk.states
+                     if s.name == c), "-") for c in claims] for lk in rec.looks]
+    text = (f"{len(rec.looks)} round(s) of seeds, the last with {rec.looks[-1].seeds if rec.looks else 0} seeds per "
+            f"variant (seeds {', '.join(map(str, rec.seeds))}); planned looks at "
+            f"{', '.join(map(str, rec.looks_planned))} seeds; stopped: {rec.stop_why}"
+            + (f"; budget {rec.budget_s:.0f} s, {rec.elapsed_s:.0f} s used" if rec.budget_s else "") + ". "
+            f"Rule: {rec.method}, one-sided alpha {rec.alpha:g} over all looks: a statistical claim PASSes at a look "
+            "only when its one-sided p-value (Holm-adjusted within the report) is at or below that look's level, so "
+            "a final PASS uses the alpha spent, not the fixed 2.5%; a FAIL may stop a claim at any look; a gate "
+            "stops it (more seeds do not lift a gate). docs/claim-rules.md, 'Deciding with --until-decided'.")
+    return [("h2", "Sequential decision (--until-decided)"), ("p", text),
+            ("table", (["round", "seeds per variant", "level (one-sided p)", "alpha spent"] + claims, rows))]
