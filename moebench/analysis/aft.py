@@ -20,7 +20,7 @@ log times. With censoring the profile bound widens on the slow side: a censored 
 low end, it does not veto anything. Calibration with censoring: tests/analysis/test_speedup_calibration.py,
 benchmarks/calibrate_speedup.py.
 
-Numerics: nested bisection (sigma inside, the interval's roots outside) on arrays of shape (data sets, roots,
+Numerics: nested root finding (Newton on log sigma inside, regula falsi on the location outside) on arrays of shape (data sets, roots,
 seeds), a fixed number of steps, so thousands of simulated data sets fit in one call.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from scipy import special
 
 LEVEL = 0.95
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
-_INNER, _OUTER = 10, 45  # Newton steps on log sigma, bisection steps on the location
+_INNER, _OUTER = 30, 60  # most steps: Newton on log sigma, regula falsi on the location (both stop early)
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class AftFit:
     p_one_sided: np.ndarray  # H0: log acceleration <= log_bar (nan when no bar was given)
     sigma_v: np.ndarray  # the variant's log-time sd (MLE x sqrt(n / (n - 1)), the unbiased scale)
     n_censored: np.ndarray
+    bounded: np.ndarray  # True: no likelihood maximum (no variant seed reached the target, or one did and every
+    # censored one stopped before it): log_acc is then an upper bound and the low end is -inf
 
 
 def _terms(m, s, x, cens):
@@ -76,9 +78,35 @@ def _profile(m, x, cens, scale):
         with np.errstate(divide="ignore", invalid="ignore"):
             step = s - g / h
         ok = (h < 0) & (step >= lo) & (step <= hi)
-        s = np.where(ok, step, 0.5 * (lo + hi))
+        new = np.where(ok, step, 0.5 * (lo + hi))
+        done = np.all(np.abs(new - s) < 1e-11)
+        s = new
+        if done:
+            break
     ll, _, _, dm = _terms(m, s, x, cens)
     return ll.sum(-1), s, dm.sum(-1)
+
+
+def _illinois(f, lo, hi, tol):
+    """Root of the increasing function f between lo and hi (arrays, f(lo) < 0 < f(hi) assumed; rows where that
+    fails end at an end), by the Illinois variant of regula falsi: superlinear, and never leaves the bracket."""
+    flo, fhi = f(lo), f(hi)
+    side = np.zeros(lo.shape, int)
+    for _ in range(_OUTER):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = hi - fhi * (hi - lo) / (fhi - flo)
+        x = np.where(np.isfinite(x) & (x > lo) & (x < hi), x, 0.5 * (lo + hi))
+        fx = f(x)
+        pos = fx > 0
+        # Illinois: halve the kept end's value when the same end is kept twice, so convergence stays superlinear
+        flo = np.where(pos & (side == 1), 0.5 * flo, flo)
+        fhi = np.where(~pos & (side == -1), 0.5 * fhi, fhi)
+        lo, flo = np.where(pos, lo, x), np.where(pos, flo, fx)
+        hi, fhi = np.where(pos, x, hi), np.where(pos, fx, fhi)
+        side = np.where(pos, 1, -1)
+        if np.all((hi - lo < tol) | (np.abs(fx) < 1e-12)):
+            break
+    return np.where(np.abs(flo) < np.abs(fhi), lo, hi)
 
 
 def _variant_bounds(x, cens, q):
@@ -87,32 +115,24 @@ def _variant_bounds(x, cens, q):
     x3, c3 = x[:, None, :], cens[:, None, :]
     span = x.max(1) - x.min(1)
     scale = np.maximum(span, 1e-6 * np.maximum(1.0, np.abs(x).max(1)))
-    a, b = x.min(1) - 2 * scale, x.max(1) + 30 * scale  # bisection on the profile's slope for the MLE
-    for _ in range(_OUTER):
-        mid = 0.5 * (a + b)
-        _, _, d = _profile(mid[:, None], x3, c3, scale)
-        rising = d[:, 0] > 0
-        a, b = np.where(rising, mid, a), np.where(rising, b, mid)
-    mu = 0.5 * (a + b)
+    # the MLE: where the profile's slope in the location crosses zero (it falls as the location rises)
+    mu = _illinois(lambda m: -_profile(m[:, None], x3, c3, scale)[2][:, 0], x.min(1) - 2 * scale,
+                   x.max(1) + 30 * scale, 1e-10 * scale)
     lmax, s_hat, _ = _profile(mu[:, None], x3, c3, scale)
 
-    def t_of(m):
+    def log_t(u):
+        """log |T| at mu -+ exp(u) (columns: below, above): close to linear in u, so the roots come fast."""
+        m = mu[:, None] + np.array([-1.0, 1.0]) * np.exp(u)
         ll, _, _ = _profile(m, x3, c3, scale)
-        lr = np.maximum(2 * (lmax - ll), 0.0)
-        return np.sign(m - mu[:, None]) * np.sqrt((n - 1) * np.expm1(np.minimum(lr / n, 700.0)))
+        lr = np.maximum(2 * (lmax - ll), 1e-300)
+        return 0.5 * np.log((n - 1) * np.expm1(np.minimum(lr / n, 700.0))) - math.log(q)
 
-    far = 1e4 * scale
-    lo = np.stack([mu - far, mu], 1)
-    hi = np.stack([mu, mu + far], 1)
-    target = np.array([-q, q])
-    for _ in range(_OUTER):
-        mid = 0.5 * (lo + hi)
-        above = t_of(mid) > target
-        lo, hi = np.where(above, lo, mid), np.where(above, mid, hi)
-    ends = t_of(np.stack([mu - far, mu + far], 1))
-    bounds = 0.5 * (lo + hi)
-    bounds[:, 0] = np.where(ends[:, 0] > -q, -np.inf, bounds[:, 0])  # never reaches -q: unbounded
-    bounds[:, 1] = np.where(ends[:, 1] < q, np.inf, bounds[:, 1])
+    lo = np.repeat(np.log(scale * 1e-6)[:, None], 2, 1)
+    hi = np.repeat(np.log(scale * 1e4)[:, None], 2, 1)
+    u = _illinois(log_t, lo, hi, 1e-9)
+    never = log_t(hi) < 0  # |T| never reaches q: that side is unbounded
+    dist = np.where(never, np.inf, np.exp(u))
+    bounds = np.stack([mu - dist[:, 0], mu + dist[:, 1]], 1)
     return mu, bounds, np.exp(s_hat[:, 0]) * math.sqrt(n / (n - 1))
 
 
@@ -141,12 +161,14 @@ def fit(yb: np.ndarray, yv: np.ndarray, cens: np.ndarray, log_bar: float | None 
     nv = yv.shape[1]
     q = float(special.stdtrit(nv - 1, 0.5 + LEVEL / 2))
     mu_v, bounds, sd_v = _closed_form(yv, q)
-    bad = _unbounded_likelihood(yv, cens)
-    num = cens.any(1) & ~bad
+    # no likelihood maximum: treating censoring points as times gives an upper bound on the speedup (its high
+    # end stands), but nothing bounds it from below
+    bounded = _unbounded_likelihood(yv, cens)
+    num = cens.any(1) & ~bounded
     if num.any():
         m, b, s = _variant_bounds(yv[num], cens[num], q)
         mu_v[num], bounds[num], sd_v[num] = m, b, s
-    mu_v[bad], bounds[bad], sd_v[bad] = np.nan, np.nan, np.nan
+    bounds[bounded, 1] = np.inf
     mu_b = yb.mean(1)
     se_b2 = yb.var(1, ddof=1) / nb if nb > 1 else np.zeros(k)
     est = mu_b - mu_v
@@ -163,7 +185,7 @@ def fit(yb: np.ndarray, yv: np.ndarray, cens: np.ndarray, log_bar: float | None 
 
     se_l, df_l = welch(se_up)
     se_h, df_h = welch(se_dn)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
         low = np.where(np.isinf(se_up), -np.inf, est - special.stdtrit(df_l, 0.5 + LEVEL / 2) * se_l)
         high = np.where(np.isinf(se_dn), np.inf, est + special.stdtrit(df_h, 0.5 + LEVEL / 2) * se_h)
         if log_bar is None:
@@ -171,5 +193,5 @@ def fit(yb: np.ndarray, yv: np.ndarray, cens: np.ndarray, log_bar: float | None 
         else:
             zstat = (est - log_bar) / se_l
             p = np.where(se_l > 0, special.stdtr(df_l, -zstat), np.where(est >= log_bar - 1e-9, 0.0, 1.0))
-            p = np.where(np.isinf(se_up) | np.isnan(est), 1.0, p)
-    return AftFit(est, low, high, p, sd_v, cens.sum(1))
+            p = np.where(np.isinf(se_up), 1.0, p)
+    return AftFit(est, low, high, p, sd_v, cens.sum(1), bounded)
