@@ -187,9 +187,14 @@ def _unbounded_likelihood(x, cens):
     return ((~cens).sum(1) == 0) | (one & low_cens & cens.any(1))
 
 
-def fit(yb: np.ndarray, yv: np.ndarray, cens: np.ndarray, log_bar: float | None = None) -> AftFit:
+def fit(yb: np.ndarray, yv: np.ndarray, cens: np.ndarray, log_bar: float | None = None,
+        shared_var: np.ndarray | float = 0.0) -> AftFit:
     """Fit K data sets at once: yb (K, n_b) baseline log times, yv (K, n_v) variant log times (for a censored seed
-    its log censoring point), cens (K, n_v) True where censored. Needs n_b >= 1 and n_v >= 2."""
+    its log censoring point), cens (K, n_v) True where censored. Needs n_b >= 1 and n_v >= 2.
+
+    shared_var (K,): variance of the variant's mean log time that its seeds share and so cannot show, counted
+    with the baseline's (n_b - 1 df): the variant seeds timed to the mean baseline target all move with that
+    mean's noise (speedup.observe)."""
     yb, yv, cens = np.asarray(yb, float), np.asarray(yv, float), np.asarray(cens, bool)
     k, nb = yb.shape
     nv = yv.shape[1]
@@ -204,7 +209,7 @@ def fit(yb: np.ndarray, yv: np.ndarray, cens: np.ndarray, log_bar: float | None 
         mu_v[num], bounds[num], sd_v[num] = m, b, s
     bounds[bounded, 1] = np.inf
     mu_b = yb.mean(1)
-    se_b2 = yb.var(1, ddof=1) / nb if nb > 1 else np.zeros(k)
+    se_b2 = (yb.var(1, ddof=1) / nb if nb > 1 else np.zeros(k)) + shared_var
     est = mu_b - mu_v
     # the variant's bound as a standard error on each side, then Welch's combination with the baseline mean
     se_up = (bounds[:, 1] - mu_v) / q  # slow side of the variant: the low end of the acceleration

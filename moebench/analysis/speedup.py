@@ -63,6 +63,14 @@ class Observations:
     y_base: np.ndarray
     pairs: list[Pair]
     paired: bool  # some seed is in both variants
+    target_sd: float  # sd of a variant seed's log time across the baseline seeds' targets (0: not measured)
+
+    @property
+    def shared_var(self) -> float:
+        """Variance the variant seeds without a partner share: they are all timed to the one mean target, whose
+        noise (target_sd^2 / n_base) moves them together, so their spread cannot show it (the fit adds it)."""
+        u = sum(p.base_seed is None for p in self.pairs)
+        return (u / len(self.pairs)) ** 2 * self.target_sd ** 2 / len(self.y_base)
 
     @property
     def y_var(self) -> np.ndarray:
@@ -135,12 +143,21 @@ def observe(base: list[SeedCurve], var: list[SeedCurve], axis: str, target: str)
     bt = {b.seed: (_target(b, target), time_to(b, _target(b, target), axis, stay=target == "final")) for b in base}
     y_base = np.log([t for _, t in bt.values()])
     mean_target, mean_time = float(np.mean([t for t, _ in bt.values()])), float(np.exp(y_base.mean()))
-    pairs = []
+    pairs, spread = [], []
     for v in var:
         tgt, btime = bt.get(v.seed, (mean_target, mean_time))
         pairs.append(Pair(v.seed if v.seed in bt else None, v.seed, tgt, btime, time_to(v, tgt, axis),
                           float(v.axes[axis][-1])))
-    return Observations(y_base, pairs, any(p.base_seed is not None for p in pairs))
+        if v.seed not in bt and len(bt) > 1:  # this seed's log time to each baseline seed's target: their spread
+            ts = [time_to(v, t, axis) for t, _ in bt.values()]
+            ts = np.log([t for t in ts if t is not None])
+            if len(ts) > 1:
+                spread.append(float(np.var(ts, ddof=1)))
+    unpaired = any(p.base_seed is None for p in pairs)
+    if unpaired and len(bt) > 1 and not spread and len(pairs) > 1:  # no seed reaches two targets: the variant's
+        spread = [float(np.var(np.log([p.time or p.end for p in pairs]), ddof=1))]  # own spread stands in
+    return Observations(y_base, pairs, any(p.base_seed is not None for p in pairs),
+                        float(np.sqrt(np.mean(spread))) if spread else 0.0)
 
 
 def fit_axes(base: list[SeedCurve], var: list[SeedCurve], axes: list[str], target: str,
@@ -151,7 +168,7 @@ def fit_axes(base: list[SeedCurve], var: list[SeedCurve], axes: list[str], targe
         return [Speedup(float(np.exp(o.y_base.mean() - o.y_var.mean())), 0.0, math.inf, 1.0, o, bool(o.censored.any()),
                         math.nan) for o in obs]
     f = aft.fit(np.stack([o.y_base for o in obs]), np.stack([o.y_var for o in obs]),
-                np.stack([o.censored for o in obs]), math.log(bar))
+                np.stack([o.censored for o in obs]), math.log(bar), np.array([o.shared_var for o in obs]))
     return [Speedup(math.exp(f.log_acc[i]), math.exp(f.low[i]), math.exp(f.high[i]), float(f.p_one_sided[i]), o,
                     bool(f.bounded[i]), float(f.sigma_v[i])) for i, o in enumerate(obs)]
 
@@ -162,8 +179,9 @@ class SpeedupNoise:
 
     sd_log       the variant's seed-to-seed sd of log time to target (the AFT fit's, censoring included)
     censor_rate  fraction of variant seeds that never reach the target (measured)
-    paired       whether the seeds were paired (informational: pairing enters through each variant seed's
-                 partner target, which is already inside sd_log; the rule's variance does not use it)
+    paired       True: every variant seed is timed to its partner's target (the target's noise is inside
+                 sd_log); False: every one is timed to the mean baseline target, whose noise (target_sd^2 /
+                 n_base) they share: simulated as one shift per suite, and estimated as the judge does
     sd_log_base  the baseline's seed-to-seed sd of log time (about 0 for `target: final` on steps/tokens/flops:
                  every baseline seed reaches its own final loss at its last eval)
     end_log      log(variant's last eval / baseline time): where a simulated variant seed is censored. None: place
@@ -174,6 +192,7 @@ class SpeedupNoise:
     paired: bool
     sd_log_base: float = 0.0
     end_log: float | None = None
+    target_sd: float = 0.0  # sd of a variant seed's log time across the baseline seeds' targets
 
     @classmethod
     def from_results(cls, base_curves: list[SeedCurve], var_curves: list[SeedCurve], axis: str,
@@ -188,7 +207,9 @@ class SpeedupNoise:
         sd = s.sd_log if s.sd_log == s.sd_log else float(np.std(o.y_var, ddof=1)) if len(o.pairs) > 1 else 0.0
         sd_b = float(np.std(o.y_base, ddof=1)) if len(o.y_base) > 1 else 0.0
         ends = np.log([p.end for p in o.pairs])
-        return cls(float(sd), float(o.censored.mean()), o.paired, sd_b, float(ends.mean() - o.y_base.mean()))
+        paired = all(p.base_seed is not None for p in o.pairs)  # a mixed set is simulated as unpaired
+        return cls(float(sd), float(o.censored.mean()), paired, sd_b, float(ends.mean() - o.y_base.mean()),
+                   o.target_sd)
 
 
 NEED = 1 - 1e-9  # a hand-exact bar must not fail on float rounding: PASS needs the low end >= bar * NEED
@@ -199,12 +220,28 @@ def pass_rate(noise: SpeedupNoise, true_speedup: float, n_base: int, n_var: int,
     """Fraction of n_sim simulated suites the speedup rule PASSes when the variant is truly `true_speedup` times
     faster: log times drawn at the noise's sds, variant seeds censored at the noise's end (fixed RNG)."""
     rng = np.random.default_rng(seed)
-    yb = rng.normal(0.0, noise.sd_log_base, (n_sim, n_base))
-    yv = rng.normal(-math.log(true_speedup), noise.sd_log, (n_sim, n_var))
-    return float(np.mean(_passes(noise, yb, yv, true_speedup, bar)))
+    zb, zv, zt = _draws(rng, n_sim, n_base, n_var)
+    return float(np.mean(_passes(noise, zb, zv, zt, true_speedup, bar)))
 
 
-def _passes(noise: SpeedupNoise, yb: np.ndarray, yv: np.ndarray, true_speedup: float, bar: float) -> np.ndarray:
+def _draws(rng, n_sim: int, n_base: int, n_var: int) -> tuple:
+    """Standard normal seed noise of both variants, and (shared target shift, chi-square estimate of its
+    variance) per suite."""
+    zb, zv = rng.standard_normal((n_sim, n_base)), rng.standard_normal((n_sim, n_var))
+    chi = rng.chisquare(max(n_base - 1, 1), n_sim) / max(n_base - 1, 1)
+    return zb, zv, (rng.standard_normal(n_sim), chi)
+
+
+def _passes(noise: SpeedupNoise, zb: np.ndarray, zv: np.ndarray, zt: tuple, true_speedup: float,
+            bar: float) -> np.ndarray:
+    """Which simulated suites the rule PASSes: the same aft.fit the judge runs."""
+    n_base = zb.shape[1]
+    yb = noise.sd_log_base * zb
+    yv = noise.sd_log * zv - math.log(true_speedup)
+    shared = 0.0
+    if not noise.paired and noise.target_sd > 0 and n_base > 1:
+        yv = yv + (noise.target_sd / math.sqrt(n_base)) * zt[0][:, None]
+        shared = noise.target_sd ** 2 * zt[1] / n_base
     if noise.end_log is not None:
         c = noise.end_log
     elif noise.censor_rate > 0:
@@ -214,7 +251,7 @@ def _passes(noise: SpeedupNoise, yb: np.ndarray, yv: np.ndarray, true_speedup: f
     if yv.shape[1] < 2:
         return np.zeros(len(yv), bool)
     cens = yv > c
-    f = aft.fit(yb, np.where(cens, c, yv), cens, math.log(bar))
+    f = aft.fit(yb, np.where(cens, c, yv), cens, math.log(bar), shared)
     return f.low >= math.log(bar * NEED)
 
 
@@ -225,12 +262,10 @@ def detectable_speedup(noise: SpeedupNoise, n_base: int, n_var: int, bar: float,
     speedup would not PASS often enough (e.g. one variant seed)."""
     if n_var < 2:
         return math.inf
-    rng = np.random.default_rng(seed)
-    zb, zv = rng.standard_normal((n_sim, n_base)), rng.standard_normal((n_sim, n_var))
+    draws = _draws(np.random.default_rng(seed), n_sim, n_base, n_var)
 
     def rate(log_s: float) -> float:
-        s = math.exp(log_s)
-        return float(np.mean(_passes(noise, noise.sd_log_base * zb, noise.sd_log * zv - log_s, s, bar)))
+        return float(np.mean(_passes(noise, *draws, math.exp(log_s), bar)))
 
     lo, hi = math.log(bar), math.log(bar) + 1.0
     while rate(hi) < power:

@@ -11,6 +11,7 @@ Every other scalar there (router_entropy, z_loss, lb_loss) is carried into Resul
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -76,8 +77,7 @@ def judge_speedup(c: SpeedupToLoss, rs) -> Verdict:
         "speedup_per_seed": [p.ratio for p in s.pairs], "censored_seeds": [p.seed for p in censored],
         "target_val_loss": stats.mean(p.target for p in s.pairs), "p_one_sided": s.p_one_sided,
         "estimate_is_upper_bound": s.bounded,
-        "noise": {"sd_log": noise.sd_log, "censor_rate": noise.censor_rate, "paired": noise.paired,
-                  "sd_log_base": noise.sd_log_base, "end_log": noise.end_log}}
+        "noise": dataclasses.asdict(noise)}
     for ax, f in zip(axes[1:], fits[1:]):
         numbers[f"speedup_{ax}"] = f.estimate
     numbers.update(_noise(rs, c.baseline, "val_loss"))
