@@ -91,6 +91,8 @@ def _mle(x, cens, scale):
     """Joint maximum likelihood of (location, log sigma) for rows of x (K, n): damped Newton from the uncensored
     mean and sd, each step halved until the likelihood rises (8 step lengths tried at once)."""
     m = x.mean(1)
+    lo_m, hi_m = x.min(1) - 30 * scale, x.max(1) + 1e4 * scale
+    lo_s = np.log(scale) - 12.0
     s = np.log(np.maximum(x.std(1), scale * 1e-3))
     x3, c3 = x[:, None, :], cens[:, None, :]
     lengths = 0.5 ** np.arange(8)
@@ -110,12 +112,15 @@ def _mle(x, cens, scale):
             dm = np.where(newton, -(hss * gm - hms * gs) / det, gm * sig[:, 0] ** 2 / x.shape[1])
             ds = np.where(newton, -(hmm * gs - hms * gm) / det, gs / (2 * x.shape[1]))
         ll0, _, _, _ = _terms(m[:, None], s[:, None], x3, c3)
-        tm, ts = m[:, None] + lengths * dm[:, None], s[:, None] + lengths * ds[:, None]
-        ll, _, _, _ = _terms(tm, ts, x3, c3)
-        ok = ll.sum(-1) >= ll0.sum(-1) - 1e-12 * np.abs(ll0.sum(-1))
-        pick = np.where(ok.any(1), ok.argmax(1), len(lengths) - 1)
-        rows = np.arange(len(m))
-        new_m, new_s = tm[rows, pick], ts[rows, pick]
+        # trial points kept inside a box no maximum leaves (sigma within e^-12 .. e^14 of the data's span)
+        tm = np.clip(m[:, None] + lengths * np.nan_to_num(dm)[:, None], lo_m[:, None], hi_m[:, None])
+        ts = np.clip(s[:, None] + lengths * np.nan_to_num(ds)[:, None], lo_s[:, None], lo_s[:, None] + 26.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            ll, _, _, _ = _terms(tm, ts, x3, c3)
+        ll = np.where(np.isfinite(ll.sum(-1)), ll.sum(-1), -np.inf)
+        ok = ll >= ll0.sum(-1) - 1e-12 * np.abs(ll0.sum(-1))
+        rows, pick, moved = np.arange(len(m)), ok.argmax(1), ok.any(1)  # no length rises: at the maximum
+        new_m, new_s = np.where(moved, tm[rows, pick], m), np.where(moved, ts[rows, pick], s)
         done = np.all((np.abs(new_m - m) < 1e-11 * scale) & (np.abs(new_s - s) < 1e-11))
         m, s = new_m, new_s
         if done:
