@@ -76,16 +76,21 @@ def main() -> None:
     for k in (3, 8):
         p, c, _ = curve_rates(n, k, 2.0, (1.1, 1.3), seed=2000 + k)
         print(f"curves, {k} seeds: PASS {p:.1%} ({c:.0%} of variant seeds censored)")
-    print("## 4. detectable speedup (3 vs 3 seeds) and its simulated power")
+    print("## 4. detectable speedup (3 vs 3 seeds unless said) and its simulated power")
     for name, noise in {"sd 0.15, ends at baseline / 1.3": speedup.SpeedupNoise(0.15, 0.0, True, 0.0,
                                                                                  -math.log(1.3)),
                         "sd 0.3, censored beyond the baseline's time": speedup.SpeedupNoise(0.3, 0.0, True, 0.0, 0.0),
-                        "unpaired, sd 0.25, target sd 0.2": speedup.SpeedupNoise(0.25, 0.0, False, 0.1, 0.0, 0.2)
+                        "unpaired, sd 0.25, target sd 0.2": speedup.SpeedupNoise(0.25, 0.0, False, 0.1, 0.0, 0.2),
+                        "sd 0.3, variant trains 1/3 of the baseline's time": speedup.SpeedupNoise(0.3, 0.0, True, 0.0,
+                                                                                                  -math.log(3)),
+                        "sd 0.3, variant trains 1/1.6, 5 seeds": speedup.SpeedupNoise(0.3, 0.0, True, 0.0,
+                                                                                      -math.log(1.6)),
                         }.items():
+        k = 5 if "5 seeds" in name else 3
         t = time.perf_counter()
-        d = speedup.detectable_speedup(noise, 3, 3, BAR)
+        d = speedup.detectable_speedup(noise, k, k, BAR)
         dt = time.perf_counter() - t
-        p = speedup.pass_rate(noise, d, 3, 3, BAR, n, seed=777)
+        p = speedup.pass_rate(noise, d, k, k, BAR, n, seed=777)
         print(f"{name}: detectable {d:.3g}x in {dt:.2f} s, simulated power there {p:.1%}")
     print("## 5. fit time per simulated data set (vectorised), 5 seeds, 40% censored")
     t = time.perf_counter()

@@ -256,7 +256,7 @@ def _passes(noise: SpeedupNoise, zb: np.ndarray, zv: np.ndarray, zt: tuple, true
 
 
 def detectable_speedup(noise: SpeedupNoise, n_base: int, n_var: int, bar: float, power: float = 0.8,
-                       n_sim: int = 400, seed: int = 0) -> float:
+                       n_sim: int = 1000, seed: int = 0) -> float:
     """The smallest true speedup this rule PASSes with `power` at this noise and these seed counts: bisection on
     the simulated pass rate (common random numbers, so the rate rises with the speedup). inf when even a 10^6x
     speedup would not PASS often enough (e.g. one variant seed)."""
