@@ -163,41 +163,23 @@ class MonotonicPower(ClaimPower):
 
 
 @dataclass(frozen=True)
-class SpeedupNoiseNow:
-    """The current speedup rule's noise: the seed sd of the per-pair log speedup (a stand-in until the rule's own
-    noise model replaces it)."""
-    log_sd: float
-
-
-def _speedup_pass_rate(noise: SpeedupNoiseNow, true_speedup: float, n_base: int, n_var: int, bar: float,
-                       n_sim: int, seed: int = 0) -> float:
-    """PASS rate of the current speedup rule (t interval, n - 1 df, on the mean log speedup of min(n_base, n_var)
-    pairs; PASS if its low end >= bar) at a true speedup. Temporary: to be replaced by speedup.pass_rate."""
-    n = min(n_base, n_var)
-    if n < 2:
-        return 0.0
-    z = np.random.default_rng(seed).standard_normal((n_sim, n))
-    logs = math.log(true_speedup) + noise.log_sd * z
-    lo = logs.mean(-1) - stats.t_quantile(0.975, n - 1) * logs.std(-1, ddof=1) / math.sqrt(n)
-    return float((lo >= math.log(bar) - 1e-9).mean())
-
-
-@dataclass(frozen=True)
 class SpeedupPower(ClaimPower):
-    speedup_noise: SpeedupNoiseNow
+    speedup_noise: speedup.SpeedupNoise
     bar: float
     axis: str
     effect_name = "speedup"
 
     def noise(self) -> str:
-        return f"per-seed log speedup ({self.axis}) sd {self.speedup_noise.log_sd:.3g}"
+        n = self.speedup_noise
+        return (f"per-seed log time to target ({self.axis}) sd {n.sd_log:.3g}, {n.censor_rate:.0%} of variant seeds "
+                f"censored, log-normal AFT")
 
     def draws(self, n_seeds=None, n_sim: int = N_SIM, seed: int = 0) -> list[np.ndarray]:
         return [np.array([k, n_sim, seed]) for k in self._n(n_seeds)]  # the rule draws its own, from the seed
 
     def _passes(self, effect, z):
         (nb, n_sim, seed), (nv, _, _) = z
-        return _speedup_pass_rate(self.speedup_noise, effect, int(nb), int(nv), self.bar, int(n_sim), int(seed))
+        return speedup.pass_rate(self.speedup_noise, effect, int(nb), int(nv), self.bar, int(n_sim), int(seed))
 
 
 # kind -> (claim spec, ResultSet) -> its ClaimPower, or None where the seeds give no noise to simulate
@@ -252,24 +234,17 @@ def monotonic_power(c, rs) -> MonotonicPower | None:
                           pooled, tuple(xs), c.direction == "decreasing", c.metric)
 
 
-def _speedup_noise(c, rs) -> tuple[SpeedupNoiseNow, float, tuple[int, int]] | None:
-    base, var = speedup.seed_curves(rs, c.baseline), speedup.seed_curves(rs, c.variant)
-    if not base or not var:
-        return None
-    s = speedup.speedup(base, var, c.axis, c.target)
-    logs = [math.log(p.ratio) for p in s.pairs]
-    sd = stats.sd(logs)
-    return (SpeedupNoiseNow(sd), s.estimate, (len(base), len(var))) if _finite(sd) else None
-
-
 @POWER_MODELS.register("speedup_to_loss")
 def speedup_power(c, rs) -> SpeedupPower | None:
-    got = _speedup_noise(c, rs)
-    if got is None:
+    base, var = speedup.seed_curves(rs, c.baseline), speedup.seed_curves(rs, c.variant)
+    if len(base) < 1 or len(var) < 2:
         return None
-    noise, estimate, n = got
-    return SpeedupPower("speedup_to_loss", n, estimate, c.min, c.min * (math.exp(noise.log_sd) - 1),
-                        noise, c.min, c.axis)
+    s, = speedup.fit_axes(base, var, [c.axis], c.target, c.min)
+    noise = speedup.SpeedupNoise.from_fit(s)
+    if not _finite(noise.sd_log):
+        return None
+    return SpeedupPower("speedup_to_loss", (len(base), len(var)), s.estimate, c.min,
+                        c.min * (math.exp(max(noise.sd_log, 0.01)) - 1), noise, c.min, c.axis)
 
 
 def claim_power(c, rs) -> ClaimPower | None:

@@ -1,5 +1,5 @@
-"""Pure statistics shared by claims and the report: seed means, t intervals, Welch, OLS, detectable effects, and
-time-to-target on seed curves with a bootstrap interval for a speedup."""
+"""Pure statistics shared by claims and the report: seed means, t intervals, Welch, OLS and detectable effects (the
+speedup's time-to-target model lives in aft.py and speedup.py)."""
 from __future__ import annotations
 
 import math

@@ -11,7 +11,7 @@ figure that ignores strict ordering (16% power here); so these tests fail on tha
 import numpy as np
 import pytest
 
-from moebench.analysis import power, stats
+from moebench.analysis import power, speedup, stats
 from moebench.analysis.claims import JUDGES, judge_all
 from moebench.config.claims import parse_claims
 from tests.synth import memory_results, run_record
@@ -147,9 +147,11 @@ def test_every_statistical_kind_has_a_power_model():
 
 
 def test_speedup_adapter_is_calibrated_at_the_bar_and_gains_power_with_seeds():
-    """The planner's stand-in for the speedup rule (log-speedup t interval): at a true speedup equal to the bar
-    it PASSes at most the nominal 2.5% (+ Monte-Carlo error), and more seeds give more power."""
-    m = power.SpeedupPower("speedup_to_loss", (3, 3), 2.0, 1.5, 0.1, power.SpeedupNoiseNow(0.2), 1.5, "steps")
+    """The planner simulates the speedup rule itself (speedup.pass_rate, the AFT judge): at a true speedup equal
+    to the bar it PASSes at most the nominal 2.5% (+ Monte-Carlo error), and more seeds give more power."""
+    noise = speedup.SpeedupNoise(sd_log=0.2, censor_rate=0.0, paired=True, sd_log_base=0.0, end_log=None,
+                                 target_sd=0.0)
+    m = power.SpeedupPower("speedup_to_loss", (3, 3), 2.0, 1.5, 0.1, noise, 1.5, "steps")
     assert m.pass_rate(1.5) <= 0.03
     assert m.pass_rate(2.0, 2) < m.pass_rate(2.0, 4) < m.pass_rate(2.0, 8)
     n = m.seeds_for_power(2.0)

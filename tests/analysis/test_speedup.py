@@ -6,7 +6,7 @@ import pytest
 
 from moebench.analysis.resultset import load_results
 from tests.analysis.claimdata import DENSE, MOE, judge, two_seed
-from tests.synth import write_run, write_suite
+from tests.synth import memory_results, run_record, write_run, write_suite
 
 SPEEDUP = dict(kind="speedup_to_loss", variant="moe", baseline="dense")
 
@@ -35,7 +35,7 @@ def test_speedup_interval_from_both_seeds_by_hand(suite):
     write_run(suite, "dense", 0, DENSE)
     write_run(suite, "dense", 1, [x + 0.01 for x in DENSE])
     write_run(suite, "moe", 0, [3.8, 2.8, 2.7, 2.5])  # reaches 2.8 at step 200 and stays below: 2.0x
-    write_run(suite, "moe", 1, [3.8, 3.21, 3.01, 2.81])  # reaches its target 2.81 only at step 400: 1.0x
+    write_run(suite, "moe", 1, [3.8, 3.21, 3.01, 2.8 + 0.01])  # reaches its target 2.81 only at step 400: 1.0x
     v = judge(load_results(suite), **SPEEDUP, axis="steps", min=1.2)
     # geometric mean sqrt(2) = 1.414; n = 2 pairs, log ratios differ by d = ln 2: se = d / 2, t(1) = 12.706
     lo, hi = v.numbers["ci95_speedup"]
@@ -88,19 +88,57 @@ def test_speedup_target_best(suite):
     assert "best val loss" in v.rule
 
 
-def test_speedup_unpaired_seeds_use_every_pairing(suite):
+def test_speedup_unpaired_seeds_each_timed_to_the_mean_target(suite):
+    # no seed in common: each moe seed is timed to the mean dense target 2.805; moe seed 5 (MOE) crosses it between
+    # 200 (3.0) and 300 (2.7) at 200 + 100 * 0.195 / 0.3 = 265, moe seed 6 (+0.01) at 200 + 100 * 0.205/0.3 = 268.3
     for s in (0, 1):
         write_run(suite, "dense", s, [x + 0.01 * s for x in DENSE])
         write_run(suite, "moe", s + 5, [x + 0.01 * s for x in MOE])
     v = judge(load_results(suite), **SPEEDUP, axis="steps", min=1.0)
-    assert v.numbers["paired"] is False and len(v.numbers["speedup_per_seed"]) == 4
+    assert v.numbers["paired"] is False and v.numbers["n"] == [2, 2]
+    assert v.numbers["speedup_per_seed"] == pytest.approx([400 / 265, 400 / (200 + 100 * 0.205 / 0.3)])
+    assert v.numbers["unpaired_seeds"] == [0, 1, 5, 6]
 
 
-def test_speedup_names_seeds_without_a_partner(suite):
+def test_speedup_names_seeds_without_a_partner_and_uses_them(suite):
     for s in (0, 1):
         write_run(suite, "dense", s, [x + 0.01 * s for x in DENSE])
         write_run(suite, "moe", s, [x + 0.01 * s for x in MOE])
-    write_run(suite, "dense", 2, [x + 0.02 for x in DENSE])  # no moe seed 2
+    write_run(suite, "dense", 2, [x + 0.02 for x in DENSE])  # no moe seed 2: still in the baseline's mean time
     v = judge(load_results(suite), **SPEEDUP, axis="steps", min=1.0)
-    assert v.numbers["paired"] is True and len(v.numbers["speedup_per_seed"]) == 2
-    assert v.numbers["unpaired_seeds"] == [2] and "not used: 2" in v.reason
+    assert v.numbers["paired"] is True and v.numbers["n"] == [3, 2]
+    assert v.numbers["unpaired_seeds"] == [2] and "without a partner" in v.reason
+
+
+FAST = (2.9, 2.6, 2.5, 2.45)
+
+
+def _three_x(base_seeds, var_seeds, slow=()):
+    """Dense seed s: DENSE + 0.01 s (reaches its final at step 400). Moe's k-th seed: FAST + 0.01 k, crossing 2.81
+    (the mean target) near step 133: about 3x, every seed. `slow` moe seeds never reach their target."""
+    recs = [run_record("synth", "dense", s, [x + 0.01 * s for x in DENSE]) for s in base_seeds]
+    recs += [run_record("synth", "moe", s, [x + 0.01 * k for x in FAST]) for k, s in enumerate(var_seeds)]
+    recs += [run_record("synth", "moe", s, [3.9, 3.5, 3.2, 3.0]) for s in slow]
+    return memory_results(recs)
+
+
+def test_speedup_more_seeds_never_a_weaker_verdict():
+    # the old rule paired by seed and dropped the rest: dense {0,1,2} vs moe {2,3,4} was n=1, CI [0, inf],
+    # INCONCLUSIVE, while dropping the shared seed (every pairing, n=2) PASSed: less data, stronger verdict
+    full = judge(_three_x((0, 1, 2), (2, 3, 4)), **SPEEDUP, axis="steps", min=2.0)
+    less = judge(_three_x((0, 1), (3, 4)), **SPEEDUP, axis="steps", min=2.0)
+    assert full.numbers["n"] == [3, 3] and len(full.numbers["speedup_per_seed"]) == 3
+    assert full.verdict == "PASS" and less.verdict == "PASS", (full.reason, less.reason)
+    assert full.numbers["speedup_steps"] == pytest.approx(3.0, rel=0.05)
+    assert full.numbers["p_one_sided"] < less.numbers["p_one_sided"]
+
+
+def test_speedup_one_slow_seed_lowers_the_estimate_not_a_veto():
+    # five moe seeds about 3x faster and one that never reaches the target (censored at step 400, bound 1x): the
+    # old rule could not PASS with a censored seed; the AFT fit counts it as slower than 400 steps
+    v = judge(_three_x(range(6), range(5), slow=(5,)), **SPEEDUP, axis="steps", min=1.2)
+    fast = judge(_three_x(range(6), range(5)), **SPEEDUP, axis="steps", min=1.2)
+    assert v.numbers["censored_seeds"] == [5] and v.verdict == "PASS", v.reason
+    assert v.numbers["speedup_steps"] < fast.numbers["speedup_steps"]
+    assert v.numbers["ci95_speedup"][0] < fast.numbers["ci95_speedup"][0]
+    print(f"\nfive 3x seeds: {fast.reason}\nplus one censored: {v.reason}")

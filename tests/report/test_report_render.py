@@ -58,7 +58,9 @@ def test_report_files_and_order(report):
     assert "| moe | all of 2; 4 experts, top-2 | expert_d_ff 32 (solved) | 33.3 k | 25.2 k | 400 | 0.04 | 10 M |" in md
     assert "| dense | 2 | 2.805 | 0.00707 |" in md  # noise floor: sd of 2.8, 2.81
     assert "| switch speedup | PASS | 0.00707 (dense val_loss) | 0.31 final val loss | 43.8 |" in md
-    assert "speedup_tokens = 1.509 [1.39, 1.63]" in md
+    # Welch's t on log times (nothing censored): moe reaches 2.8 at 266.7 and 2.81 at 263.3 tokens-steps, dense
+    # both at 400; t(1) 12.706 x half the log difference 0.01258 / 2 = +-0.0799 around ln 1.5095
+    assert "speedup_tokens = 1.509 [1.39, 1.64]" in md
     assert "n/a (no peak recorded)" in md
     # the load table is per layer, never summed over layers: loads (.3 .2 .25 .25) and (.1 .4 .2 .3)
     assert re.search(r"## Expert load per layer[\s\S]*\| moe \| 0 \| 0\.2 \| 0\.2 \| 0\.141 \| 0 \|\n"
