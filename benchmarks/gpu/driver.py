@@ -169,6 +169,10 @@ def dry_run_checks(work: Path, env: dict) -> list[dict]:
           rc == 0 and "quickstart-gpu" in text, text)
     rc, text = call([sys.executable, "benchmarks/gpu/kernel_table.py", "--check"])
     check("kernel table imports without the data/eval stack and has the three shapes", rc == 0, text)
+    from image import PROBE
+
+    rc, text = call([sys.executable, "-c", PROBE])
+    check("the setup stage's import probe runs (here: without CUDA)", rc == 0 and '"evidence"' in text, text)
     checks.append(_collect_check(call))
     return checks
 

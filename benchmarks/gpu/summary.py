@@ -108,6 +108,8 @@ def render(data: dict) -> str:
              f"device: {env.get('device') or '-'}; python {env.get('python') or data.get('python')}, torch "
              f"{env.get('torch') or '-'}, triton {env.get('triton') or '-'}; caps sum to {data['total_cap_s']} s"
              + (f"; wall {data['wall_s']} s" if data.get("wall_s") is not None else ""), ""]
+    if env.get("evidence"):  # the name `moebench bench kernels` gives this device's table
+        lines += [f"Commit this file as {env['evidence']} (docs/kernels.md, One-call GPU check).", ""]
     lines += _table(["stage", "what", "cap s", "wall s", "status", "result"],
                     [[s["name"], s["title"], s["cap_s"], s["seconds"], s["status"], _stage_result(s)] for s in stages])
     checks = data.get("dry_run_checks")
