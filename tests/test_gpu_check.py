@@ -22,7 +22,7 @@ STAGE_FILES = {f"{s.name}.log" for s in driver.stages(Path("/tmp"))}
 
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    return {**env, "PYTHONPATH": str(REPO), "MOEBENCH_PYTHON": sys.executable, **extra}
+    return {**env, "PYTHONPATH": os.pathsep.join([str(REPO), str(GPU)]), "MOEBENCH_PYTHON": sys.executable, **extra}
 
 
 def test_dry_run_validates_and_writes_the_layout(tmp_path):
@@ -100,14 +100,14 @@ def test_the_cuda_plugin_moves_default_tensors_and_generators_and_logs_each_test
     ids = ["tests/kernels/test_routing_permute.py::test_softmax_topk_half_logits_and_bad_k",
            "tests/kernels/test_moe_ops.py::test_no_assignments_gives_zeros",
            *driver_deselected()]
-    p = subprocess.run([sys.executable, "-m", "pytest", *ids, "-q", "-p", "benchmarks.gpu.cuda_tests",
+    p = subprocess.run([sys.executable, "-m", "pytest", *ids, "-q", "-p", driver.PLUGIN,
                         "-p", "no:cacheprovider"], cwd=REPO,
                        env=_env(MOEBENCH_TEST_DEVICE="cpu", MOEBENCH_TEST_LOG=str(log), TRITON_INTERPRET="1"),
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     got = summary.read_test_log(log)
     assert got["counts"]["passed"] == 2 and got["counts"]["deselected"] == len(driver_deselected()) >= 1
-    check = ("import torch, os; os.environ['MOEBENCH_TEST_DEVICE']='cpu'; from benchmarks.gpu import cuda_tests; "
+    check = ("import torch, os; os.environ['MOEBENCH_TEST_DEVICE']='cpu'; import cuda_tests; "
              "G = cuda_tests._device_generator('cpu'); torch.Generator = G; g = torch.Generator(); "
              "assert isinstance(g, G) and isinstance(torch.default_generator, G) and g.device.type == 'cpu'")
     assert subprocess.run([sys.executable, "-c", check], cwd=REPO, env=_env(), timeout=120).returncode == 0

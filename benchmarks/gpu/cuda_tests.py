@@ -1,6 +1,6 @@
 """pytest plugin for the one-call GPU check (benchmarks/gpu/driver.py): runs CPU-written tests on a CUDA device.
 
-`python -m pytest -p benchmarks.gpu.cuda_tests ...` with MOEBENCH_TEST_DEVICE=cuda and TRITON_INTERPRET=0 (tests/
+`python -m pytest -p cuda_tests ...` (benchmarks/gpu on PYTHONPATH) with MOEBENCH_TEST_DEVICE=cuda and TRITON_INTERPRET=0 (tests/
 conftest.py only sets the interpreter on when the variable is unset, so "0" reaches Triton and our kernels compile
 for the GPU):
 - every factory call without a device makes its tensor on the test device (`torch.set_default_device`), so the

@@ -33,7 +33,8 @@ REPO = HERE.parents[1]
 TOTAL_CAP_S = 240
 MAX_FILES = 8
 KILL_AFTER_S = 5  # `timeout -k`: SIGKILL this long after SIGTERM, so a hung CUDA call cannot outlive its cap
-QUICKSTART_SETS = ("train.steps=100", "train.warmup_steps=10", "eval.interval=25")  # ~1 min of the gpu preset
+QUICKSTART_SETS = ("train.steps=60", "train.warmup_steps=6", "eval.interval=20")  # 6 runs + report in ~1 min
+PLUGIN = "cuda_tests"  # benchmarks/gpu/cuda_tests.py, on PYTHONPATH by its folder (no `benchmarks` package needed)
 PYTEST_TESTS = {"kernel-tests": ("tests/kernels",),
                 "cuda-checks": ("tests/models/test_precision.py", "tests/models/test_host_syncs.py",
                                 "tests/kernels/test_no_host_sync.py")}
@@ -61,7 +62,7 @@ class Outcome:
 
 
 def _pytest(name: str, work: Path, py: str, parallel: bool) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-    argv = [py, "-m", "pytest", *PYTEST_TESTS[name], "-q", "-p", "benchmarks.gpu.cuda_tests", "-p", "no:cacheprovider"]
+    argv = [py, "-m", "pytest", *PYTEST_TESTS[name], "-q", "-p", PLUGIN, "-p", "no:cacheprovider"]
     if parallel and importlib.util.find_spec("xdist"):
         argv += ["-n", "8"]  # Triton compiles every kernel variant once per process: 16 cores, 8 workers
     if importlib.util.find_spec("pytest_timeout"):
@@ -95,8 +96,8 @@ def stages(work: Path, py: str = sys.executable) -> list[Stage]:
 
 def base_env(work: Path) -> dict:
     env = dict(os.environ)
-    # the installed wheels first; the checkout for `-p benchmarks.gpu.cuda_tests` and the tests' `tests.` imports
-    env["PYTHONPATH"] = os.pathsep.join([str(work / "site"), str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    # the installed wheels first; the checkout for the tests' `tests.` imports; this folder for `-p cuda_tests`
+    env["PYTHONPATH"] = os.pathsep.join([str(work / "site"), str(REPO), str(HERE)] + [p for p in [env.get("PYTHONPATH")] if p])
     env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     return env
 
@@ -182,7 +183,7 @@ def _collect_check(call) -> dict:
     import cuda_tests
 
     tests = [t for s in PYTEST_TESTS.values() for t in s]
-    rc, text = call([sys.executable, "-m", "pytest", *tests, "--collect-only", "-q", "-p", "benchmarks.gpu.cuda_tests",
+    rc, text = call([sys.executable, "-m", "pytest", *tests, "--collect-only", "-q", "-p", PLUGIN,
                      "-p", "no:cacheprovider"])
     ids = {line.strip() for line in text.splitlines() if "::" in line}
     stale = [n for n in cuda_tests.DESELECT if not any(i.startswith(n) for i in ids)]
