@@ -39,7 +39,7 @@ def test_dry_run_validates_and_writes_the_layout(tmp_path):
     checks = data["dry_run_checks"]
     assert len(checks) >= 10 and all(c["ok"] for c in checks), [c for c in checks if not c["ok"]]
     text = (out / "summary.md").read_text()
-    assert "| kernel-tests | kernel tests, un-interpreted | 70 |" in text and "skipped: dry run" in text
+    assert "| kernel-tests | kernel tests, un-interpreted | 80 |" in text and "skipped: dry run" in text
     assert "TRITON_INTERPRET" not in (out / "kernel-tests.log").read_text()  # the env, not the command line, sets it
     quick = next(s for s in data["stages"] if s["name"] == "quickstart")["command"]
     assert "--preset gpu" in quick and "train.device=cuda" in quick
@@ -107,6 +107,7 @@ def test_the_cuda_plugin_moves_default_tensors_and_generators_and_logs_each_test
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     got = summary.read_test_log(log)
     assert got["counts"]["passed"] == 2 and got["counts"]["deselected"] == len(driver_deselected()) >= 1
+    assert got["counts"]["not run"] == 0
     check = ("import torch, os; os.environ['MOEBENCH_TEST_DEVICE']='cpu'; import cuda_tests; "
              "G = cuda_tests._device_generator('cpu'); torch.Generator = G; g = torch.Generator(); "
              "assert isinstance(g, G) and isinstance(torch.default_generator, G) and g.device.type == 'cpu'")
@@ -126,12 +127,13 @@ def test_summary_reads_partial_logs_and_renders_every_section(tmp_path):
              {"nodeid": "b", "outcome": "failed", "when": "call", "seconds": 0.1, "reason": "AssertionError: 3 != 4"},
              {"nodeid": "c", "outcome": "skipped", "when": "setup", "seconds": 0, "reason": "no bf16"},
              {"nodeid": "d", "outcome": "passed", "when": "call", "seconds": 0.1}]
+    lines += [{"collected": 7}, {"collected": 7}]  # two xdist workers; e, f and g never ran
     log.write_text("\n".join(json.dumps(x) for x in lines) + '\n{"nodeid": "e", "outc')  # killed mid-line
     got = summary.read_test_log(log)
-    assert got["counts"] == {"failed": 1, "error": 1, "skipped": 1, "deselected": 0, "passed": 1}
-    row = {"shape": "fine", "E": 64, "k": 8, "d_model": 2048, "expert_width": 1024, "tokens": 16384, "dtype": "bfloat16",
-           "path": "triton", "fwd_tflops": 301.5, "fwd_frac_dense": 0.41, "fwd_ms": 1.0, "fwd_bwd_tflops": 250.0,
-           "fwd_bwd_frac_dense": 0.37, "note": ""}
+    assert got["counts"] == {"failed": 1, "error": 1, "skipped": 1, "deselected": 0, "passed": 1, "not run": 3}
+    row = {"shape": "fine", "E": 64, "k": 8, "d_model": 2048, "expert_width": 1024, "tokens": 16384,
+           "dtype": "bfloat16", "path": "triton", "fwd_tflops": 301.5, "fwd_frac_dense": 0.41, "fwd_ms": 1.0,
+           "fwd_bwd_tflops": 250.0, "fwd_bwd_frac_dense": 0.37, "note": ""}
     data = {"mode": "run", "started": "t", "total_cap_s": 240, "wall_s": 200.0, "stages": [
         {"name": "setup", "title": "s", "cap_s": 25, "seconds": 9.0, "status": "ok",
          "result": {"device": "NVIDIA H100 80GB HBM3", "torch": "2.11.0", "triton": "3.6.0", "installed": ["x"]}},
@@ -143,7 +145,7 @@ def test_summary_reads_partial_logs_and_renders_every_section(tmp_path):
                       "tokens_per_s": 1e6, "step_ms": 8.0, "val_loss": 1.5}],
             "verdicts": [{"name": "MoE-8 balanced", "verdict": "PASS", "reason": "entropy 0.99"}]}}]}
     text = summary.render(data)
-    assert "device: NVIDIA H100 80GB HBM3" in text and "| 1 passed, 1 failed, 1 error, 1 skipped |" in text
+    assert "device: NVIDIA H100 80GB HBM3" in text and "| 1 passed, 1 failed, 1 error, 1 skipped, 3 not run |" in text
     assert "| fine | 64 | 8 | 2048 | 1024 | 16384 | bfloat16 | triton | 302 | 0.41 | 250 | 0.37 | - |" in text
     assert "AssertionError: 3 != 4" in text and "| MoE-8 balanced | PASS | entropy 0.99 |" in text
     assert "claims PASS 1" in text

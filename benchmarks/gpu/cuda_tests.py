@@ -1,8 +1,8 @@
 """pytest plugin for the one-call GPU check (benchmarks/gpu/driver.py): runs CPU-written tests on a CUDA device.
 
-`python -m pytest -p cuda_tests ...` (benchmarks/gpu on PYTHONPATH) with MOEBENCH_TEST_DEVICE=cuda and TRITON_INTERPRET=0 (tests/
-conftest.py only sets the interpreter on when the variable is unset, so "0" reaches Triton and our kernels compile
-for the GPU):
+`python -m pytest -p cuda_tests ...` (benchmarks/gpu on PYTHONPATH) with MOEBENCH_TEST_DEVICE=cuda and
+TRITON_INTERPRET=0 (tests/conftest.py only sets the interpreter on when the variable is unset, so "0" reaches
+Triton and our kernels compile for the GPU):
 - every factory call without a device makes its tensor on the test device (`torch.set_default_device`), so the
   modules, inputs and references of the kernel, dtype and sync tests all live on the GPU;
 - `torch.Generator()` without a device makes a generator on the test device: the tests seed their inputs with
@@ -59,6 +59,8 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    # how many tests the stage had, so a stage stopped at its cap says how many never ran
+    _log({"collected": len(items)}, any_process=True)
     if not os.environ.get("MOEBENCH_TEST_DEVICE"):
         return
     keep, dropped = [], []

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,7 +69,8 @@ def _pytest(name: str, work: Path, py: str, parallel: bool) -> tuple[tuple[str, 
     if importlib.util.find_spec("pytest_timeout"):
         argv += ["--timeout", "45"]  # one hung kernel (an empty expert, say) must not eat the stage's cap
     # TRITON_INTERPRET=0, not unset: tests/conftest.py switches the interpreter on only when the variable is unset
-    env = (("TRITON_INTERPRET", "0"), ("MOEBENCH_TEST_DEVICE", "cuda"), ("MOEBENCH_TEST_LOG", str(work / f"{name}.jsonl")))
+    env = (("TRITON_INTERPRET", "0"), ("MOEBENCH_TEST_DEVICE", "cuda"),
+           ("MOEBENCH_TEST_LOG", str(work / f"{name}.jsonl")))
     return tuple(argv), env
 
 
@@ -83,21 +85,22 @@ def stages(work: Path, py: str = sys.executable) -> list[Stage]:
         Stage("setup", "install wheels + moebench (--no-deps, offline)", 25,
               (py, "benchmarks/gpu/image.py", "install", str(work / "site")),
               needs=("benchmarks/gpu/image.py", "benchmarks/gpu/wheels", "pyproject.toml")),
-        Stage("kernel-tests", "kernel tests, un-interpreted", 70, kt_argv, kt_env,
+        Stage("kernel-tests", "kernel tests, un-interpreted", 80, kt_argv, kt_env,
               needs=("benchmarks/gpu/cuda_tests.py",) + PYTEST_TESTS["kernel-tests"]),
-        Stage("kernel-bench", "kernel table: Triton vs torch._grouped_mm vs dense GEMM", 50,
+        Stage("kernel-bench", "kernel table: Triton vs torch._grouped_mm vs dense GEMM", 45,
               (py, "benchmarks/gpu/kernel_table.py", str(work / "kernel-bench.json")),
               needs=("benchmarks/gpu/kernel_table.py",)),
         Stage("cuda-checks", "dtype and host-sync checks on CUDA", 35, cc_argv, cc_env,
               needs=("benchmarks/gpu/cuda_tests.py",) + PYTEST_TESTS["cuda-checks"]),
-        Stage("quickstart", "quickstart --preset gpu, short", 60, tuple(quick), needs=("suites/quickstart.yaml",)),
+        Stage("quickstart", "quickstart --preset gpu, short", 55, tuple(quick), needs=("suites/quickstart.yaml",)),
     ]
 
 
 def base_env(work: Path) -> dict:
     env = dict(os.environ)
     # the installed wheels first; the checkout for the tests' `tests.` imports; this folder for `-p cuda_tests`
-    env["PYTHONPATH"] = os.pathsep.join([str(work / "site"), str(REPO), str(HERE)] + [p for p in [env.get("PYTHONPATH")] if p])
+    paths = [str(work / "site"), str(REPO), str(HERE)] + [p for p in [env.get("PYTHONPATH")] if p]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     return env
 
@@ -108,7 +111,8 @@ def run_stage(stage: Stage, env: dict, log: Path) -> tuple[str, float]:
     with log.open("w") as f:
         f.write(f"$ {shlex.join(stage.argv)}\n# cap {stage.cap_s} s\n")
         f.flush()
-        rc = subprocess.run(argv, cwd=REPO, env={**env, **dict(stage.env)}, stdout=f, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(argv, cwd=REPO, env={**env, **dict(stage.env)}, stdout=f,
+                            stderr=subprocess.STDOUT).returncode
     seconds = time.monotonic() - t0
     if rc in (124, 137):  # timeout's own codes: TERM at the cap, KILL after the grace period
         return f"timed out at the {stage.cap_s} s cap", seconds
@@ -143,7 +147,8 @@ def dry_run_checks(work: Path, env: dict) -> list[dict]:
         checks.append({"check": name, "ok": bool(ok), "detail": str(detail)[-600:]})
 
     def call(argv, extra=None, timeout=300):
-        p = subprocess.run(argv, cwd=REPO, env={**env, **(extra or {})}, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(argv, cwd=REPO, env={**env, **(extra or {})}, capture_output=True, text=True,
+                           timeout=timeout)
         return p.returncode, (p.stdout + p.stderr).strip()
 
     rc, text = call(["bash", "-n", str(HERE / "run.sh")])
@@ -152,15 +157,17 @@ def dry_run_checks(work: Path, env: dict) -> list[dict]:
     total = sum(s.cap_s for s in st)
     check(f"stage caps sum to {total} s <= {TOTAL_CAP_S} s", total <= TOTAL_CAP_S,
           ", ".join(f"{s.name} {s.cap_s}" for s in st))
-    check(f"OUTDIR holds {2 + len(st)} files <= {MAX_FILES}", 2 + len(st) <= MAX_FILES, "summary.md, results.json, logs")
+    check(f"OUTDIR holds {2 + len(st)} files <= {MAX_FILES}", 2 + len(st) <= MAX_FILES,
+          "summary.md, results.json, logs")
     missing = [p for s in st for p in s.needs if not (REPO / p).exists()]
     check("every stage's files exist", not missing, missing)
     tools = {s.argv[0] for s in st} | {"timeout", "bash"}
-    absent = [t for t in tools if not (Path(t).exists() or subprocess.run(["which", t], capture_output=True).returncode == 0)]
+    absent = [t for t in tools if not (Path(t).exists() or shutil.which(t))]
     check("every stage's program exists", not absent, absent)
     check("pytest is installed", importlib.util.find_spec("pytest") is not None)
     rc, text = call([sys.executable, "benchmarks/gpu/image.py", "wheels"])
-    check("carried wheels match what the run path needs (platform, dependencies, requirements/test.lock)", rc == 0, text)
+    check("carried wheels match what the run path needs (platform, dependencies, requirements/test.lock)",
+          rc == 0, text)
     rc, text = call([sys.executable, "benchmarks/gpu/image.py", "imports"])
     check("every moebench module imports with only the device image + the wheels", rc == 0, text)
     plan = [sys.executable, "benchmarks/gpu/image.py", "run", "-m", "moebench", "plan", "suites/quickstart.yaml",

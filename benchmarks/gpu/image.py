@@ -32,7 +32,8 @@ DEVICE_LIST = HERE / "device-packages.txt"
 PYTHON_TAG = "cp312"  # the device's Python 3.12.3
 # Modules a quickstart run never imports and that need what the image lacks: lm-eval tasks (suite `eval.tasks`)
 NOT_ON_RUN_PATH = {"moebench.evals.harness": "lm-eval tasks; the quickstart's eval is validation loss only"}
-_WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl$")
+_WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-(?P<py>[^-]+)-(?P<abi>[^-]+)-"
+                    r"(?P<plat>[^-]+)\.whl$")
 
 
 def canonical(name: str) -> str:

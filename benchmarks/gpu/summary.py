@@ -13,16 +13,22 @@ WORST = ("failed", "error", "skipped", "deselected", "passed")  # one node id's 
 def read_test_log(path: Path) -> dict:
     """Counts and failures from the JSON lines benchmarks/gpu/cuda_tests.py appends, one outcome per node id."""
     by_id: dict[str, dict] = {}
+    collected = 0
     lines = path.read_text().splitlines() if path.exists() else []
     for line in lines:
         try:
             e = json.loads(line)
         except ValueError:  # a line cut off by the kill at the cap
             continue
+        if "collected" in e:  # one line per collecting process (each xdist worker collects everything)
+            collected = max(collected, e["collected"])
+            continue
         old = by_id.get(e["nodeid"])
         if old is None or WORST.index(_kind(e)) < WORST.index(_kind(old)):
             by_id[e["nodeid"]] = e
     counts = {k: sum(_kind(e) == k for e in by_id.values()) for k in WORST}
+    # deselected tests are among the collected ones; those with no outcome never ran (the stage hit its cap)
+    counts["not run"] = max(0, collected - len(by_id))
     bad = [{"test": n, "outcome": _kind(e), "reason": e.get("reason", "")} for n, e in sorted(by_id.items())
            if _kind(e) in ("failed", "error", "skipped", "deselected")]
     return {"counts": counts, "not_passed": bad}
@@ -46,7 +52,8 @@ def read_quickstart(results: Path, reports: Path) -> dict:
         runs.append({"variant": d.get("variant"), "seed": d.get("seed"), "status": d.get("status"),
                      "backend": d.get("backend"), "device": env.get("device_name"), "steps": d.get("steps"),
                      "tokens_per_s": d.get("tokens_per_s_median"), "step_ms": _ms(d.get("step_time_median_s")),
-                     "val_loss": (d.get("final") or {}).get("val_loss"), "peak_memory_bytes": d.get("peak_memory_bytes")})
+                     "val_loss": (d.get("final") or {}).get("val_loss"),
+                     "peak_memory_bytes": d.get("peak_memory_bytes")})
     verdicts = []
     for v in sorted(reports.glob("*/verdicts.json")):
         try:
@@ -88,7 +95,8 @@ def _stage_result(st: dict) -> str:
     r = st.get("result") or {}
     if "counts" in r:
         c = r["counts"]
-        return ", ".join(f"{c[k]} {k}" for k in ("passed", "failed", "error", "skipped", "deselected") if c.get(k))
+        keys = ("passed", "failed", "error", "skipped", "deselected", "not run")
+        return ", ".join(f"{c[k]} {k}" for k in keys if c.get(k))
     if "rows" in r:
         return f"{sum('fwd_ms' in x for x in r['rows'])} timed rows, {sum('fwd_ms' not in x for x in r['rows'])} not"
     if "verdicts" in r:
@@ -97,7 +105,8 @@ def _stage_result(st: dict) -> str:
             tally[v["verdict"]] = tally.get(v["verdict"], 0) + 1
         return f"{len(r['runs'])} runs; claims " + (", ".join(f"{k} {n}" for k, n in sorted(tally.items())) or "none")
     if "device" in r:
-        return f"{r.get('device')}; torch {r.get('torch')}, triton {r.get('triton')}; installed {len(r.get('installed', []))} wheels"
+        return (f"{r.get('device')}; torch {r.get('torch')}, triton {r.get('triton')}; "
+                f"installed {len(r.get('installed', []))} wheels")
     return ""
 
 
@@ -116,11 +125,13 @@ def render(data: dict) -> str:
     if checks:
         lines += ["", "## Dry-run checks", ""]
         lines += _table(["check", "ok", "detail"],
-                        [[c["check"], "ok" if c["ok"] else "FAILED", "" if c["ok"] else c["detail"][-300:]] for c in checks])
+                        [[c["check"], "ok" if c["ok"] else "FAILED", "" if c["ok"] else c["detail"][-300:]]
+                         for c in checks])
     rows = next((s["result"].get("rows") for s in stages if s["name"] == "kernel-bench"), None)
     if rows:
         lines += ["", "## Kernel table", "",
-                  "TFLOP/s on active FLOPs (6*T*k*d*f forward, 18*T*k*d*f forward+backward); '/ dense' = time of a dense "
+                  "TFLOP/s on active FLOPs (6*T*k*d*f forward, 18*T*k*d*f forward+backward); '/ dense' = time of "
+                  "a dense "
                   "GEMM of the same FLOPs in the same run divided by the path's time.", ""]
         lines += _table(["shape", "E", "k", "d", "f", "tokens", "dtype", "path", "fwd TFLOP/s", "fwd / dense",
                          "fwd+bwd TFLOP/s", "fwd+bwd / dense", "note"],
