@@ -169,3 +169,22 @@ def test_install_keeps_newer_image_packages_but_always_the_carried_pydantic_pair
     image_has = {"typing-extensions": "4.17.1", "pydantic": "2.20.0", "annotated-types": "0.7.0"}.get
     todo, kept = image.to_install(carried, image_has)
     assert sorted(todo) == ["a.whl", "p.whl", "pc.whl", "t.whl"] and kept == {"typing-extensions": "4.17.1"}
+
+
+def test_the_fallback_finder_maps_moebench_kernels_without_an_install(tmp_path):
+    """If `pip install -e` fails on the device, site/sitecustomize.py maps moebench.kernels to the checkout; -S
+    keeps this venv's own editable install out, so only the written finder can make the import work."""
+    import image
+
+    image.write_kernels_finder(tmp_path)
+    code = ("import importlib.util, sitecustomize, moebench.kernels; print(moebench.kernels.__file__); "
+            "print(importlib.util.find_spec('moebench.kernels.timing').origin)")  # found, not run (torch)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    p = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=60)
+    kernels = REPO / "kernels" / "moebench_kernels"
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == [str(kernels / "__init__.py"), str(kernels / "timing.py")]
+    without = subprocess.run([sys.executable, "-S", "-c", "import moebench.kernels"], cwd=tmp_path,
+                             env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60)
+    assert without.returncode != 0  # the check can fail: without the finder the import does not resolve

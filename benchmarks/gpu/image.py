@@ -150,10 +150,41 @@ def install(site: Path) -> dict:
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir"]
     if todo:
         subprocess.run(pip + ["--upgrade", "--target", str(site)] + todo, check=True)
-    subprocess.run(pip + ["--no-build-isolation", "-e", str(REPO)], check=True)
+    editable = subprocess.run(pip + ["--no-build-isolation", "-e", str(REPO)]).returncode == 0
+    if not editable:  # e.g. a setuptools older than pyproject's >=68 in the image: map the package ourselves
+        write_kernels_finder(site)
     # A fresh interpreter (PYTHONPATH holds `site`, set by the driver) imports what the stages need.
     probe = subprocess.run([sys.executable, "-c", PROBE], check=True, capture_output=True, text=True).stdout
-    return {"installed": [Path(t).name for t in todo], "kept_from_image": kept, **json.loads(probe)}
+    return {"installed": [Path(t).name for t in todo], "kept_from_image": kept,
+            "moebench": "pip install -e" if editable else "sitecustomize finder (pip install -e failed)",
+            **json.loads(probe)}
+
+
+FINDER = """\"\"\"Written by benchmarks/gpu/image.py because `pip install -e` failed: maps moebench.kernels to the
+checkout's kernels/moebench_kernels (pyproject's package-dir; what setuptools' editable finder does). The checkout
+itself is on PYTHONPATH, so `moebench` is found there.\"\"\"
+import importlib.util
+import sys
+
+KERNELS = {kernels!r}
+
+
+class _MoebenchKernels:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "moebench.kernels":
+            return None
+        return importlib.util.spec_from_file_location(name, KERNELS + "/__init__.py",
+                                                      submodule_search_locations=[KERNELS])
+
+
+sys.meta_path.append(_MoebenchKernels)
+"""
+
+
+def write_kernels_finder(site: Path) -> None:
+    """site/sitecustomize.py (imported at start-up from PYTHONPATH, by every stage's processes too)."""
+    (site / "sitecustomize.py").write_text(FINDER.format(kernels=str(REPO / "kernels" / "moebench_kernels")))
 
 
 PROBE = """
