@@ -149,6 +149,8 @@ def test_summary_reads_partial_logs_and_renders_every_section(tmp_path):
     assert "| fine | 64 | 8 | 2048 | 1024 | 16384 | bfloat16 | triton | 302 | 0.41 | 250 | 0.37 | - |" in text
     assert "AssertionError: 3 != 4" in text and "| MoE-8 balanced | PASS | entropy 0.99 |" in text
     assert "claims PASS 1" in text
+    (tmp_path / "cut.json").write_text('[{"shape": "coarse", "fwd_ms"')  # a write cut off at the cap
+    assert summary.read_json(tmp_path / "cut.json", []) == [] and summary.read_json(tmp_path / "none.json", {}) == {}
 
 
 @pytest.mark.parametrize("preset, name", [(None, "quickstart"), ("cpu", "quickstart"), ("gpu", "quickstart-gpu")])

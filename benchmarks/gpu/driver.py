@@ -124,8 +124,7 @@ def collect(stage: Stage, work: Path, log: Path) -> dict:
     if stage.name in PYTEST_TESTS:
         return summary.read_test_log(work / f"{stage.name}.jsonl")
     if stage.name == "kernel-bench":
-        path = work / "kernel-bench.json"
-        return {"rows": json.loads(path.read_text()) if path.exists() else []}
+        return {"rows": summary.read_json(work / "kernel-bench.json", [])}
     if stage.name == "quickstart":
         return summary.read_quickstart(work / "results", work / "reports")
     if stage.name == "setup":

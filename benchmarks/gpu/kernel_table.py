@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     for shape in todo:
         rows += run_kernel_bench(shapes=[shape], device="cuda")
-        args.out.write_text(json.dumps(rows, indent=1))
+        tmp = args.out.with_suffix(".tmp")  # renamed into place: a kill at the cap never leaves half a file
+        tmp.write_text(json.dumps(rows, indent=1))
+        tmp.replace(args.out)
         print(f"{shape['name']}: {len(rows)} rows so far", flush=True)
     return 0
 

@@ -64,6 +64,14 @@ def read_quickstart(results: Path, reports: Path) -> dict:
     return {"runs": runs, "verdicts": verdicts}
 
 
+def read_json(path: Path, default):
+    """The file's JSON, or `default` when it is missing or was cut off."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
 def _ms(seconds):
     return None if seconds is None else seconds * 1e3
 
