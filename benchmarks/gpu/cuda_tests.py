@@ -80,7 +80,8 @@ def pytest_runtest_logreport(report):
         entry = {"nodeid": report.nodeid, "outcome": report.outcome, "when": report.when,
                  "seconds": round(report.duration, 3)}
         if report.outcome != "passed":
-            text = str(report.longrepr) if report.longrepr is not None else ""
+            rep = report.longrepr  # a skip's is (path, line, why)
+            text = rep[2] if isinstance(rep, tuple) else str(rep) if rep is not None else ""
             entry["reason"] = text.strip().splitlines()[-1][:300] if text.strip() else ""
         _log(entry)
 
