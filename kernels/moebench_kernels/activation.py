@@ -61,10 +61,10 @@ def _up_act_kernel(x_ptr, tok_ptr, stride_xm, stride_xk,
             w_mask = k_mask[:, None] & n_mask[None, :]
             kw = kk[:, None].to(tl.int64) * stride_wk
             acc_u = tl.dot(a, tl.load(wu_ptr + w_off + kw, mask=w_mask, other=0.0), acc_u,
-                           input_precision=PRECISION)
+                           input_precision=PRECISION, out_dtype=acc_u.dtype)
             if ACT == 2:
                 acc_g = tl.dot(a, tl.load(wg_ptr + w_off + kw, mask=w_mask, other=0.0), acc_g,
-                               input_precision=PRECISION)
+                               input_precision=PRECISION, out_dtype=acc_g.dtype)
         mask = row_mask[:, None] & n_mask[None, :]
         off = rows[:, None].to(tl.int64) * stride_hm + offs_n[None, :] * stride_hn
         out_ty = h_ptr.dtype.element_ty

@@ -31,16 +31,19 @@ def _combine_kernel(rows_ptr, stride_rm, stride_rn, src_ptr, start_ptr, out_ptr,
     n_mask = offs_n < N
     seg = tl.load(start_ptr + offs_t, mask=t_mask, other=0)
     cnt = tl.load(start_ptr + offs_t + 1, mask=t_mask, other=0) - seg
+    # The per-token values as [BLOCK_T, 1] columns before the loop: a 1-D masked load inside it (mask and pointer
+    # in two layouts) breaks Triton 3.6's layout pass ("mask type matches ptr type"; the device image's Triton).
+    seg_c, cnt_c, t_mask_c = seg[:, None], cnt[:, None], t_mask[:, None]
     if IS_F64:
         acc = tl.zeros((BLOCK_T, BLOCK_N), dtype=tl.float64)
     else:
         acc = tl.zeros((BLOCK_T, BLOCK_N), dtype=tl.float32)
     # Row j of every token in the tile at once; the j order is the fixed summation order.
     for j in range(0, tl.max(cnt, axis=0)):
-        live = t_mask & (j < cnt)
-        src = tl.load(src_ptr + seg + j, mask=live, other=0)
-        acc += tl.load(rows_ptr + src[:, None].to(tl.int64) * stride_rm + offs_n[None, :] * stride_rn,
-                       mask=live[:, None] & n_mask[None, :], other=0.0).to(acc.dtype)
+        live = t_mask_c & (j < cnt_c)
+        src = tl.load(src_ptr + seg_c + j, mask=live, other=0)
+        acc += tl.load(rows_ptr + src.to(tl.int64) * stride_rm + offs_n[None, :] * stride_rn,
+                       mask=live & n_mask[None, :], other=0.0).to(acc.dtype)
     tl.store(out_ptr + offs_t[:, None].to(tl.int64) * stride_om + offs_n[None, :] * stride_on,
              acc.to(out_ptr.dtype.element_ty), mask=t_mask[:, None] & n_mask[None, :])
 

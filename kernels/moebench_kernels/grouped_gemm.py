@@ -31,7 +31,9 @@ def mm_tile(acc, a_ptr, a_rows, row_mask, stride_am, stride_ak, w_ptr, stride_wk
         a = tl.load(a_base + kk[None, :] * stride_ak, mask=row_mask[:, None] & k_mask[None, :], other=0.0)
         w = tl.load(w_base + kk[:, None].to(tl.int64) * stride_wk, mask=k_mask[:, None] & n_mask[None, :],
                     other=0.0)
-        acc = tl.dot(a, w, acc, input_precision=PRECISION)
+        # out_dtype names the accumulator's dtype: Triton 3.6 (the device image's) asserts the fp64 accumulator
+        # equals its float32 default; later Tritons infer it
+        acc = tl.dot(a, w, acc, input_precision=PRECISION, out_dtype=acc.dtype)
     return acc
 
 

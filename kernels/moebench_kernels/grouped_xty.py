@@ -82,11 +82,11 @@ def _xty_kernel(x_ptr, x_idx_ptr, stride_xm, stride_xk,
             if SCALE_Y:
                 sc = tl.load(scale_ptr + rows, mask=r_mask, other=0.0).to(acc.dtype)
                 y = (y.to(acc.dtype) * sc[:, None]).to(y_ptr.dtype.element_ty)
-            acc = tl.dot(xt, y, acc, input_precision=PRECISION)
+            acc = tl.dot(xt, y, acc, input_precision=PRECISION, out_dtype=acc.dtype)
             if DUAL:
                 y2 = tl.load(y2_ptr + yr[:, None].to(tl.int64) * stride_y2m + offs_n[None, :] * stride_y2n,
                              mask=y_mask, other=0.0)
-                acc2 = tl.dot(xt, y2, acc2, input_precision=PRECISION)
+                acc2 = tl.dot(xt, y2, acc2, input_precision=PRECISION, out_dtype=acc2.dtype)
         mask = k_mask[:, None] & n_mask[None, :]
         if tl.load(n_splits_ptr + e) == 1:  # the expert's only split: this is its dW, no reduction needed
             off = e.to(tl.int64) * stride_oe + offs_k[:, None].to(tl.int64) * stride_ok + offs_n[None, :] * stride_on

@@ -130,7 +130,8 @@ def _check_variant_override(data: dict, key: str, value: Any) -> None:
 
 def apply_preset(data: dict, preset: str | None) -> tuple[dict, str | None]:
     """`presets: {cpu: {train.steps: 300}, gpu: {...}}`: named sets of --set overrides. With none chosen the
-    first one applies; the chosen preset is appended to the suite name so cpu and gpu results never mix."""
+    first one applies; the chosen preset is appended to the suite name so cpu and gpu results never mix, unless the
+    preset sets `name` itself (the quickstart's default keeps results/quickstart and its evidence folder)."""
     data = dict(data)
     presets = data.pop("presets", None)
     if presets is None:
@@ -147,5 +148,6 @@ def apply_preset(data: dict, preset: str | None) -> tuple[dict, str | None]:
     for key, value in presets[chosen].items():
         set_path(data, str(key), value, f"presets.{chosen}:")
     check_depth(data, f"presets.{chosen}")
-    data["name"] = f"{data.get('name', 'suite')}-{chosen}"
+    if "name" not in presets[chosen]:
+        data["name"] = f"{data.get('name', 'suite')}-{chosen}"
     return data, chosen

@@ -172,6 +172,15 @@ def test_presets_apply_and_name_the_suite(tmp_path):
         load_suite(p, preset="gpx")
 
 
+def test_a_preset_that_names_the_suite_keeps_that_name(tmp_path):
+    """The quickstart's default preset keeps results/quickstart (and evidence/quickstart); its gpu preset does not."""
+    d = tiny()
+    d["presets"] = {"cpu": {"name": "tiny"}, "gpu": {"train.steps": 1000}}
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(d))
+    assert load_suite(p).name == "tiny" and load_suite(p, preset="gpu").name == "tiny-gpu"
+
+
 def test_a_broken_data_layer_is_an_error_not_a_skipped_check(monkeypatch):
     """Validation used to swallow an ImportError and skip the corpus check: a broken install must surface."""
     import sys

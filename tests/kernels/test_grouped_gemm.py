@@ -7,13 +7,16 @@ import triton
 import triton.language as tl
 
 from tests.kernels.kernel_helpers import all_to_one_assign, make_weights
-from moebench.kernels.config import INTERPRETER_DEFAULT, override
+from moebench.kernels.config import INTERPRETER_DEFAULT, gpu_default, interpreting, override
 from moebench.kernels.grouped_gemm import grouped_mm, swizzle_tile
 from moebench.kernels.moe_ops import triton_experts
 from moebench.kernels.grouped_xty import grouped_xty
 from moebench.kernels.permute import sort_by_expert
 
 T, K, N, E = 45, 70, 130, 4  # K and N cross a block boundary (64 deep, 128 wide)
+# Few big programs under the interpreter; on a GPU (benchmarks/gpu runs these un-interpreted) the fp32 tiles must
+# fit its shared memory, which INTERPRETER_DEFAULT's dual X^T Y tile (321 KB at 3 stages) does not on an H100.
+BLOCKS = INTERPRETER_DEFAULT if interpreting() else gpu_default(torch.float32)
 
 
 def _setup(gen):
@@ -21,7 +24,7 @@ def _setup(gen):
     exp[exp == 2] = 1  # an empty expert
     tok = torch.randint(0, T, (2 * T,), generator=gen)
     w = torch.rand(2 * T, generator=gen)
-    return tok, exp, w, sort_by_expert(tok, exp, w, E, INTERPRETER_DEFAULT["gemm"]["BLOCK_M"])
+    return tok, exp, w, sort_by_expert(tok, exp, w, E, BLOCKS["gemm"]["BLOCK_M"])
 
 
 def test_gather_store_sorted_with_transposed_weights():
@@ -29,7 +32,7 @@ def test_gather_store_sorted_with_transposed_weights():
     tok, exp, w, s = _setup(gen)
     x = torch.randn(T, K, generator=gen)
     wt = torch.randn(E, N, K, generator=gen).transpose(1, 2)  # non-contiguous [E, K, N] view
-    out = grouped_mm(x, wt, s, INTERPRETER_DEFAULT["gemm"], a_idx=s.sorted_tok, scale=s.sorted_w)
+    out = grouped_mm(x, wt, s, BLOCKS["gemm"], a_idx=s.sorted_tok, scale=s.sorted_w)
     e_sorted = exp[s.perm]
     ref = torch.einsum("ak,akn->an", x[s.sorted_tok], wt[e_sorted]) * s.sorted_w[:, None]
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
@@ -41,7 +44,7 @@ def test_dual_input_scatter_add():
     a, a2 = torch.randn(2, 2 * T, K, generator=gen)
     w1, w2 = torch.randn(2, E, K, N, generator=gen)
     out = torch.zeros(T, N)
-    grouped_mm(a, w1, s, INTERPRETER_DEFAULT["gemm"], a2=a2, w2=w2, out=out, out_idx=s.sorted_tok)
+    grouped_mm(a, w1, s, BLOCKS["gemm"], a2=a2, w2=w2, out=out, out_idx=s.sorted_tok)
     e_sorted = exp[s.perm]
     rows = torch.einsum("ak,akn->an", a, w1[e_sorted]) + torch.einsum("ak,akn->an", a2, w2[e_sorted])
     torch.testing.assert_close(out, torch.zeros(T, N).index_add(0, s.sorted_tok, rows), rtol=1e-5, atol=1e-4)
@@ -53,7 +56,7 @@ def test_xty_per_expert_with_gather_and_scale():
     x = torch.randn(T, K, generator=gen)
     y = torch.randn(T, N, generator=gen)
     y2, y3 = torch.randn(2, 2 * T, N, generator=gen)
-    cfg = INTERPRETER_DEFAULT["xty"]
+    cfg = BLOCKS["xty"]
     dw = grouped_xty(x, y, s, cfg, x_idx=s.sorted_tok, y_idx=s.sorted_tok, scale=s.sorted_w)
     dw_a, dw_b = grouped_xty(x, y2, s, cfg, x_idx=s.sorted_tok, y2=y3)
     e_sorted = exp[s.perm]
@@ -96,7 +99,7 @@ def test_group_m_does_not_change_results():
     outs = []
     for group in (1, 3, 8):
         cfg = {"gemm": {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": group},
-               "xty": INTERPRETER_DEFAULT["xty"]}
+               "xty": BLOCKS["xty"]}
         leaves = [t.clone().requires_grad_() for t in (x, assign.weight) + w]
         with override(cfg):
             y = triton_experts(leaves[0], assign.token_idx, assign.expert_idx, *leaves[1:], "swiglu")
@@ -117,7 +120,7 @@ def test_xty_hot_expert_is_split_and_reduced_in_order(dtype):
     exp = torch.zeros(A, dtype=torch.int64)
     exp[70:] = 3  # expert 0: 70 rows (hot), 3: 20 rows (one split), 1 and 2: empty
     tok = torch.randint(0, T, (A,), generator=gen)
-    s = sort_by_expert(tok, exp, torch.rand(A, generator=gen), E, INTERPRETER_DEFAULT["gemm"]["BLOCK_M"])
+    s = sort_by_expert(tok, exp, torch.rand(A, generator=gen), E, BLOCKS["gemm"]["BLOCK_M"])
     cfg = {"BLOCK_K": 16, "BLOCK_N": 16, "BLOCK_R": 16, "ROWS_PER_SPLIT": 16}
     rows, may_split = split_plan(cfg, A, E, K, N)
     assert rows == 32 and may_split  # mean rows per expert (23) rounded up to BLOCK_R, above ROWS_PER_SPLIT
@@ -175,7 +178,7 @@ def test_xty_without_split_matches_reference():
     tok, exp, w, s = _setup(gen)
     x = torch.randn(T, K, generator=gen)
     y = torch.randn(2 * T, N, generator=gen)
-    cfg = {**INTERPRETER_DEFAULT["xty"], "SPLIT_BELOW_TILES": 1}  # every expert one split: direct writes only
+    cfg = {**BLOCKS["xty"], "SPLIT_BELOW_TILES": 1}  # every expert one split: direct writes only
     dw = grouped_xty(x, y, s, cfg, x_idx=s.sorted_tok)
     e_sorted = exp[s.perm]
     for e in range(E):

@@ -1,6 +1,8 @@
 """Precision parity under autocast: the expert matmuls of every backend run in the dtype the dense FFN's
 nn.Linear runs in (CPU autocast follows CUDA's dtype rules: a LayerNorm hands fp32 to the FFN, nn.Linear is
-autocast-eligible, torch._grouped_mm is not), while the router keeps its fp32 policy (router_fp32)."""
+autocast-eligible, torch._grouped_mm is not), while the router keeps its fp32 policy (router_fp32).
+Autocast follows torch's default device, so the one-call GPU check (benchmarks/gpu/cuda_tests.py sets it to cuda)
+runs these same tests under CUDA autocast."""
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -40,10 +42,14 @@ def normed():
     return torch.nn.functional.layer_norm(torch.randn(2, 8, 32), (32,))
 
 
+def autocast(dtype):
+    return torch.autocast(torch.get_default_device().type, dtype=dtype)
+
+
 def ffn_dtypes(module, call, dtype, x=None):
-    """Matmul dtypes of `call(module, x)` under CPU autocast."""
+    """Matmul dtypes of `call(module, x)` under autocast (CPU, or the GPU check's CUDA)."""
     x = normed() if x is None else x
-    with torch.autocast("cpu", dtype=dtype):
+    with autocast(dtype):
         with MatmulDtypes() as rec:
             out = call(module, x)
     return rec, out
@@ -109,7 +115,7 @@ def test_routing_designs_keep_the_dtype_policy(kw):
     assign = _route(layer, x)  # the router's own fp32 matmul is not an expert matmul
     rec, y = ffn_dtypes(layer, lambda m, x: m.experts(x.reshape(-1, 32), assign), torch.bfloat16, x)
     assert rec.dtypes == {torch.bfloat16} and y.dtype == torch.bfloat16
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with autocast(torch.bfloat16):
         out, aux, _ = layer(x, torch.zeros(2, 8, dtype=torch.long))
     (out.float().sum() + aux).backward()
     assert torch.isfinite(aux) and aux.dtype == torch.float32
