@@ -40,6 +40,8 @@ Layout, one directory per (variant, seed):
       superseded/<config_hash>/<variant>/seed-<n>/   finished runs of an older config, archived by `run --force`
       superseded/damaged-<time>/<variant>/seed-<n>/  runs whose files failed their check, archived before a retrain
       sidebyside.json                 MoE/dense step-time ratios timed interleaved (training/sidebyside.py)
+      manifest.json                   sha256 of suite.yaml, plan.json, sidebyside.json (each run dir has its own:
+                                      summary.json, config.yaml, metrics.jsonl, weights), written after them
       .lock                           held (flock) by the `moebench run` writing here: pid, host, start time
 
 A finished run whose files no longer match the row count and sha256 recorded in its summary is "damaged":
@@ -78,6 +80,9 @@ SIDEBYSIDE = "sidebyside.json"  # in results/<suite>/: training/sidebyside.py
 # so a hand-edited summary is detected too (a summary cannot vouch for itself). Runs from before it: legacy,
 # checked against their summary's integrity record alone.
 MANIFEST = "manifest.json"
+LEGACY = "unverified (legacy)"  # how a run without a manifest is labelled: neither damaged nor verified
+SUITE_FILE = "suite.yaml"  # results/<suite>/: the resolved suite, recorded in the suite folder's manifest
+PLAN_FILE = "plan.json"  # results/<suite>/: the plan rows, recorded likewise
 MANIFEST_FILES = (CONFIG, METRICS, FINAL_MODEL, LEGACY_FINAL_MODEL)
 
 
@@ -190,13 +195,18 @@ def _rows(path: Path) -> int:
 
 
 def write_recorded(path: Path, obj: Any, first_record=dict) -> None:
-    """A JSON file and then its folder's manifest.json entry. While the file is replaced the manifest accepts the
+    """A JSON file and then its folder's manifest.json entry (write_recorded_bytes)."""
+    data = (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode("utf-8")
+    write_recorded_bytes(path, data, first_record)
+
+
+def write_recorded_bytes(path: Path, data: bytes, first_record=dict) -> None:
+    """A file and then its folder's manifest.json entry. While the file is replaced the manifest accepts the
     old and the new one, so a kill at any point leaves a folder that verifies (never one that reads as damaged).
     The other entries keep the checksums recorded when their files were written (a rewrite never blesses damage);
     `first_record()` gives them when the folder has no manifest yet."""
     path = Path(path)
     manifest = path.parent / MANIFEST
-    data = (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode("utf-8")
     new = hashlib.sha256(data).hexdigest()
     try:
         files, had = dict(read_json(manifest)["files"]), True
@@ -230,6 +240,18 @@ def verify_recorded(path: Path) -> str | None:
     if not isinstance(want, dict) or sha256_file(path) not in (want.get("sha256") or ()):
         return f"{path}: checksum differs from the one its folder's manifest recorded (modified or damaged)"
     return None
+
+
+def verify_suite_files(results_dir: Path) -> tuple[str, ...]:
+    """suite.yaml, plan.json and sidebyside.json of results/<suite>/ against its manifest: one line per damaged file
+    (none for a folder written before the manifest covered them, whose files read as before)."""
+    return tuple(p for n in (SUITE_FILE, PLAN_FILE, SIDEBYSIDE) if (p := verify_recorded(Path(results_dir) / n)))
+
+
+def is_legacy_run(rd: Path) -> bool:
+    """A finished run with no manifest: written before manifests existed, so its summary cannot be verified (its
+    weights and metrics still are, against the summary's integrity record). Readers label it LEGACY."""
+    return (Path(rd) / SUMMARY).exists() and not (Path(rd) / MANIFEST).exists()
 
 
 def verify_manifest(rd: Path) -> str | None:
@@ -279,7 +301,7 @@ def read_suite(results_dir: Path) -> dict:
     """results/<suite>/suite.yaml as a mapping ({} when absent); UserError naming it if unreadable or no mapping."""
     import yaml
 
-    path, fix = Path(results_dir) / "suite.yaml", "rerun `moebench run` on the suite to rewrite it"
+    path, fix = Path(results_dir) / SUITE_FILE, "rerun `moebench run` on the suite to rewrite it"
     try:
         suite = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
     except (OSError, ValueError, yaml.YAMLError) as e:

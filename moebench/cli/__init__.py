@@ -137,6 +137,9 @@ def build_parser() -> ArgParser:
                     help="lm-eval task names (e.g. ptb_ppl, lambada_olmo: shipped with moebench, offline)")
     ev.add_argument("--limit", type=positive_int, default=None, metavar="N",
                     help="evaluate only the first N documents of each task (a quick look; default: all)")
+    ev.add_argument("--wait", action="store_true",
+                    help="if another moebench command holds the run's results directory (a run, another eval), "
+                         "wait for it instead of exiting")
 
     cp = sub.add_parser("compare", help="side-by-side table of two result sets, their config differences first")
     cp.add_argument("a", type=Path, help="results/<suite>/ of one suite run (A)")

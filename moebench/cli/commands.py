@@ -285,14 +285,27 @@ def cmd_report(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    """lm-eval scores of a finished run, added to its summary while holding the run's lock (training/lock.py):
+    two evals of one run, or an eval and a `run --force` retraining it, never interleave their writes."""
     from moebench.evals.harness import run_lm_eval
+    from moebench.training.lock import run_lock_dir, suite_lock
 
-    res = run_lm_eval(args.run_dir, args.tasks, args.limit)
-    summary_path = args.run_dir / R.SUMMARY
-    if summary_path.exists():
-        summary = R.read_json(summary_path)
-        summary.setdefault("lm_eval", {}).update(res)
-        R.write_summary(args.run_dir, summary)  # and its manifest
+    if not args.run_dir.is_dir():  # before the lock, which would create the folder
+        raise UserError(f"{args.run_dir}: not a run directory (pass results/<suite>/<variant>/seed-<n>/)")
+    say = lambda msg: print(f"moebench: {msg}", file=sys.stderr, flush=True)  # noqa: E731 - stdout is the JSON
+    with suite_lock(run_lock_dir(args.run_dir), wait=args.wait, log=say, cmd="eval"):
+        res = run_lm_eval(args.run_dir, args.tasks, args.limit)  # reads the run through evals.load.read_run
+        summary_path = args.run_dir / R.SUMMARY
+        if summary_path.exists():
+            legacy = R.is_legacy_run(args.run_dir)
+            summary = R.read_json(summary_path)
+            summary.setdefault("lm_eval", {}).update(res)
+            if legacy:  # a manifest now would vouch for a summary nobody checked: the run stays unverified
+                R.atomic_write_json(summary_path, summary)
+                say(f"{args.run_dir}: {R.LEGACY} (no {R.MANIFEST}: written before run manifests); scores added, "
+                    "the run stays unverified")
+            else:
+                R.write_summary(args.run_dir, summary)  # and its manifest
     print(json.dumps(res, indent=2))
     return 0
 
@@ -366,6 +379,8 @@ def cmd_check(args) -> int:
             new["tolerance"] = {**new["tolerance"], **tol}
         R.atomic_write_json(path, new)
         print(check.describe_update(old, new))
+        if legacy := check.legacy_note(new):
+            print(legacy)
         print(f"baseline written: {path}")
         return 0
     ok, table, _ = check.compare_to_baseline(args.results_dir, check.load_baseline(args.baseline), tol)

@@ -104,9 +104,19 @@ def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str, ex
                    ("p", "Runs that are not finished ok are left out of every mean and make the claims that compare "
                          "their variant INCONCLUSIVE. damaged: a file no longer matches the row count or checksum "
                          "its summary recorded (rerun `moebench run` to retrain it).")]
-    if rs.damaged_files:  # e.g. an edited sidebyside.json: named, and the per-run medians used instead
-        blocks += [("h2", "Damaged files"), ("p", "Not used (rerun the command that wrote them): "
-                                                  + "; ".join(rs.damaged_files) + ".")]
+    if rs.damaged_files:  # an edited sidebyside.json is not used (per-run medians instead); suite.yaml, plan.json
+        # say what the suite is and cannot be left out: the verdicts above rest on them, so they are named here
+        blocks += [("h2", "Damaged files"), ("p", "These files no longer match the checksums their folder's "
+                                                  "manifest recorded (rerun the command that wrote them; `moebench "
+                                                  "run` on the suite rewrites suite.yaml and plan.json): "
+                                                  + "; ".join(rs.damaged_files) + ". A damaged sidebyside.json is "
+                                                  "not used; claims read from a damaged suite.yaml are suspect.")]
+    legacy = sections.legacy_runs_table(rs)
+    if legacy:
+        blocks += [("h2", "Unverified runs (legacy)"), ("table", legacy),
+                   ("p", "Written before runs had a manifest: their weights and metrics are checked against their "
+                         "summary, but an edited summary.json cannot be detected. They are used as before; "
+                         "`moebench run --force` retrains and records them.")]
     blocks += [("h2", "Utilisation (S-MFU, S-MBU)"), ("table", tables.utilisation_table(rs)),
                ("p", "S-MFU and S-MBU as MoE-CAP (Jiang et al. 2024) define them for sparse models: achieved "
                      "FLOP/s of the active parameters (train FLOPs/token x tokens/s) / device peak FLOP/s, and bytes "
