@@ -162,6 +162,9 @@ def build_parser() -> ArgParser:
     pb.add_argument("reports_dir", type=Path,
                     help="the reports root, one sub-directory per suite (evidence/ for the project's site)")
     pb.add_argument("--out", type=Path, required=True, help="the site directory to write")
+    pb.add_argument("--docs", type=Path, default=None, metavar="DIR",
+                    help="also publish this markdown folder (the project's docs/) under SITE/docs/, each page "
+                         "rendered as HTML beside its markdown and linked from the index")
 
     ck = sub.add_parser("check", help="compare results with a stored baseline (exit 1 on a regression)")
     ck.add_argument("results_dir", type=Path, help="results/<suite>/ (with --ab: the suite YAML file)")

@@ -322,7 +322,7 @@ def cmd_export(args) -> int:
 def cmd_publish(args) -> int:
     from moebench.report.publish import publish
 
-    index = publish(args.reports_dir, args.out)
+    index = publish(args.reports_dir, args.out, docs=args.docs)
     print(f"site: {index} (open it in a browser, or serve {args.out} with GitHub Pages)")
     return 0
 
