@@ -245,7 +245,8 @@ def verify_recorded(path: Path) -> str | None:
 def verify_suite_files(results_dir: Path) -> tuple[str, ...]:
     """suite.yaml, plan.json and sidebyside.json of results/<suite>/ against its manifest: one line per damaged file
     (none for a folder written before the manifest covered them, whose files read as before)."""
-    return tuple(p for n in (SUITE_FILE, PLAN_FILE, SIDEBYSIDE) if (p := verify_recorded(Path(results_dir) / n)))
+    found = (verify_recorded(Path(results_dir) / n) for n in (SUITE_FILE, PLAN_FILE, SIDEBYSIDE))
+    return tuple(dict.fromkeys(p for p in found if p))  # an unreadable manifest is one line, not three
 
 
 def is_legacy_run(rd: Path) -> bool:
