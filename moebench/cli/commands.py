@@ -279,6 +279,8 @@ def cmd_report(args) -> int:
         raise UserError(f"{args.results_dir}: not a suite results directory (no suite.yaml); "
                         "pass results/<suite>/")
     rendered = write_report(args.results_dir, args.out or report_dir(args.results_dir))
+    for problem in rendered.damaged_files:  # in the report's "Damaged files" section, and said here
+        print(f"moebench: {problem}; named in the report", file=sys.stderr, flush=True)
     print(console_claims(rendered.verdicts))
     print(f"report: {rendered.readme}")
     return 0

@@ -105,7 +105,8 @@ def _check_out(out: Path, sources: list[Path]) -> list[str]:
     for src in sources:
         s = src.resolve()
         if o == s or s in o.parents or o in s.parents:
-            raise UserError(f"--out {out}: must not equal, contain or lie inside the reports it publishes ({src})")
+            raise UserError(f"--out {out}: must not equal, contain or lie inside the reports or docs it publishes "
+                            f"({src})")
     R.check_out_dir(out, "--out")
     if not out.exists() or not any(out.iterdir()):
         return []

@@ -230,6 +230,7 @@ def check_report_dir(out_dir: Path) -> None:
 class Rendered:
     readme: Path
     verdicts: tuple
+    damaged_files: tuple[str, ...] = ()  # suite-level files that failed their check, for the console too
 
 
 CONSOLE_REASON_CHARS = 100  # one terminal line each; the report has the whole reason
@@ -282,7 +283,7 @@ def render_report(results_dir: Path, out_dir: Path) -> Rendered:
     atomic_write_text(out_dir / "verdicts.json", _json(verdict_rows) + "\n")
     _csv(rs.runs, out_dir / "results.csv")
     _csv(rs.curves, out_dir / "curves.csv")
-    return Rendered(readme, tuple(verdicts))
+    return Rendered(readme, tuple(verdicts), rs.damaged_files)
 
 
 DATE_LINE = re.compile(r"^(<p>)?Date: ")  # the one line allowed to differ between reruns
