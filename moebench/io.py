@@ -40,6 +40,8 @@ Layout, one directory per (variant, seed):
       superseded/<config_hash>/<variant>/seed-<n>/   finished runs of an older config, archived by `run --force`
       superseded/damaged-<time>/<variant>/seed-<n>/  runs whose files failed their check, archived before a retrain
       sidebyside.json                 MoE/dense step-time ratios timed interleaved (training/sidebyside.py)
+      manifest.json                   sha256 of suite.yaml, plan.json, sidebyside.json (each run dir has its own:
+                                      summary.json, config.yaml, metrics.jsonl, weights), written after them
       .lock                           held (flock) by the `moebench run` writing here: pid, host, start time
 
 A finished run whose files no longer match the row count and sha256 recorded in its summary is "damaged":
@@ -52,7 +54,6 @@ import hashlib
 import json
 import os
 import tempfile
-import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -79,71 +80,16 @@ SIDEBYSIDE = "sidebyside.json"  # in results/<suite>/: training/sidebyside.py
 # so a hand-edited summary is detected too (a summary cannot vouch for itself). Runs from before it: legacy,
 # checked against their summary's integrity record alone.
 MANIFEST = "manifest.json"
+LEGACY = "unverified (legacy)"  # how a run without a manifest is labelled: neither damaged nor verified
+SUITE_FILE = "suite.yaml"  # results/<suite>/: the resolved suite, recorded in the suite folder's manifest
+PLAN_FILE = "plan.json"  # results/<suite>/: the plan rows, recorded likewise
 MANIFEST_FILES = (CONFIG, METRICS, FINAL_MODEL, LEGACY_FINAL_MODEL)
 
 
-def path_name(name: Any, what: str) -> str:
-    """`name` (a string read from disk or given by a user) as ONE path component, or a UserError naming `what`:
-    every join of such a string goes through here (or safe_join), so no file can name a path outside its folder."""
-    text = name if isinstance(name, str) else None
-    bad = ("not a string" if text is None else "empty" if not text
-           else "'.' or '..'" if text in (".", "..")
-           else "a path separator" if "/" in text or "\\" in text or (os.altsep and os.altsep in text)
-           else "a control character" if any(unicodedata.category(c) == "Cc" for c in text) else None)
-    if bad:
-        raise UserError(f"{what}: {name!r} is not a safe file or folder name ({bad})")
-    return text
-
-
-def safe_join(root: Path, *names: Any, what: str) -> Path:
-    """root / each name, every name a single component checked by path_name (so never absolute, never '..')."""
-    return Path(root).joinpath(*(path_name(n, what) for n in names))
-
-
-def safe_relpath(root: Path, rel: Any, what: str) -> Path:
-    """root / rel for a relative 'a/b/c' path read from disk: each '/'-separated part checked by path_name."""
-    if not isinstance(rel, str) or rel.startswith("/"):
-        raise UserError(f"{what}: {rel!r} is not a relative path inside {root}")
-    return safe_join(root, *rel.split("/"), what=what)
-
-
-def umask() -> int:
-    """The process's umask, read without changing it where Linux says it (/proc/self/status, 4.7+)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    old = os.umask(0o022)  # elsewhere: the classic read-by-setting, restored at once
-    os.umask(old)
-    return old
-
-
-def make_temp_dir(parent: Path, prefix: str) -> Path:
-    """A fresh directory in `parent` (to be renamed into place) with the mode a plain mkdir would give it:
-    mkdtemp's 0700 would make a published site or an export unreadable to anyone else."""
-    parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    os.chmod(tmp, 0o777 & ~umask())
-    return tmp
-
-
-def check_out_dir(path: Path, flag: str) -> None:
-    """UserError unless `path` is (or can be created as) a writable directory: no file at it or above it; creates
-    nothing."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{flag} {path}: exists and is not a directory")
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UserError(f"{flag} {path}: {probe} is a file, not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {path}: {probe} is not writable")
+# names and folders live in paths.py (io would pass the 400-line limit); re-exported because every caller
+# knows them as io.safe_join, io.check_out_dir, ...
+from moebench.paths import (check_out_dir, make_temp_dir, path_name, safe_join,  # noqa: F401
+                            safe_relpath, umask)
 
 
 @contextlib.contextmanager
@@ -249,13 +195,18 @@ def _rows(path: Path) -> int:
 
 
 def write_recorded(path: Path, obj: Any, first_record=dict) -> None:
-    """A JSON file and then its folder's manifest.json entry. While the file is replaced the manifest accepts the
+    """A JSON file and then its folder's manifest.json entry (write_recorded_bytes)."""
+    data = (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode("utf-8")
+    write_recorded_bytes(path, data, first_record)
+
+
+def write_recorded_bytes(path: Path, data: bytes, first_record=dict) -> None:
+    """A file and then its folder's manifest.json entry. While the file is replaced the manifest accepts the
     old and the new one, so a kill at any point leaves a folder that verifies (never one that reads as damaged).
     The other entries keep the checksums recorded when their files were written (a rewrite never blesses damage);
     `first_record()` gives them when the folder has no manifest yet."""
     path = Path(path)
     manifest = path.parent / MANIFEST
-    data = (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode("utf-8")
     new = hashlib.sha256(data).hexdigest()
     try:
         files, had = dict(read_json(manifest)["files"]), True
@@ -289,6 +240,19 @@ def verify_recorded(path: Path) -> str | None:
     if not isinstance(want, dict) or sha256_file(path) not in (want.get("sha256") or ()):
         return f"{path}: checksum differs from the one its folder's manifest recorded (modified or damaged)"
     return None
+
+
+def verify_suite_files(results_dir: Path) -> tuple[str, ...]:
+    """suite.yaml, plan.json and sidebyside.json of results/<suite>/ against its manifest: one line per damaged file
+    (none for a folder written before the manifest covered them, whose files read as before)."""
+    found = (verify_recorded(Path(results_dir) / n) for n in (SUITE_FILE, PLAN_FILE, SIDEBYSIDE))
+    return tuple(dict.fromkeys(p for p in found if p))  # an unreadable manifest is one line, not three
+
+
+def is_legacy_run(rd: Path) -> bool:
+    """A finished run with no manifest: written before manifests existed, so its summary cannot be verified (its
+    weights and metrics still are, against the summary's integrity record). Readers label it LEGACY."""
+    return (Path(rd) / SUMMARY).exists() and not (Path(rd) / MANIFEST).exists()
 
 
 def verify_manifest(rd: Path) -> str | None:
@@ -338,7 +302,7 @@ def read_suite(results_dir: Path) -> dict:
     """results/<suite>/suite.yaml as a mapping ({} when absent); UserError naming it if unreadable or no mapping."""
     import yaml
 
-    path, fix = Path(results_dir) / "suite.yaml", "rerun `moebench run` on the suite to rewrite it"
+    path, fix = Path(results_dir) / SUITE_FILE, "rerun `moebench run` on the suite to rewrite it"
     try:
         suite = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
     except (OSError, ValueError, yaml.YAMLError) as e:

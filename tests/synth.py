@@ -13,7 +13,7 @@ import yaml
 
 from moebench.analysis.resultset import ResultSet, RunRecord, build_result_set
 from moebench.config.suite import build_suite
-from moebench.io import atomic_write_text, run_dir, write_summary
+from moebench.io import atomic_write_text, run_dir, write_recorded_bytes, write_summary
 from moebench.plan import make_plan
 from moebench.plan.sweep import make_sweep_plan
 from moebench.training.runner import prepare_suite_dir
@@ -36,7 +36,8 @@ def write_suite(root: Path, name: str = "synth", claims: list | None = None, var
     d = prepare_suite_dir(plan, Path(root))
     if claims:
         raw = {**plan.suite.raw, "claims": claims}
-        atomic_write_text(d / "suite.yaml", yaml.safe_dump(raw, sort_keys=False))
+        # through the suite folder's manifest, as prepare_suite_dir writes it: an unrecorded rewrite reads as damage
+        write_recorded_bytes(d / "suite.yaml", yaml.safe_dump(raw, sort_keys=False).encode())
     return d
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from moebench.config.diff import suite_changes
 from moebench.errors import UserError
+from moebench.io import LEGACY
 
 from .resultset import load_results
 from .stats import sidebyside_ratio
@@ -93,8 +94,8 @@ def measure(results_dir: Path) -> dict:
     if not len(rs.runs):
         raise UserError(f"{results_dir}: no runs found (pass results/<suite>/ of a finished suite)")
     if rs.damaged_files:
-        raise UserError(f"{rs.damaged_files[0]}; rerun the command that wrote it (sidebyside.json: `moebench run "
-                        "--sidebyside`)")
+        raise UserError(f"{rs.damaged_files[0]}; rerun the command that wrote it (`moebench run` on the suite "
+                        "rewrites suite.yaml and plan.json; sidebyside.json: `moebench run --sidebyside`)")
     damaged = rs.runs[rs.runs["status"] == "damaged"]
     if len(damaged):  # a damaged run's numbers could be anything: no baseline is written or compared from them
         raise UserError(f"{damaged['failure_reason'].iloc[0]}; {len(damaged)} damaged run(s), rerun `moebench run` "
@@ -125,7 +126,10 @@ def measure(results_dir: Path) -> dict:
             "memory_ratio": mem[0] / mem[1] if None not in mem and mem[1] else None,
         }
     env = rs.env
-    return {"suite": rs.name, "suite_hash": _suite_hash(rs.suite), "suite_config": _suite_core(rs.suite),
+    legacy = rs.runs[rs.runs["verified"] == LEGACY] if "verified" in rs.runs else rs.runs.iloc[:0]
+    # runs without a manifest are used (as before manifests) but said: an edit of their summary is not detectable
+    unverified = {"unverified": [f"{r.variant} seed {int(r.seed)}" for r in legacy.itertuples()]} if len(legacy) else {}
+    return {**unverified, "suite": rs.name, "suite_hash": _suite_hash(rs.suite), "suite_config": _suite_core(rs.suite),
             "variants": variants, "ratios": ratios,
             "env": {k: env.get(k) for k in ("device_name", "cpu_model", "torch", "git_sha")},
             "loadavg": (rs.sidebyside or {}).get("loadavg")}
@@ -271,6 +275,8 @@ def compare_to_baseline(results_dir: Path, baseline: dict, tolerance: dict | Non
                  "`moebench check --ab BASE_REF` to compare speed with the base commit on this machine)\n")
     if cur.get("loadavg"):
         head += f"load average during the side-by-side timing: {cur['loadavg'][0][0]:.1f}\n"
+    if legacy := legacy_note(cur):
+        head += legacy + "\n"
     changed = suite_note(baseline, cur)
     if changed:
         head += changed + "\n"
@@ -278,6 +284,13 @@ def compare_to_baseline(results_dir: Path, baseline: dict, tolerance: dict | Non
                                                                             for r in bad)) if bad else \
         f"\nall {len(checked)} checks within tolerance"
     return not bad, head + "\n" + format_rows(rows) + verdict, rows
+
+
+def legacy_note(measured: dict) -> str | None:
+    """One line naming the runs measure() found without a manifest, or None."""
+    runs = measured.get("unverified") or []
+    return (f"{LEGACY}: {', '.join(runs)} (written before run manifests: their summaries cannot be checked; "
+            "`moebench run --force` retrains and records them)") if runs else None
 
 
 def describe_update(old: dict | None, new: dict) -> str:

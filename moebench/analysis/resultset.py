@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from moebench.errors import UserError
-from moebench.io import (METRICS, PLANNED_RUNS, SIDEBYSIDE, read_json, read_metrics, read_suite,
-                         read_config, read_summary, run_key, verify_recorded, verify_run)
+from moebench.io import (LEGACY, METRICS, PLAN_FILE, PLANNED_RUNS, SIDEBYSIDE, is_legacy_run, read_json,
+                         read_metrics, read_suite, read_config, read_summary, run_key, verify_recorded,
+                         verify_suite_files, verify_run)
 
 FINAL_KEYS = ("val_loss", "val_ppl", "val_bpb", "test_loss", "test_ppl", "test_bpb")
 CURVE_COLS = ("variant", "seed", "step", "tokens", "flops", "wall", "val_loss", "val_ppl", "val_bpb")
@@ -54,7 +55,9 @@ class ResultSet:
     experts: dict = field(default_factory=dict)  # (variant, seed) -> final summary "experts" dict (per-layer loads)
     inference: dict = field(default_factory=dict)  # (variant, seed) -> summary "inference" dict (speed, pruning)
     sidebyside: dict | None = None  # results/<suite>/sidebyside.json: interleaved step times (training/sidebyside.py)
-    damaged_files: tuple[str, ...] = ()  # suite-level files that failed their check (one line each), left unused
+    # suite-level files that failed their check (one line each): sidebyside.json is left unused; suite.yaml and
+    # plan.json cannot be (they say what the suite is), so the report names them above its verdicts
+    damaged_files: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -232,6 +235,7 @@ class RunRecord:
     config: dict
     metrics: list[dict]
     problem: str | None = None  # a damaged file, named (its summary's counts or checksums no longer match)
+    legacy: bool = False  # finished before runs had a manifest: its summary is unverified (io.LEGACY)
 
 
 def read_records(results_dir: Path) -> list[RunRecord]:
@@ -240,7 +244,8 @@ def read_records(results_dir: Path) -> list[RunRecord]:
         s, problem = read_summary(d)
         problem = problem or (verify_run(d, s) if s is not None else None)
         metrics = [] if problem else list(read_metrics(d / METRICS))
-        out.append(RunRecord(variant, seed, None if problem else s, read_config(d) or {}, metrics, problem))
+        out.append(RunRecord(variant, seed, None if problem else s, read_config(d) or {}, metrics, problem,
+                             legacy=not problem and is_legacy_run(d)))
     return out
 
 
@@ -249,7 +254,7 @@ def load_results(results_dir: Path, seeds: set[int] | None = None) -> ResultSet:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise UserError(f"results directory not found: {results_dir}")
-    suite, plan_path = read_suite(results_dir), results_dir / "plan.json"
+    suite, plan_path = read_suite(results_dir), results_dir / PLAN_FILE
     try:
         plan = read_json(plan_path) if plan_path.exists() else None
     except (OSError, ValueError) as e:
@@ -270,7 +275,8 @@ def build_result_set(results_dir: Path, suite: dict, plan, records: list[RunReco
             runs.append({**_run_row(suite_name, variant, seed, None, rec.config), "status": "damaged",
                          "failure_reason": rec.problem})
             continue
-        runs.append(_run_row(suite_name, variant, seed, s, rec.config))
+        runs.append({**_run_row(suite_name, variant, seed, s, rec.config), "verified": LEGACY if rec.legacy
+                     else "manifest" if s is not None else None})
         if s is not None:
             envs.append(s.get("env") or {})
             if s.get("experts"):
@@ -292,12 +298,13 @@ def build_result_set(results_dir: Path, suite: dict, plan, records: list[RunReco
     runs_df = _frame(runs, RUN_COLS).sort_values(["variant", "seed"], kind="stable").reset_index(drop=True)
     curves_df = _frame(curves, CURVE_COLS).sort_values(["variant", "seed", "step"], kind="stable")
     train_df = _frame(train, TRAIN_COLS).sort_values(["variant", "seed", "step"], kind="stable")
+    damaged_files = verify_suite_files(results_dir)  # suite.yaml, plan.json, sidebyside.json against the manifest
     timing_problem = verify_recorded(results_dir / SIDEBYSIDE)
     return ResultSet(results_dir=Path(results_dir), suite=suite, plan=plan, runs=runs_df,
                      curves=curves_df.reset_index(drop=True), train=train_df.reset_index(drop=True),
                      env=_merge_env(envs), experts=experts, inference=inference,
                      sidebyside=None if timing_problem else _sidebyside(results_dir / SIDEBYSIDE),
-                     damaged_files=(timing_problem,) if timing_problem else ())
+                     damaged_files=damaged_files)
 
 
 def _sidebyside(path: Path) -> dict | None:

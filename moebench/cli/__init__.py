@@ -159,6 +159,9 @@ def build_parser() -> ArgParser:
                     help="lm-eval task names (e.g. ptb_ppl, lambada_olmo: shipped with moebench, offline)")
     ev.add_argument("--limit", type=positive_int, default=None, metavar="N",
                     help="evaluate only the first N documents of each task (a quick look; default: all)")
+    ev.add_argument("--wait", action="store_true",
+                    help="if another moebench command holds the run's results directory (a run, another eval), "
+                         "wait for it instead of exiting")
 
     cp = sub.add_parser("compare", help="side-by-side table of two result sets, their config differences first")
     cp.add_argument("a", type=Path, help="results/<suite>/ of one suite run (A)")
@@ -181,6 +184,9 @@ def build_parser() -> ArgParser:
     pb.add_argument("reports_dir", type=Path,
                     help="the reports root, one sub-directory per suite (evidence/ for the project's site)")
     pb.add_argument("--out", type=Path, required=True, help="the site directory to write")
+    pb.add_argument("--docs", type=Path, default=None, metavar="DIR",
+                    help="also publish this markdown folder (the project's docs/) under SITE/docs/, each page "
+                         "rendered as HTML beside its markdown and linked from the index")
 
     ck = sub.add_parser("check", help="compare results with a stored baseline (exit 1 on a regression)")
     ck.add_argument("results_dir", type=Path, help="results/<suite>/ (with --ab: the suite YAML file)")
@@ -232,9 +238,10 @@ def main(argv: list[str] | None = None) -> int:
             check_launch_flags(args)
             code = run_command(args, argv)
         else:
-            from moebench.cli import commands
+            from moebench.cli import commands, finished
 
-            code = getattr(commands, f"cmd_{args.command}")(args) or 0
+            cmd = getattr(commands, f"cmd_{args.command}", None) or getattr(finished, f"cmd_{args.command}")
+            code = cmd(args) or 0
         sys.stdout.flush()  # here, not at exit: a reader that went away is a broken pipe below, not a traceback
         return code
     except BrokenPipeError:

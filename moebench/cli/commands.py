@@ -294,97 +294,10 @@ def cmd_report(args) -> int:
         raise UserError(f"{args.results_dir}: not a suite results directory (no suite.yaml); "
                         "pass results/<suite>/")
     rendered = write_report(args.results_dir, args.out or report_dir(args.results_dir))
+    for problem in rendered.damaged_files:  # in the report's "Damaged files" section, and said here
+        print(f"moebench: {problem}; named in the report", file=sys.stderr, flush=True)
     print(console_claims(rendered.verdicts))
     if rendered.sequential:  # the rounds of a `run --until-decided`
         print(rendered.sequential)
     print(f"report: {rendered.readme}")
     return 0
-
-
-def cmd_eval(args) -> int:
-    from moebench.evals.harness import run_lm_eval
-
-    res = run_lm_eval(args.run_dir, args.tasks, args.limit)
-    summary_path = args.run_dir / R.SUMMARY
-    if summary_path.exists():
-        summary = R.read_json(summary_path)
-        summary.setdefault("lm_eval", {}).update(res)
-        R.write_summary(args.run_dir, summary)  # and its manifest
-    print(json.dumps(res, indent=2))
-    return 0
-
-
-def cmd_export(args) -> int:
-    from moebench.evals.export import export_hf
-
-    done = export_hf(args.run_dir, args.out)
-    print(f"exported {args.run_dir} as {done.arch} to {done.out}")
-    print(done.note)
-    return 0
-
-
-def cmd_publish(args) -> int:
-    from moebench.report.publish import publish
-
-    index = publish(args.reports_dir, args.out)
-    print(f"site: {index} (open it in a browser, or serve {args.out} with GitHub Pages)")
-    return 0
-
-
-def cmd_compare(args) -> int:
-    from moebench.report.compare import compare
-
-    print(compare(args.a, args.b, force=args.force))
-    return 0
-
-
-def cmd_bench(args) -> int:
-    import re
-
-    import torch
-
-    from moebench.io import atomic_write_text
-    from moebench.models.expert_bench import format_table as kernel_table, run_kernel_bench
-    from moebench.training.env import device_name
-
-    rows = run_kernel_bench()
-    table = kernel_table(rows)
-    print(json.dumps(rows, indent=2) if args.json else table)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    name = device_name(device)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", torch.cuda.get_device_name() if device.type == "cuda" else "cpu").strip("-")
-    out = Path(args.out) / f"{slug}.md"
-    atomic_write_text(out, f"# MoE kernel benchmark: {name}\n\n{table}\n")
-    print(f"saved: {out}", file=sys.stderr)
-    return 0
-
-
-def cmd_check(args) -> int:
-    from moebench.analysis import check
-
-    tol = check.parse_tolerances(args.tolerance)
-    if args.ab:
-        from moebench.analysis.ab import AB_TOLERANCE, ab_compare
-
-        ok, table = ab_compare(args.results_dir, args.ab, probes=args.probes,
-                               tolerance=tol.get("ab_throughput", AB_TOLERANCE))
-        print(table)
-        return 0 if ok else 1
-    if args.update_baseline:
-        path = args.update_baseline
-        old = None
-        if path.exists():
-            try:
-                old = check.load_baseline(path)
-            except UserError:
-                old = None  # a malformed old baseline is what --update-baseline is for
-        new = check.build_baseline(args.results_dir, old)
-        if tol:
-            new["tolerance"] = {**new["tolerance"], **tol}
-        R.atomic_write_json(path, new)
-        print(check.describe_update(old, new))
-        print(f"baseline written: {path}")
-        return 0
-    ok, table, _ = check.compare_to_baseline(args.results_dir, check.load_baseline(args.baseline), tol)
-    print(table)
-    return 0 if ok else 1

@@ -2,9 +2,12 @@
 
 File layout (little-endian): a 64-byte header, then n_tokens tokens of the header's dtype.
     magic b"MOEBTOK\\0" | u32 version | u32 itemsize (2 = uint16, 4 = uint32) | u64 n_tokens | u64 n_bytes
-    (UTF-8 bytes of the split text) | u64 vocab_size | 16-byte BLAKE2b digest of the token body | zero padding
-A body that no longer matches its digest (overwritten, even with valid ids) is rebuilt, after saying so; the check
-hashes each file once per process (about 10 ms for PTB's 5 MB train split).
+    (UTF-8 bytes of the split text) | u64 vocab_size | 16-byte BLAKE2b digest | zero padding
+The digest covers the header's fields before it and the token body (version 3; version 2 hashed the body alone, so
+a bit flip in n_bytes or vocab_size went unnoticed). A shard that fails any check (a torn or truncated file, a
+flipped magic or size, a body or header field that no longer matches its digest, even with valid ids) is a derived
+file: it is rebuilt from the corpus after one line on stderr naming it, never used and never silently replaced.
+The check hashes each file once per process (about 10 ms for PTB's 5 MB train split).
 Files are built into a temp file in the cache dir and renamed into place, under an flock on "<file>.lock" so two
 processes asking at once build once; without flock (non-POSIX) both build and the last rename wins, equally valid.
 """
@@ -32,7 +35,7 @@ except ImportError:  # non-POSIX: tolerate the race instead of locking
     fcntl = None
 
 MAGIC = b"MOEBTOK\x00"
-VERSION = 2  # 2: the header carries a digest of the body
+VERSION = 3  # 2: the header carries a digest of the body; 3: of the header's other fields too
 HEADER = struct.Struct("<8sIIQQQ16s")
 HEADER_SIZE = 64
 ENCODE_BLOCK_CHARS = 1 << 22  # chunks are encoded in ~4 MB blocks, split only at chunk (row) boundaries
@@ -99,14 +102,20 @@ def read_header(path: Path) -> Optional[ShardHeader]:
     return ShardHeader(version, itemsize, n_tokens, n_bytes, vocab, digest)
 
 
-def _new_digest():
-    return hashlib.blake2b(digest_size=16)
+def _seal(header: ShardHeader, body_digest: bytes) -> bytes:
+    """The header's digest: of its other fields and of the body's own BLAKE2b digest (so it covers both, and the
+    body is hashed once, while it is written)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(HEADER.pack(MAGIC, header.version, header.itemsize, header.n_tokens, header.n_bytes, header.vocab_size,
+                         b"\x00" * 16))
+    h.update(body_digest)
+    return h.digest()
 
 
 @functools.lru_cache(maxsize=256)
 def _body_digest(path: str, size: int, mtime_ns: int, inode: int) -> bytes:
     # keyed by the file's identity and stamp: hashed once per process per file version, not per load
-    h = _new_digest()
+    h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
         f.seek(HEADER_SIZE)
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -116,7 +125,7 @@ def _body_digest(path: str, size: int, mtime_ns: int, inode: int) -> bytes:
 
 def body_ok(path: Path, header: ShardHeader) -> bool:
     st = os.stat(path)
-    return _body_digest(str(path), st.st_size, st.st_mtime_ns, st.st_ino) == header.digest
+    return _seal(header, _body_digest(str(path), st.st_size, st.st_mtime_ns, st.st_ino)) == header.digest
 
 
 def open_shard(path: Path) -> tuple[ShardHeader, np.ndarray]:
@@ -124,7 +133,7 @@ def open_shard(path: Path) -> tuple[ShardHeader, np.ndarray]:
     if header is None:
         raise ValueError(f"not a valid token shard: {path}")
     if not body_ok(path, header):
-        raise ValueError(f"token cache {path} is damaged: its body does not match the checksum in its header")
+        raise ValueError(f"token cache {path} is damaged: its contents do not match the checksum in its header")
     if header.n_tokens == 0:  # mmap cannot map zero bytes
         return header, np.zeros(0, dtype=header.dtype)
     tokens = np.memmap(path, dtype=header.dtype, mode="r", offset=HEADER_SIZE, shape=(header.n_tokens,))
@@ -149,17 +158,18 @@ def write_shard(path: Path, chunks: Iterable[str], encode: Callable[[str], list[
     with atomic_open(path) as f:
         f.write(b"\x00" * HEADER_SIZE)
         n_tokens = n_bytes = 0
-        digest = _new_digest()
+        body = hashlib.blake2b(digest_size=16)
         for block in _blocks(chunks):
             ids = np.asarray(encode(block), dtype=np.int64)
             if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
                 raise ValueError(f"token id outside [0, {vocab_size}) while building {path.name}")
-            body = ids.astype(dtype).tobytes()
-            f.write(body)
-            digest.update(body)
+            data = ids.astype(dtype).tobytes()
+            f.write(data)
+            body.update(data)
             n_tokens += int(ids.size)
             n_bytes += len(block.encode("utf-8"))
-        header = ShardHeader(VERSION, dtype.itemsize, n_tokens, n_bytes, vocab_size, digest.digest())
+        header = ShardHeader(VERSION, dtype.itemsize, n_tokens, n_bytes, vocab_size)
+        header = ShardHeader(VERSION, dtype.itemsize, n_tokens, n_bytes, vocab_size, _seal(header, body.digest()))
         f.seek(0)
         f.write(header.pack())
     return header
@@ -182,8 +192,10 @@ def ensure_shard(path: Path, build: Callable[[Path], object]) -> bool:
         # Another process may have finished the build while we waited for the lock.
         if _valid(path):
             return False
-        if read_header(path) is not None:
-            print(f"moebench: token cache {path} is damaged (its body does not match the checksum in its header); "
-                  "rebuilding it", file=sys.stderr, flush=True)
+        if path.exists():  # never a half-written build (those are temp files renamed whole): damage
+            why = ("its contents do not match the checksum in its header" if read_header(path) is not None
+                   else "not a complete token shard: truncated, or its header damaged")
+            print(f"moebench: token cache {path} is damaged ({why}); rebuilding it from the corpus",
+                  file=sys.stderr, flush=True)
         build(path)
         return True

@@ -9,6 +9,7 @@ import collections
 import functools
 import hashlib
 import json
+import sys
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,22 +110,33 @@ def _byte(corpus: str, cache_dir: Optional[Path]) -> ByteTokenizer:
     return ByteTokenizer()
 
 
+def _words_sha(words: tuple[str, ...]) -> str:
+    return hashlib.sha256(json.dumps(list(words)).encode("utf-8")).hexdigest()
+
+
 @register("word")
 def _word(corpus: str, cache_dir: Optional[Path]) -> WordTokenizer:
     from moebench.data import cache, corpora
 
-    # The vocabulary depends on the corpus content, so its cache file is keyed by the corpus fingerprint.
-    key = hashlib.sha256(f"{corpus}|{corpora.corpus_fingerprint(corpus)}".encode()).hexdigest()[:20]
+    # The vocabulary depends on the corpus content, so its cache file is keyed by the corpus fingerprint. It records
+    # the sha256 of its words (v2): an edited or damaged vocabulary would silently tokenize differently, so it is
+    # named on stderr and rebuilt (it is derived from the corpus), never used.
+    key = hashlib.sha256(f"{corpus}|{corpora.corpus_fingerprint(corpus)}|v2".encode()).hexdigest()[:20]
     path = cache.cache_root(cache_dir) / f"vocab-word-{cache.safe_name(corpus)}-{key}.json"
     if path.exists():
         try:
-            return WordTokenizer(tuple(json.loads(path.read_text(encoding="utf-8"))))
-        except (ValueError, TypeError):
-            pass  # torn or foreign file: rebuild below
+            rec = json.loads(path.read_text(encoding="utf-8"))
+            words = tuple(rec["words"])
+            if all(isinstance(w, str) for w in words) and rec["sha256"] == _words_sha(words):
+                return WordTokenizer(words)
+        except (ValueError, TypeError, KeyError):
+            pass
+        print(f"moebench: token cache {path} is damaged (unreadable, or its words do not match their recorded "
+              "checksum); rebuilding it from the corpus", file=sys.stderr, flush=True)
     words = build_word_vocab(corpora.iter_text(corpus, "train"))
     from moebench.io import atomic_write_text
 
-    atomic_write_text(path, json.dumps(list(words)))
+    atomic_write_text(path, json.dumps({"words": list(words), "sha256": _words_sha(words)}))
     return WordTokenizer(words)
 
 

@@ -7,6 +7,7 @@ from moebench.analysis import stats
 from moebench.analysis.resultset import load_results
 from moebench.config.diff import incomparable, suite_changes
 from moebench.errors import UserError
+from moebench.io import LEGACY
 
 from .tables import md_table, mib, si
 
@@ -53,4 +54,9 @@ def compare(results_a: Path, results_b: Path, force: bool = False, show=print) -
     damaged = [f"- {r}" for rs in (a, b) for r in [*rs.runs.loc[rs.runs["status"] == "damaged", "failure_reason"],
                                                    *rs.damaged_files]]
     notes = "\nDamaged, left out (rerun `moebench run` to retrain):\n" + "\n".join(damaged) + "\n" if damaged else ""
+    legacy = [f"- {rs.name}: {r.variant} seed {int(r.seed)}" for rs in (a, b) if "verified" in rs.runs
+              for r in rs.runs[rs.runs["verified"] == LEGACY].itertuples()]
+    if legacy:  # used, as before manifests, but said: an edit of their summaries would not be noticed
+        notes += (f"\nIncluded, {LEGACY} (written before run manifests; their summaries cannot be checked):\n"
+                  + "\n".join(legacy) + "\n")
     return title + "\n\n" + md_table((headers, rows)) + "\n" + notes

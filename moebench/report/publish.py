@@ -4,6 +4,8 @@ SITE/index.html lists every suite with its verdict counts and claims table and l
 (the report's self-contained page, copied with its plots, CSVs, verdicts.json and README.md beside it). Every
 link is relative, so the site works from the file system (file://) and under any Pages sub-path, with no server.
 A report directory is one that holds report.html and verdicts.json (what `moebench run` / `report` write).
+With --docs DIR (the project's docs/), SITE/docs/ holds its files as they are and each markdown file rendered as a
+page (docpages.py), linked from the index; the marker lists them like every other file publish writes.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from moebench import io as R
 from moebench.analysis.claims import Verdict
 from moebench.errors import UserError
 
+from . import docpages
 from .render import STYLE, html_table
 from .tables import claims_table
 
@@ -59,12 +62,16 @@ def counts_text(verdicts: list[Verdict]) -> str:
     return ", ".join(f"{c[k]} {k}" for k in VERDICT_ORDER if c[k]) or "no claims"
 
 
-def index_html(entries: list[ReportEntry]) -> str:
+def index_html(entries: list[ReportEntry], docs: list[docpages.DocPage] = ()) -> str:
     esc = html.escape
     total = counts_text([v for e in entries for v in e.verdicts])
     parts = [f"<h1>moebench reports</h1>\n<p>{len(entries)} suites; claims: {esc(total)}.</p>",
              "<ul>\n" + "\n".join(f'<li><a href="#{esc(e.name)}">{esc(e.name)}</a>: {esc(counts_text(e.verdicts))}'
                                   "</li>" for e in entries) + "\n</ul>"]
+    if docs:
+        parts.append("<h2>Documentation</h2>\n<ul>\n" + "\n".join(
+            f'<li><a href="{esc(docpages.DOCS_DIR)}/{esc(d.html_rel)}">{esc(d.title)}</a> '
+            f'(<a href="{esc(docpages.DOCS_DIR)}/{esc(d.rel)}">markdown</a>)</li>' for d in docs) + "\n</ul>")
     for e in entries:
         link = f"{esc(e.name)}/report.html"
         parts.append(f'<h2 id="{esc(e.name)}"><a href="{link}">{esc(e.name)}</a></h2>\n'
@@ -98,7 +105,8 @@ def _check_out(out: Path, sources: list[Path]) -> list[str]:
     for src in sources:
         s = src.resolve()
         if o == s or s in o.parents or o in s.parents:
-            raise UserError(f"--out {out}: must not equal, contain or lie inside the reports it publishes ({src})")
+            raise UserError(f"--out {out}: must not equal, contain or lie inside the reports or docs it publishes "
+                            f"({src})")
     R.check_out_dir(out, "--out")
     if not out.exists() or not any(out.iterdir()):
         return []
@@ -153,19 +161,31 @@ def _install(tmp: Path, out: Path, new: list[str], old: list[str]) -> None:
     R.atomic_write_json(out / MARKER, {"written_by": "moebench publish", "files": sorted(new)})
 
 
-def publish(reports_dir: Path, out: Path) -> Path:
-    """Write the site to `out` (an empty folder or an earlier site of publish's); the index page's path."""
+def publish(reports_dir: Path, out: Path, docs: Path | None = None) -> Path:
+    """Write the site to `out` (an empty folder or an earlier site of publish's), with the markdown folder `docs`
+    if given; the index page's path."""
     root, out = Path(reports_dir), Path(out)
     if not root.is_dir():
         raise UserError(f"{root}: reports directory not found")
+    if docs is not None and not Path(docs).is_dir():
+        raise UserError(f"--docs {docs}: not a directory")
     dirs = find_reports(root)
     if not dirs:
         raise UserError(f"{root}: no reports in it (a report is <suite>/report.html with verdicts.json, as written "
                         "by moebench run / moebench report)")
-    old = _check_out(out, [root, *dirs])
+    if docs is not None and docpages.DOCS_DIR in {d.name for d in dirs}:
+        raise UserError(f"{root}/{docpages.DOCS_DIR}: a report named like the site's docs folder; rename it or "
+                        "publish without --docs")
+    old = _check_out(out, [root, *dirs, *([Path(docs)] if docs is not None else [])])
     entries = [read_entry(d) for d in dirs]
     files = _site_files(dirs)
-    new = sorted([*files, INDEX, NOJEKYLL])
+    doc_pages = docpages.pages(Path(docs)) if docs is not None else []
+    if docs is not None:
+        files.update(docpages.doc_files(Path(docs)))
+    # rendered pages, unless docs/ itself holds a file of that name (then it is copied as it is)
+    rendered = {f"{docpages.DOCS_DIR}/{d.html_rel}": d for d in doc_pages
+                if f"{docpages.DOCS_DIR}/{d.html_rel}" not in files}
+    new = sorted([*files, *rendered, INDEX, NOJEKYLL])
     if out.exists():
         _check_foreign(out, new, old)
     tmp = R.make_temp_dir(out.parent, f".{out.name}.")
@@ -173,7 +193,10 @@ def publish(reports_dir: Path, out: Path) -> Path:
         for rel, src in files.items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, tmp / rel)  # copyfile, not copy2: the site's modes follow the umask, not the source's
-        (tmp / INDEX).write_text(index_html(entries), encoding="utf-8")
+        for rel, page in rendered.items():
+            text = files[f"{docpages.DOCS_DIR}/{page.rel}"].read_text(encoding="utf-8")
+            (tmp / rel).write_text(docpages.page_html(page.title, text, STYLE, rel.count("/")), encoding="utf-8")
+        (tmp / INDEX).write_text(index_html(entries, doc_pages), encoding="utf-8")
         (tmp / NOJEKYLL).write_text("", encoding="utf-8")  # GitHub Pages: serve files as they are
         out.mkdir(parents=True, exist_ok=True)
         _install(tmp, out, new, old)

@@ -107,9 +107,19 @@ def build_blocks(rs, verdicts, plots: list[tuple[str, str]], suite_text: str, ex
                    ("p", "Runs that are not finished ok are left out of every mean and make the claims that compare "
                          "their variant INCONCLUSIVE. damaged: a file no longer matches the row count or checksum "
                          "its summary recorded (rerun `moebench run` to retrain it).")]
-    if rs.damaged_files:  # e.g. an edited sidebyside.json: named, and the per-run medians used instead
-        blocks += [("h2", "Damaged files"), ("p", "Not used (rerun the command that wrote them): "
-                                                  + "; ".join(rs.damaged_files) + ".")]
+    if rs.damaged_files:  # an edited sidebyside.json is not used (per-run medians instead); suite.yaml, plan.json
+        # say what the suite is and cannot be left out: the verdicts above rest on them, so they are named here
+        blocks += [("h2", "Damaged files"), ("p", "These files no longer match the checksums their folder's "
+                                                  "manifest recorded (rerun the command that wrote them; `moebench "
+                                                  "run` on the suite rewrites suite.yaml and plan.json): "
+                                                  + "; ".join(rs.damaged_files) + ". A damaged sidebyside.json is "
+                                                  "not used; claims read from a damaged suite.yaml are suspect.")]
+    legacy = sections.legacy_runs_table(rs)
+    if legacy:
+        blocks += [("h2", "Unverified runs (legacy)"), ("table", legacy),
+                   ("p", "Written before runs had a manifest: their weights and metrics are checked against their "
+                         "summary, but an edited summary.json cannot be detected. They are used as before; "
+                         "`moebench run --force` retrains and records them.")]
     blocks += [("h2", "Utilisation (S-MFU, S-MBU)"), ("table", tables.utilisation_table(rs)),
                ("p", "S-MFU and S-MBU as MoE-CAP (Jiang et al. 2024) define them for sparse models: achieved "
                      "FLOP/s of the active parameters (train FLOPs/token x tokens/s) / device peak FLOP/s, and bytes "
@@ -224,6 +234,7 @@ class Rendered:
     readme: Path
     verdicts: tuple
     sequential: str = ""  # one line on the rounds of a `run --until-decided`, "" without them
+    damaged_files: tuple[str, ...] = ()  # suite-level files that failed their check, for the console too
 
 
 CONSOLE_REASON_CHARS = 100  # one terminal line each; the report has the whole reason
@@ -279,7 +290,7 @@ def render_report(results_dir: Path, out_dir: Path) -> Rendered:
     atomic_write_text(out_dir / "verdicts.json", _json(verdict_rows) + "\n")
     _csv(rs.runs, out_dir / "results.csv")
     _csv(rs.curves, out_dir / "curves.csv")
-    return Rendered(readme, tuple(verdicts), rec.summary() if rec else "")
+    return Rendered(readme, tuple(verdicts), rec.summary() if rec else "", rs.damaged_files)
 
 
 DATE_LINE = re.compile(r"^(<p>)?Date: ")  # the one line allowed to differ between reruns

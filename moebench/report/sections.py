@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-from moebench.io import run_key
+from moebench.io import LEGACY, run_key
 
 from .tables import Table, fmt, mib, si
 
@@ -114,6 +114,15 @@ def failed_runs_table(rs) -> Table | None:
              ("no summary.json: not trained yet, still training or killed" if r["status"] == "incomplete" else "-")]
             for _, r in bad.iterrows()]
     return ["variant", "seed", "status", "step", "reason"], rows
+
+
+def legacy_runs_table(rs) -> Table | None:
+    """Every run read without a manifest (io.LEGACY): one row each, so no unverified number goes unmarked."""
+    if "verified" not in rs.runs or not len(rs.runs):
+        return None
+    rows = [[str(r["variant"]), str(int(r["seed"])), str(r["verified"])]
+            for _, r in rs.runs[rs.runs["verified"] == LEGACY].iterrows()]
+    return (["variant", "seed", "summary"], rows) if rows else None
 
 
 def load_table(rs):

@@ -183,8 +183,11 @@ def prepare_suite_dir(plan: Plan, results_root: Path) -> Path:
     """results/<suite>/ with the resolved suite and the plan rows (rank 0 writes; other ranks only read)."""
     suite_dir = Path(results_root) / plan.suite.name
     if D.is_rank0():
-        R.atomic_write_text(suite_dir / "suite.yaml", yaml.safe_dump(plan.suite.raw, sort_keys=False))
-        R.atomic_write_json(suite_dir / "plan.json", [r.to_dict() for r in plan.rows])
+        for name in (R.SUITE_FILE, R.PLAN_FILE):  # both are rewritten from the suite: say so, never hide damage
+            if problem := R.verify_recorded(suite_dir / name):
+                print(f"moebench: {problem}; rewriting it from the suite", file=sys.stderr, flush=True)
+        R.write_recorded_bytes(suite_dir / R.SUITE_FILE, yaml.safe_dump(plan.suite.raw, sort_keys=False).encode())
+        R.write_recorded(suite_dir / R.PLAN_FILE, [r.to_dict() for r in plan.rows])
     return suite_dir
 
 

@@ -19,8 +19,11 @@ def test_header_fields(tmp_path):
     magic, version, itemsize, n_tokens, n_bytes, vocab, digest = struct.unpack("<8sIIQQQ16s",
                                                                                path.read_bytes()[:56])
     text = corpora.load_text("ptb", "valid")
-    assert (magic, version, itemsize, vocab) == (b"MOEBTOK\x00", 2, 2, 256)
-    assert digest == hashlib.blake2b(path.read_bytes()[64:], digest_size=16).digest()
+    assert (magic, version, itemsize, vocab) == (b"MOEBTOK\x00", 3, 2, 256)
+    # the digest covers the header's other fields and the body: blake2b(fields with a zero digest + blake2b(body))
+    fields = path.read_bytes()[:40] + b"\x00" * 16
+    body = hashlib.blake2b(path.read_bytes()[64:], digest_size=16).digest()
+    assert digest == hashlib.blake2b(fields + body, digest_size=16).digest()
     assert n_tokens == len(ts.tokens) == n_bytes == ts.n_bytes == len(text.encode("utf-8"))
     assert path.stat().st_size == 64 + 2 * n_tokens
     assert isinstance(ts.tokens, np.memmap) and ts.tokens.ndim == 1

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from moebench.data import get_tokenizer, tokenizer_names, vocab_size
@@ -37,6 +39,25 @@ def test_word_tokenizer_on_ptb(tmp_path, ptb_valid):
 def test_word_vocab_is_cached_on_disk(tmp_path):
     get_tokenizer("ptb", "word", cache_dir=tmp_path)
     assert len(list(tmp_path.glob("vocab-word-ptb-*.json"))) == 1
+
+
+@pytest.mark.parametrize("edit", ["swap two words", "not JSON"])
+def test_an_edited_word_vocabulary_is_named_and_rebuilt(tmp_path, capsys, edit):
+    from moebench.data import tokenizers
+
+    tok = tokenizers.make_tokenizer("word", "ptb", tmp_path)
+    (path,) = tmp_path.glob("vocab-word-ptb-*.json")
+    rec = json.loads(path.read_text())
+    if edit == "swap two words":  # still a valid vocabulary: only the recorded checksum tells
+        rec["words"][2], rec["words"][3] = rec["words"][3], rec["words"][2]
+        path.write_text(json.dumps(rec))
+    else:
+        path.write_text(path.read_text()[:100])
+    capsys.readouterr()
+    again = tokenizers.make_tokenizer("word", "ptb", tmp_path)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and "damaged" in err and "rebuilding" in err
+    assert again.words == tok.words and json.loads(path.read_text())["words"] == list(tok.words)
 
 
 def test_gpt2_offline(tmp_path, ptb_valid):
