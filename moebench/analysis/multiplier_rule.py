@@ -7,7 +7,8 @@ outside a fit's measured range; else PASS if the 95% interval's low end >= min, 
 
 Simulation (`Design`): two variants, `baseline` following L(C) = l_inf + a (C / C_mid)^-alpha and `variant`
 reaching at C the loss the baseline reaches at M x C (a true multiplier M), `seeds` seeds per cell with normal seed
-noise of sd `seed_sd` (one number, or one per size), and a normal deviation of sd `tau` shared by a cell's seeds.
+noise of sd `seed_sd` and a normal deviation of sd `tau` shared by a cell's seeds (each one number, or one per
+size).
 """
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ class Design:
     flops: tuple  # training compute at each size
     seeds: int = 3
     seed_sd: float | tuple = 0.02  # nats; one per size allowed
-    tau: float = 0.0  # sd of a cell's deviation from the law
+    tau: float | tuple = 0.0  # sd of a cell's deviation from the law; one per size allowed
     l_inf: float = 1.0
     a: float = 0.6  # baseline's loss above l_inf at the geometric-mean compute
     alpha: float = 0.3
@@ -79,11 +80,11 @@ class Design:
 
 def simulate(design: Design, multiplier: float, rng: np.random.Generator) -> list[Point]:
     c_mid = float(np.exp(np.mean(np.log(design.flops))))
-    sds = design.seed_sd if isinstance(design.seed_sd, tuple) else (design.seed_sd,) * len(design.flops)
+    sds, taus = (x if isinstance(x, tuple) else (x,) * len(design.flops) for x in (design.seed_sd, design.tau))
     out = []
     for name, m in (("baseline", 1.0), ("variant", multiplier)):
-        for i, (c, sd) in enumerate(zip(design.flops, sds)):
-            mean = design.l_inf + design.a * (m * c / c_mid) ** -design.alpha + rng.normal(0, design.tau)
+        for i, (c, sd, tau) in enumerate(zip(design.flops, sds, taus)):
+            mean = design.l_inf + design.a * (m * c / c_mid) ** -design.alpha + rng.normal(0, tau)
             out += [Point(name, f"s{i}", s, float(c), float(mean + rng.normal(0, sd))) for s in range(design.seeds)]
     return out
 
@@ -120,3 +121,24 @@ def detectable_multiplier(design: Design, minimum: float = 1.0, power: float = 0
         else:
             lo = mid
     return math.exp(hi)
+
+
+def plateau_reference(rs) -> tuple[float | None, str]:
+    """The validation split's unigram cross-entropy for the plateau check, and where it came from: the runs'
+    summary.json (`unigram_ce_val`), else the corpus if its token shards are cached, else None and why."""
+    runs = rs.runs[rs.runs["status"] == "ok"]
+    vals = runs["unigram_ce_val"].dropna().astype(float) if "unigram_ce_val" in runs else []
+    if len(runs) and len(vals) == len(runs):
+        return float(np.median(vals)), "from the runs' summary.json"
+    corpus = rs.suite.get("corpus") or {}
+    if corpus.get("name") and corpus.get("tokenizer"):
+        from moebench.data import cached_unigram_ce
+        from moebench.errors import UserError
+
+        try:
+            ce = cached_unigram_ce(str(corpus["name"]), str(corpus["tokenizer"]))
+        except UserError:  # an unwritable cache: the check is said to be unavailable instead
+            ce = None
+        if ce is not None:
+            return ce, "computed from the cached corpus (these results predate unigram_ce_val)"
+    return None, "the results carry no unigram_ce_val and the corpus is not in the token cache"

@@ -109,13 +109,19 @@ def _byte(corpus: str, cache_dir: Optional[Path]) -> ByteTokenizer:
     return ByteTokenizer()
 
 
+def word_vocab_path(corpus: str, root: Path) -> Path:
+    """Where the word vocabulary of `corpus` is cached (keyed by the corpus fingerprint: it depends on content)."""
+    from moebench.data import cache, corpora
+
+    key = hashlib.sha256(f"{corpus}|{corpora.corpus_fingerprint(corpus)}".encode()).hexdigest()[:20]
+    return root / f"vocab-word-{cache.safe_name(corpus)}-{key}.json"
+
+
 @register("word")
 def _word(corpus: str, cache_dir: Optional[Path]) -> WordTokenizer:
     from moebench.data import cache, corpora
 
-    # The vocabulary depends on the corpus content, so its cache file is keyed by the corpus fingerprint.
-    key = hashlib.sha256(f"{corpus}|{corpora.corpus_fingerprint(corpus)}".encode()).hexdigest()[:20]
-    path = cache.cache_root(cache_dir) / f"vocab-word-{cache.safe_name(corpus)}-{key}.json"
+    path = word_vocab_path(corpus, cache.cache_root(cache_dir))
     if path.exists():
         try:
             return WordTokenizer(tuple(json.loads(path.read_text(encoding="utf-8"))))
