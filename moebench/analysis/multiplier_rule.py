@@ -49,7 +49,7 @@ def decide(points: list[Point], baseline: str, variant: str, minimum: float, los
         return Decision(INCONCLUSIVE, f"no sweep points of {variant} or {baseline} off the plateau", plat, law,
                         math.nan, None)
     target = loss if loss is not None else lawfit.default_target(law.fit, law.cells, baseline, variant)
-    iv = lawfit.multiplier_interval(law, baseline, variant, target, minimum)
+    iv = lawfit.multiplier_interval(law, baseline, variant, loss, minimum)  # None: the target's own error in
     if law.df <= 0:
         why = f"the law cannot be tested against seed error: {len(law.cells)} cells for as many parameters"
     elif law.rejected:
