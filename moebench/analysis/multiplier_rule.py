@@ -8,7 +8,8 @@ outside a fit's measured range; else PASS if the 95% interval's low end >= min, 
 Simulation (`Design`): two variants, `baseline` following L(C) = l_inf + a (C / C_mid)^-alpha and `variant`
 reaching at C the loss the baseline reaches at M x C (a true multiplier M), `seeds` seeds per cell with normal seed
 noise of sd `seed_sd` and a normal deviation of sd `tau` shared by a cell's seeds (each one number, or one per
-size).
+size); `extra_variants` more variants on the baseline's law (a suite's third variant shares L_inf and adds
+lack-of-fit degrees of freedom).
 """
 from __future__ import annotations
 
@@ -76,13 +77,15 @@ class Design:
     l_inf: float = 1.0
     a: float = 0.6  # baseline's loss above l_inf at the geometric-mean compute
     alpha: float = 0.3
+    extra_variants: int = 0  # more variants on the baseline's law: they share L_inf and add lack-of-fit df
 
 
 def simulate(design: Design, multiplier: float, rng: np.random.Generator) -> list[Point]:
     c_mid = float(np.exp(np.mean(np.log(design.flops))))
     sds, taus = (x if isinstance(x, tuple) else (x,) * len(design.flops) for x in (design.seed_sd, design.tau))
     out = []
-    for name, m in (("baseline", 1.0), ("variant", multiplier)):
+    extra = tuple((f"other{i}", 1.0) for i in range(design.extra_variants))
+    for name, m in (("baseline", 1.0), ("variant", multiplier)) + extra:
         for i, (c, sd, tau) in enumerate(zip(design.flops, sds, taus)):
             mean = design.l_inf + design.a * (m * c / c_mid) ** -design.alpha + rng.normal(0, tau)
             out += [Point(name, f"s{i}", s, float(c), float(mean + rng.normal(0, sd))) for s in range(design.seeds)]
