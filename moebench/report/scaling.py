@@ -52,14 +52,15 @@ def params_table(law: lawfit.LawFit) -> Table:
 
 def residuals_table(law: lawfit.LawFit, points: list, baseline: str | None, excluded: tuple) -> Table:
     z = {(v, s): x for v, s, x in law.z}
+    kept = [p for p in points if p.size not in excluded]  # a plateau size is no point to interpolate through
     rows = []
     for v in law.fit.curves:
-        direct = ({r["size"]: r for r in scaling.direct_multipliers(points, baseline, v)}
+        direct = ({r["size"]: r for r in scaling.direct_multipliers(kept, baseline, v)}
                   if baseline and v != baseline and baseline in law.fit.curves else {})
         for size, c, loss, n in scaling.cells(points, v):
             d = direct.get(size, {}).get("multiplier")
             if size in excluded:
-                rows.append([v, size, si(c, "FLOPs"), str(n), fmt(loss), "left out (plateau)", "-", "-", "-"])
+                rows.append([v, size, si(c, "FLOPs"), str(n), fmt(loss), "left out (plateau)", "-", "-", "-", "-"])
                 continue
             pred = float(law.fit.loss(v, c))
             fitted = "-"
@@ -73,12 +74,12 @@ def residuals_table(law: lawfit.LawFit, points: list, baseline: str | None, excl
     head = ["variant", "size", "training FLOPs (mean)", "seeds", "val loss (mean)", "fitted", "residual",
             "z (residual / seed s.e.)", f"multiplier vs {baseline}, measured (interpolated, no fit)",
             "multiplier from the fits at that loss"]
-    return head, [r if len(r) == len(head) else r[:6] + ["-"] + r[6:] for r in rows]
+    return head, rows
 
 
 def _band(law: lawfit.LawFit, variant: str, grid) -> tuple[np.ndarray, np.ndarray]:
     """Pointwise delta-method 95% band of the fitted curve."""
-    theta, out = lawfit.theta_of(law.fit), []
+    theta = lawfit.theta_of(law.fit)
     base = law.fit.loss(variant, grid)
     jac = np.zeros((len(grid), len(theta)))
     for k in range(len(theta)):
@@ -87,8 +88,7 @@ def _band(law: lawfit.LawFit, variant: str, grid) -> tuple[np.ndarray, np.ndarra
         up[k] += h
         jac[:, k] = (lawfit.with_theta(law.fit, up).loss(variant, grid) - base) / h
     se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", jac, law.cov, jac), 0.0))
-    out = (base - _t(law) * se, base + _t(law) * se)
-    return out
+    return base - _t(law) * se, base + _t(law) * se
 
 
 def loss_plot(law: lawfit.LawFit, points, excluded: tuple, out_dir: Path) -> str:
