@@ -111,13 +111,17 @@ def pass_rate(design: Design, multiplier: float, minimum: float = 1.0, n_sim: in
 
 def detectable_multiplier(design: Design, minimum: float = 1.0, power: float = 0.8, n_sim: int = 200,
                           seed: int = 0, upper: float = 64.0) -> float:
-    """The smallest true multiplier the judge PASSes with `power` at this design's noise (bisection on log M over
-    simulated sweeps, the same RNG seed at every M so the pass rate is monotone up to Monte-Carlo error); inf when
-    even `upper` does not reach it."""
-    lo, hi = math.log(minimum), math.log(upper)
-    if pass_rate(design, upper, minimum, n_sim, seed) < power:
-        return math.inf
-    for _ in range(8):  # log M to within 1/256 of the bracket
+    """The smallest true multiplier the judge PASSes with `power` at this design's noise; inf when none up to
+    `upper` does. The pass rate is not monotone far out (a variant so much better that the target loss lies
+    outside its measured range is INCONCLUSIVE), so: steps of sqrt(2) up from `minimum` to the first multiplier
+    that reaches `power`, then bisection on log M inside that step, the same RNG seed at every M."""
+    lo = math.log(minimum)
+    hi = lo + math.log(2) / 2
+    while pass_rate(design, math.exp(hi), minimum, n_sim, seed) < power:
+        lo, hi = hi, hi + math.log(2) / 2
+        if hi > math.log(upper):
+            return math.inf
+    for _ in range(5):  # log M to within 1/64 of the sqrt(2) step
         mid = (lo + hi) / 2
         if pass_rate(design, math.exp(mid), minimum, n_sim, seed) >= power:
             hi = mid
