@@ -185,9 +185,11 @@ def fit_law(points: list[Point], l_inf="shared") -> LawFit:
     variants = sorted({c.variant for c in cells})
     need = 3 if l_inf == "shared" else 2
     few = [v for v in variants if sum(c.variant == v for c in cells) < need]
-    if not variants or few:
+    if not variants:
+        raise FitError("no finished runs off the plateau")
+    if few:
         raise FitError(f"a fit with {'a shared' if l_inf == 'shared' else 'a fixed'} L_inf needs >= {need} sizes "
-                       f"off the plateau per variant; {', '.join(few) or 'no variant'} has fewer")
+                       f"off the plateau per variant; {', '.join(few)} has fewer")
     bad = sorted({c.size for c in cells if not c.se2 > 0})
     if bad:
         raise FitError(f"no seed spread at size {', '.join(bad)} (one seed per variant, or identical seeds): the "
