@@ -130,6 +130,20 @@ def detectable_multiplier(design: Design, minimum: float = 1.0, power: float = 0
     return math.exp(hi)
 
 
+def design_from_law(law: lawfit.LawFit, baseline: str) -> Design:
+    """The measured noise and law of a fitted sweep as a Design, for pass_rate / detectable_multiplier: the
+    baseline's sizes, law and fewest seeds, each size's pooled seed sd, the cell sd beyond seed error, and the
+    suite's other variants (beyond baseline and variant) on the baseline's law."""
+    cells = sorted((c for c in law.cells if c.variant == baseline), key=lambda c: c.flops)
+    flops = tuple(c.flops for c in cells)
+    curve = law.fit.curves[baseline]
+    c_mid = float(np.exp(np.mean(np.log(flops))))
+    a = math.exp(curve.log_a) * (c_mid / law.fit.c0) ** -curve.alpha
+    return Design(flops, seeds=min(c.n for c in cells), seed_sd=tuple(math.sqrt(c.se2 * c.n) for c in cells),
+                  tau=math.sqrt(law.tau2), l_inf=law.fit.l_inf, a=a, alpha=curve.alpha,
+                  extra_variants=max(0, len(law.fit.curves) - 2))
+
+
 def plateau_reference(rs) -> tuple[float | None, str]:
     """The validation split's unigram cross-entropy for the plateau check, and where it came from: the runs'
     summary.json (`unigram_ce_val`), else the corpus if its token shards are cached, else None and why."""

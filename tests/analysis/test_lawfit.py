@@ -110,6 +110,15 @@ def test_detectable_multiplier_is_where_the_pass_rate_reaches_the_power():
     assert R.pass_rate(d, m, n_sim=30, seed=6) >= 0.8 > R.pass_rate(d, m / 1.05, n_sim=30, seed=6)
 
 
+def test_a_fitted_sweep_gives_back_its_design():
+    d = design(tau=0.0, seed_sd=(0.01, 0.02, 0.03, 0.04), extra_variants=1)
+    law = LF.fit_law(R.simulate(d, 1.0, np.random.default_rng(8)))
+    back = R.design_from_law(law, "baseline")
+    assert back.flops == pytest.approx(FLOPS) and back.seeds == 3 and back.extra_variants == 1
+    assert back.l_inf == pytest.approx(1.0, abs=0.1) and back.alpha == pytest.approx(0.3, abs=0.05)
+    assert back.a == pytest.approx(0.6, rel=0.15) and back.seed_sd[3] > back.seed_sd[0]
+
+
 # ------------------------------------------------------------------ the claim, on sweep run directories
 
 def sweep(tmp_path, multiplier, unigram=None, sd=0.005):
