@@ -1,6 +1,7 @@
 """Fit + report of a 36-run synthetic sweep (3 variants x 4 sizes x 3 seeds, losses from known power laws with
-seed noise): the scaling section (fit, 500 bootstrap refits, two plots, tables) plus two compute_multiplier claims
-(500 refits each). Target: under 10 s on the 2-core CI machine."""
+seed noise): the scaling section (plateau check, law fit with its lack-of-fit test and random-effect refit,
+delta-method bands, two plots, tables) plus two compute_multiplier claims. Target: under 10 s on the 2-core CI
+machine."""
 from __future__ import annotations
 
 import sys

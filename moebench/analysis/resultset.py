@@ -38,7 +38,7 @@ TRAIN_COLS = ("variant", "seed", "step", "tokens", "flops", "wall", "loss", "aux
 RUN_COLS = ("suite", "variant", "seed", "status", "failure_step", "failure_reason", "kind", "matched_to", "backend",
             "params_total", "params_active", "params_embedding", "train_flops_per_token", "forward_flops_per_token",
             "steps", "tokens", "wall_time_s", *FINAL_KEYS, "tokens_per_s_median", "step_time_median_s",
-            "peak_memory_bytes", "peak_memory_method", "tokens_per_param", "unique_train_tokens", "epochs", "peak_flops", "peak_bw", "peak_source",
+            "peak_memory_bytes", "peak_memory_method", "tokens_per_param", "unique_train_tokens", "epochs", "unigram_ce_val", "peak_flops", "peak_bw", "peak_source",
             "param_bytes")
 _SEED_DIR = re.compile(r"\Aseed-(\d+)\Z")  # \Z: `$` would take "seed-0\n"
 
@@ -163,6 +163,7 @@ def _run_row(suite: str, variant: str, seed: int, s: dict | None, cfg: dict) -> 
         row["tokens_per_param"] = row["tokens"] / row["params_total"]
     row["unique_train_tokens"] = s.get("unique_train_tokens")
     row["epochs"] = s.get("epochs")
+    row["unigram_ce_val"] = s.get("unigram_ce_val")  # nats/token; absent in results older than the plateau check
     row["flops_measured_forward_per_token"] = (s.get("flops_measured") or {}).get("forward")
     row.update({k: s.get(k) for k in ("world_size", "comm_time_s", "comm_fraction")})
     beside, load = s.get("concurrent_runs") or {}, s.get("load_avg_1m") or {}  # --jobs / Ray: what shared the host

@@ -17,6 +17,10 @@ from the point estimate, with a fixed RNG so a report is reproducible. In simula
 3 decades of compute, 3 seeds, seed sd 0.01 nats, true multiplier 2.0, 150 repetitions) the point estimate's
 median was 1.97 and the percentile 95% interval covered the truth 91% of the time: a slightly narrow interval;
 with no true effect (multiplier 1, `min: 1.0`) the compute_multiplier claim PASSed 2.7% of the time, FAILed 0%.
+
+The claim and the report no longer use that bootstrap: a deviation shared by a (variant, size) cell's seeds is
+invisible to it (with cell deviations of 1-2 seed sds it PASSed a null multiplier 12-23% of the time). They use
+analysis/lawfit.py (cell means, lack-of-fit test, random effect); fit/bootstrap here stay for comparison.
 """
 from __future__ import annotations
 

@@ -19,8 +19,9 @@ from moebench.errors import UserError
 
 __all__ = [
     "TokenSplit", "load_tokens", "get_tokenizer", "vocab_size", "corpus_names", "tokenizer_names",
-    "check_corpus_spec", "DEFAULT_CORPUS", "SPLITS",
+    "check_corpus_spec", "DEFAULT_CORPUS", "SPLITS", "unigram_cross_entropy", "cached_unigram_ce",
 ]
+BINCOUNT_CHUNK = 1 << 24  # tokens per bincount: a 10B-token shard is counted without a 10B-long int64 copy
 
 
 @dataclass
@@ -63,6 +64,44 @@ def load_tokens(corpus: str, tokenizer: str, split: str, cache_dir: Optional[os.
         raise UserError(f"corpus {corpus!r} split {split!r} is empty: give it more text (a single local file "
                         "is split 90/5/5 by rows into train/valid/test)")
     return TokenSplit(tokens=tokens, n_bytes=header.n_bytes, vocab_size=header.vocab_size)
+
+
+def _counts(tokens: np.ndarray, vocab: int) -> np.ndarray:
+    out = np.zeros(vocab, dtype=np.int64)
+    for i in range(0, len(tokens), BINCOUNT_CHUNK):
+        out += np.bincount(np.asarray(tokens[i:i + BINCOUNT_CHUNK]), minlength=vocab)[:vocab]
+    return out
+
+
+def unigram_cross_entropy(train: TokenSplit, valid: TokenSplit) -> float:
+    """Nats per token of `valid` under `train`'s unigram distribution, add-one (Laplace) smoothed over the
+    vocabulary: the loss of a model that has learned token frequencies and nothing else, i.e. the initial plateau a
+    language model sits on before it uses context (the scaling fit leaves sizes still there out)."""
+    vocab = max(train.vocab_size, valid.vocab_size)
+    counts = _counts(train.tokens, vocab).astype(np.float64)
+    logp = np.log((counts + 1.0) / (counts.sum() + vocab))
+    seen = _counts(valid.tokens, vocab)
+    return float(-(seen * logp).sum() / seen.sum())
+
+
+def cached_unigram_ce(corpus: str, tokenizer: str, cache_dir: Optional[os.PathLike] = None) -> Optional[float]:
+    """unigram_cross_entropy of the valid split under the train split, if both token shards (and a word
+    tokenizer's vocabulary) are already in the cache; None otherwise: this builds and downloads nothing."""
+    if check_corpus_spec(corpus, tokenizer):
+        return None
+    root = cache.cache_root(cache_dir)
+    if tokenizer == "word" and not tokenizers.word_vocab_path(corpus, root).exists():
+        return None
+    tok = get_tokenizer(corpus, tokenizer, cache_dir)
+    splits = []
+    for split in ("train", "valid"):
+        path = cache.shard_path(root, corpus, corpora.corpus_fingerprint(corpus), split, tok.name, tok.fingerprint)
+        header = cache.read_header(path)
+        if header is None or not cache.body_ok(path, header) or header.n_tokens == 0:
+            return None
+        _, tokens = cache.open_shard(path)
+        splits.append(TokenSplit(tokens=tokens, n_bytes=header.n_bytes, vocab_size=header.vocab_size))
+    return unigram_cross_entropy(*splits)
 
 
 def check_corpus_spec(corpus: str, tokenizer: str) -> list[str]:

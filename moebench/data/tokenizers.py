@@ -114,15 +114,22 @@ def _words_sha(words: tuple[str, ...]) -> str:
     return hashlib.sha256(json.dumps(list(words)).encode("utf-8")).hexdigest()
 
 
+def word_vocab_path(corpus: str, root: Path) -> Path:
+    """Where the word vocabulary of `corpus` is cached. It depends on the corpus content, so the file is keyed by
+    the corpus fingerprint; it records the sha256 of its words (v2)."""
+    from moebench.data import cache, corpora
+
+    key = hashlib.sha256(f"{corpus}|{corpora.corpus_fingerprint(corpus)}|v2".encode()).hexdigest()[:20]
+    return root / f"vocab-word-{cache.safe_name(corpus)}-{key}.json"
+
+
 @register("word")
 def _word(corpus: str, cache_dir: Optional[Path]) -> WordTokenizer:
     from moebench.data import cache, corpora
 
-    # The vocabulary depends on the corpus content, so its cache file is keyed by the corpus fingerprint. It records
-    # the sha256 of its words (v2): an edited or damaged vocabulary would silently tokenize differently, so it is
-    # named on stderr and rebuilt (it is derived from the corpus), never used.
-    key = hashlib.sha256(f"{corpus}|{corpora.corpus_fingerprint(corpus)}|v2".encode()).hexdigest()[:20]
-    path = cache.cache_root(cache_dir) / f"vocab-word-{cache.safe_name(corpus)}-{key}.json"
+    # an edited or damaged vocabulary would silently tokenize differently, so it is named on stderr and rebuilt
+    # (it is derived from the corpus), never used
+    path = word_vocab_path(corpus, cache.cache_root(cache_dir))
     if path.exists():
         try:
             rec = json.loads(path.read_text(encoding="utf-8"))

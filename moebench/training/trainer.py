@@ -299,6 +299,8 @@ class Trainer:
         return self.summary()
 
     def summary(self) -> dict:
+        from moebench.data import unigram_cross_entropy
+
         rows = R.read_metrics(self.metrics_path)
         train = [r for r in rows if r["kind"] == "train"]
         evals = [r for r in rows if r["kind"] == "eval"]
@@ -327,6 +329,8 @@ class Trainer:
             # how often the run saw its corpus: claims are INCONCLUSIVE past max_epochs (data repetition)
             "unique_train_tokens": len(self.data.train.tokens),
             "epochs": train[-1]["tokens"] / len(self.data.train.tokens),
+            # the initial plateau (a unigram model's loss): the scaling fit leaves sizes that never left it out
+            "unigram_ce_val": unigram_cross_entropy(self.data.train, self.data.valid),
             "tokens_per_s_median": statistics.median(r["tokens_per_s"] for r in steady),
             "step_time_median_s": statistics.median(r["step_time"] for r in steady),
             "peak_memory_bytes": int(peak), "peak_memory_method": method,

@@ -54,6 +54,7 @@ def test_run_writes_results_and_report(tmp_path, capsys):
         assert (s["env"]["lock_state"] == "unlocked") == bool(s["env"]["lock_differ"])
         # PTB bytes: ~5.1M training tokens, of which this run saw 1,536 once
         assert s["unique_train_tokens"] > 4_000_000 and s["epochs"] == s["tokens"] / s["unique_train_tokens"]
+        assert abs(s["unigram_ce_val"] - 2.9841) < 1e-3  # PTB bytes' unigram plateau (add-one smoothed), nats
         evals = [r for r in R.read_metrics(rd / R.METRICS) if r["kind"] == "eval"]
         assert [r["step"] for r in evals] == [4, 8, 12]
         assert (rd / R.CONFIG).exists() and (rd / R.FINAL_MODEL).exists() and not (rd / R.CHECKPOINT).exists()

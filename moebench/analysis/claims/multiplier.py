@@ -1,16 +1,20 @@
-"""The compute_multiplier judge: a sweep's fitted loss-vs-compute curves (analysis/scaling.py) read at one loss.
+"""The compute_multiplier judge: a sweep's fitted loss-vs-compute law (analysis/lawfit.py) read at one loss, by the
+decision of analysis/multiplier_rule.py (the planner simulates the same function).
 
-PASS if the bootstrap 95% interval of C_baseline(L) / C_variant(L) lies at or above `min`, FAIL if it lies below,
-else INCONCLUSIVE with the interval (what these seeds and sizes can resolve). The loss must be one both fitted
-curves reach inside their measured compute range: a multiplier read off an extrapolation is INCONCLUSIVE.
+Sizes still on the initial plateau are left out; the law is tested against the seed errors (lack of fit) and
+INCONCLUSIVE when it is rejected, with the multiplier measured at each size without a fit; else PASS if the 95%
+interval of C_baseline(L) / C_variant(L) (cell deviations from the law carried in as a random effect) lies at or
+above `min`, FAIL if below, INCONCLUSIVE otherwise. The loss must lie inside both fits' measured range.
 """
 from __future__ import annotations
 
-from moebench.analysis import scaling
+import math
+
+from moebench.analysis import lawfit, multiplier_rule, scaling
 from moebench.config.claims import ComputeMultiplier
 from moebench.io import split_key
 
-from .base import INCONCLUSIVE, JUDGES, Verdict, gate_reasons, tri
+from .base import INCONCLUSIVE, JUDGES, Verdict, gate_reasons
 
 
 def _verdict(c: ComputeMultiplier, rs, outcome: str, numbers: dict, reason: str, rule: str) -> Verdict:
@@ -25,55 +29,59 @@ def _verdict(c: ComputeMultiplier, rs, outcome: str, numbers: dict, reason: str,
     return Verdict(c.label(), c.kind, c.compared(), outcome, numbers, reason, rule, c.description, c.source)
 
 
-def _direct(points, c: ComputeMultiplier) -> tuple[list, str]:
-    rows = scaling.direct_multipliers(points, c.baseline, c.variant)
-    text = ", ".join(f"{r['size']} {r['multiplier']:.3g}x" if r["multiplier"] is not None else f"{r['size']} n/a"
+def direct_text(rows: list) -> str:
+    return ", ".join(f"{r['size']} {r['multiplier']:.3g}x" if r["multiplier"] is not None else f"{r['size']} n/a"
                      for r in rows)
-    return rows, text
+
+
+def rule_text(c: ComputeMultiplier, l_inf) -> str:
+    return (f"sizes where a variant's mean final loss is not {lawfit.PLATEAU_MARGIN} nats below the validation "
+            f"split's unigram cross-entropy are left out (initial plateau); fit L(C) = L_inf + A C^-alpha per variant "
+            f"({'shared' if l_inf == 'shared' else 'fixed'} L_inf) to the (variant, size) cell means by weighted "
+            f"least squares; lack of fit: sum over cells of squared z (residual / seed standard error, seed variance "
+            f"pooled over variants per size) on cells - parameters df, law rejected at p < {lawfit.LOF_ALPHA} -> "
+            f"INCONCLUSIVE with the per-size measured multipliers; multiplier = C_{c.baseline}(L) / C_{c.variant}(L) at "
+            f"L = {'%g' % c.loss if c.loss else 'the higher of the two fitted losses at their largest size'}; 95% "
+            f"interval by the delta method with a (variant, size) random effect for deviations from the law "
+            f"(DerSimonian-Laird variance, Knapp-Hartung scaling, t quantile); PASS if its lower end >= {c.min:g}, FAIL "
+            f"if its upper end < {c.min:g}, else INCONCLUSIVE; L must lie inside both fits' measured range")
 
 
 @JUDGES.register("compute_multiplier")
 def judge_compute_multiplier(c: ComputeMultiplier, rs) -> Verdict:
     l_inf = (rs.suite.get("sweep") or {}).get("l_inf", "shared")
-    rule = (f"fit L(C) = L_inf + A C^-alpha per variant ({'shared' if l_inf == 'shared' else 'fixed'} L_inf, Huber "
-            f"in log space) on every finished seed of every size; multiplier = C_{c.baseline}(L) / C_{c.variant}(L) "
-            f"at L = {'%g' % c.loss if c.loss else 'the higher of the two fitted losses at their largest size'}; "
-            f"bootstrap over seeds "
-            f"({c.n_boot} resamples, fixed RNG), 95% interval; PASS if its lower end >= {c.min:g}, FAIL if its upper "
-            f"end < {c.min:g}, else INCONCLUSIVE; L must lie inside both fits' measured range")
+    rule = rule_text(c, l_inf)
     points = scaling.sweep_points(rs, c.metric)
-    try:
-        fit = scaling.fit(points, l_inf)
-    except scaling.FitError as err:
-        return _verdict(c, rs, INCONCLUSIVE, {}, f"no fit: {err}", rule)
-    if c.variant not in fit.curves or c.baseline not in fit.curves:
-        return _verdict(c, rs, INCONCLUSIVE, {}, f"no sweep points of {c.variant} or {c.baseline}", rule)
-    # default: the baseline's loss at its largest size, or the variant's there when higher (a variant worse
-    # than the baseline never reaches the baseline's best loss inside its range, so that reading would extrapolate)
-    target = c.loss or max(float(fit.loss(v, max(p.flops for p in points if p.variant == v)))
-                           for v in (c.baseline, c.variant))
-    direct, direct_text = _direct(points, c)
-    numbers = {"target_loss": target, "l_inf": fit.l_inf, "l_inf_mode": "shared" if fit.shared else "fixed",
-               "alpha": {v: fit.curves[v].alpha for v in (c.variant, c.baseline)}, "required_min": c.min,
-               "direct_per_size": direct}
-    outside = [v for v in (c.variant, c.baseline) if not scaling.covered(fit, points, v, target)]
-    if outside:
-        return _verdict(c, rs, INCONCLUSIVE, numbers, f"loss {target:.4f} lies outside the measured range of "
-                        f"{', '.join(outside)}'s fit (would extrapolate); measured per size: {direct_text}", rule)
-    m = scaling.multiplier(fit, c.baseline, c.variant, target)
-    samples = [scaling.multiplier(b, c.baseline, c.variant, target)
-               for b in scaling.bootstrap(points, fit, l_inf, c.n_boot)]
-    lo, hi = scaling.interval(samples)
-    undefined = sum(1 for x in samples if x != x)
-    below = sum(1 for x in samples if not x >= c.min * (1 - 1e-9))  # nan (undefined) counts against a PASS
-    numbers.update({"multiplier": m, "ci95": [lo, hi], "n_boot": c.n_boot, "undefined_resamples": undefined,
-                    "p_one_sided": (below + 1) / (len(samples) + 1)})
-    outcome = tri(lo >= c.min * (1 - 1e-9), hi < c.min)
-    reason = (f"compute multiplier {m:.3g}x at loss {target:.4f}, 95% CI [{lo:.3g}, {hi:.3g}] vs required "
-              f"{c.min:g}; measured per size (no fit): {direct_text}")
-    if outcome == INCONCLUSIVE:
-        reason += f"; these seeds and sizes resolve the multiplier only to within [{lo:.3g}, {hi:.3g}]"
-    if undefined > 0.025 * len(samples):  # resamples where neither curve reaches L: the interval is not trusted
-        outcome = INCONCLUSIVE
-        reason += f"; {undefined}/{len(samples)} resamples reach L with neither curve"
-    return _verdict(c, rs, outcome, numbers, reason, rule)
+    ref, source = multiplier_rule.plateau_reference(rs) if c.metric.endswith("loss") else (None, "")
+    if not c.metric.endswith("loss"):  # the unigram reference is in nats/token, not bits/byte
+        source = f"the unigram reference is in nats/token and the claim's metric is {c.metric}"
+    d = multiplier_rule.decide(points, c.baseline, c.variant, c.min, c.loss, l_inf, ref, source)
+    kept = [p for p in points if p.size not in d.plateau.excluded]
+    direct = scaling.direct_multipliers(kept, c.baseline, c.variant)
+    plat = {"reference_unigram_ce": ref, "reference_source": source if ref is not None else None,
+            "excluded_sizes": list(d.plateau.excluded), "note": d.plateau.note,
+            "cells_on_plateau": [{"variant": v, "size": s, "loss": m} for v, s, m in d.plateau.cells]}
+    numbers = {"required_min": c.min, "plateau": plat, "direct_per_size": direct}
+    lead = f"{d.plateau.note}; " if d.plateau.excluded or ref is None else ""
+    if d.law is None:
+        return _verdict(c, rs, INCONCLUSIVE, numbers, lead + d.why, rule)
+    law, iv = d.law, d.interval
+    numbers.update({
+        "target_loss": d.target, "l_inf": law.fit.l_inf, "l_inf_mode": "shared" if law.fit.shared else "fixed",
+        "alpha": {v: law.fit.curves[v].alpha for v in (c.variant, c.baseline) if v in law.fit.curves},
+        "lack_of_fit": {"sum_z2": law.q, "df": law.df, "p": law.p_lof, "rejected": law.rejected,
+                        "seed_df": law.nu, "cell_sd": math.sqrt(law.tau2),
+                        "z": [{"variant": v, "size": s, "z": z} for v, s, z in law.z]}})
+    if iv is not None and math.isfinite(iv.multiplier):
+        numbers.update({"multiplier": iv.multiplier, "ci95": [iv.lo, iv.hi], "interval_df": iv.df,
+                        "p_one_sided": iv.p_below})
+    fit_text = (f"lack of fit sum z^2 = {law.q:.3g} on {law.df} df (p = {law.p_lof:.2g}), cell sd beyond seed error "
+                f"{math.sqrt(law.tau2):.3g}")
+    measured = f"measured per size (no fit): {direct_text(direct)}"
+    if d.why:
+        return _verdict(c, rs, INCONCLUSIVE, numbers, f"{lead}{d.why}; {fit_text}; {measured}", rule)
+    reason = (f"{lead}compute multiplier {iv.multiplier:.3g}x at loss {d.target:.4f}, 95% CI [{iv.lo:.3g}, "
+              f"{iv.hi:.3g}] vs required {c.min:g}; {fit_text}; {measured}")
+    if d.outcome == INCONCLUSIVE:
+        reason += f"; these seeds and sizes resolve the multiplier only to within [{iv.lo:.3g}, {iv.hi:.3g}]"
+    return _verdict(c, rs, d.outcome, numbers, reason, rule)
