@@ -18,18 +18,19 @@ What each kind calls its effect:
   monotonic        the true slope per log2(x) (or per variant index) in the claimed direction, means on a line
   loss_equivalent  the margin (+-) that two one-sided tests establish when the true difference is 0
   speedup_to_loss  the true speedup (x) on the claim's axis
+  compute_multiplier  the true compute multiplier (x) of the variant over the baseline, at the sweep's fitted law
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 
 from moebench.registry import Registry
 
-from . import decide, speedup, stats
+from . import decide, multiplier_rule, scaling, speedup, stats
 
 N_SIM = 4000  # Monte-Carlo sd of a pass rate near 80%: 0.6 points
 POWER = 0.8
@@ -182,6 +183,29 @@ class SpeedupPower(ClaimPower):
         return speedup.pass_rate(self.speedup_noise, effect, int(nb), int(nv), self.bar, int(n_sim), int(seed))
 
 
+MULTIPLIER_SIM = 100  # simulated sweeps per rate: each is a law fit (~15 ms), so a plan stays under a minute
+
+
+@dataclass(frozen=True)
+class MultiplierPower(ClaimPower):
+    design: multiplier_rule.Design
+    bar: float
+    effect_name = "multiplier"
+
+    def noise(self) -> str:
+        sd = self.design.seed_sd
+        sds = ", ".join(f"{x:.3g}" for x in sd) if isinstance(sd, tuple) else f"{sd:.3g}"
+        return (f"final-loss seed sd per size {sds} nats, cell sd beyond seed error {float(self.design.tau):.3g}, "
+                f"{len(self.design.flops)} sizes off the plateau, the fitted law")
+
+    def draws(self, n_seeds=None, n_sim: int = N_SIM, seed: int = 0) -> list[np.ndarray]:
+        return [np.array([k, min(n_sim, MULTIPLIER_SIM), seed]) for k in self._n(n_seeds)]
+
+    def _passes(self, effect, z):
+        n, n_sim, seed = (int(x) for x in z[0])
+        return multiplier_rule.pass_rate(replace(self.design, seeds=n), effect, self.bar, n_sim, seed)
+
+
 # kind -> (claim spec, ResultSet) -> its ClaimPower, or None where the seeds give no noise to simulate
 POWER_MODELS: Registry[Callable] = Registry("power model")
 
@@ -245,6 +269,22 @@ def speedup_power(c, rs) -> SpeedupPower | None:
         return None
     return SpeedupPower("speedup_to_loss", (len(base), len(var)), s.estimate, c.min,
                         c.min * (math.exp(max(noise.sd_log, 0.01)) - 1), noise, c.min, c.axis)
+
+
+@POWER_MODELS.register("compute_multiplier")
+def multiplier_power(c, rs) -> MultiplierPower | None:
+    """The sweep's fitted law and measured noise (multiplier_rule.design_from_law), judged as the claim is."""
+    ref, why = multiplier_rule.plateau_reference(rs)
+    l_inf = (rs.suite.get("sweep") or {}).get("l_inf", "shared")
+    d = multiplier_rule.decide(scaling.sweep_points(rs, c.metric), c.baseline, c.variant, c.min, c.loss, l_inf,
+                               ref, why)
+    if d.law is None or c.baseline not in d.law.fit.curves or d.interval is None:
+        return None
+    design = multiplier_rule.design_from_law(d.law, c.baseline)
+    if design.seeds < 2:
+        return None
+    return MultiplierPower("compute_multiplier", (design.seeds, design.seeds), float(d.interval.multiplier), c.min,
+                           c.min, design, c.min)
 
 
 def claim_power(c, rs) -> ClaimPower | None:
