@@ -33,7 +33,7 @@ def test_plan_power_prints_seeds_and_time_per_claim(pilot, capsys):
         seeds = b.split("seeds for 80% power: ")[1].split("\n")[0]
         assert "per variant (" in seeds and seeds.split()[0] in {">", *map(str, range(2, 65))}
         assert "compute: " in b and "with --jobs 2" in b  # a lower bound ("> ...") beyond 64 seeds
-    assert "val_bpb seed sd" in out and "per-seed log speedup (steps) sd" in out
+    assert "val_bpb seed sd" in out and "per-seed log time to target (steps) sd" in out
 
 
 def test_plan_power_json_names_its_noise_source(pilot, capsys):
