@@ -6,8 +6,8 @@
 - torch_grouped  sort once, then torch._grouped_mm over all experts at once (one kernel per matmul)
 - torch          the fast torch path, chosen per call from the shape and dtype (never from timings, so a seed's
                  loss curve does not depend on noise): torch_grouped on CUDA in bf16 (the grouped kernel's only
-                 dtype; float32 CUDA runs take torch_loop, never a cast: fast_path); on CPU torch_grouped when experts get
-                 few rows each (<= GROUPED_BELOW_ROWS on average: per-expert Python overhead dominates, e.g.
+                 dtype; float32 CUDA runs take torch_loop, never a cast: fast_path); on CPU torch_grouped when
+                 experts get few rows each (<= GROUPED_BELOW_ROWS on average: per-expert Python overhead dominates, e.g.
                  fine-grained experts), else torch_loop (measured on the 2-core CI machine, one thread, d 256:
                  grouped 1.10 vs loop 1.24 x dense time at 256 rows per expert; loop 0.94 vs grouped 1.14 at
                  2048 rows; 64 experts at 128 rows: grouped 2x faster; benchmarks/test_moe_layer.py and

@@ -9,8 +9,8 @@ the compiler would silently change its numerics: it never happens. Instead the c
 output shape (x's) per MoE layer, run eagerly inside; everything around it (attention, router, losses) is
 compiled. Eager runs (train.compile false) never go through the op: they call the backend directly.
 
-Backward recomputes the expert forward inside `moebench::torch_experts_bwd` and differentiates it there (a custom op
-can hand its backward only tensors it returns, and the backends' intermediates differ per backend): the expert
+Backward recomputes the expert forward inside `moebench::torch_experts_bwd` and differentiates it there (a custom
+op can hand its backward only tensors it returns, and the backends' intermediates differ per backend): the expert
 FFNs run twice in a compiled step, as with activation checkpointing, for exactly the gradients of eager.
 
 Traced directly (no op): the Triton backend (its kernels are already custom ops with fake implementations,
