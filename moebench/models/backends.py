@@ -24,6 +24,7 @@ from moebench.registry import Registry
 
 from .activations import ACTIVATIONS
 from .experts import Assignment, ExpertsFn, expert_counts, expert_ffn, reference_experts, scaled_down
+from .grouped_op import grouped_mm
 
 
 def _sort(assign: Assignment, E: int):
@@ -56,10 +57,18 @@ def torch_grouped_experts(x, assign, w_up, w_gate, w_down, activation):
     offs = counts.cumsum(0).to(torch.int32)
     xs = x.index_select(0, tok)
     act = ACTIVATIONS[activation]
-    hidden = act.hidden(torch._grouped_mm(xs, w_up, offs=offs),
-                        torch._grouped_mm(xs, w_gate, offs=offs) if act.gated else None)
-    out = scaled_down(hidden, w_down, w, lambda h, wd: torch._grouped_mm(h, wd, offs=offs))
+    gmm = _grouped_mm_for(x)
+    hidden = act.hidden(gmm(xs, w_up, offs), gmm(xs, w_gate, offs) if act.gated else None)
+    out = scaled_down(hidden, w_down, w, lambda h, wd: gmm(h, wd, offs))
     return torch.zeros_like(x).index_add(0, tok, out)
+
+
+def _grouped_mm_for(x: torch.Tensor):
+    """torch._grouped_mm, or under torch.compile, where its fake kernel takes bf16 only, the same kernel as a
+    custom op of known output shape (models/grouped_op.py) for any other dtype: never a cast."""
+    if torch.compiler.is_compiling() and not (x.is_cuda and x.dtype == torch.bfloat16):
+        return grouped_mm
+    return lambda a, b, offs: torch._grouped_mm(a, b, offs=offs)
 
 
 GROUPED_BELOW_ROWS = 1024

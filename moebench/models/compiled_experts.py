@@ -1,22 +1,22 @@
 """The expert computation under torch.compile: which backends the compiler may trace, and one opaque custom op
 (`moebench::torch_experts`; the Triton kernels own `moebench::experts_fwd`/`_bwd`) for the ones it may not.
 
-Why an op: the torch backends are data-dependent (torch_loop splits by per-expert row counts read on the host,
-`reference` loops over a boolean mask, the capacity limit and zero-compute experts select pairs with
-`nonzero`), and fake-tensor tracing of `aten._grouped_mm` accepts bf16 inputs only ("Expected inputs of BF16",
-torch/_meta_registrations.py), so a float32 run could not be traced at all. Casting such a run to bf16 to please
-the compiler would silently change its numerics: it never happens. Instead the compiler sees one node of known
-output shape (x's) per MoE layer, run eagerly inside; everything around it (attention, router, losses) is
-compiled. Eager runs (train.compile false) never go through the op: they call the backend directly.
+Traced (inductor compiles them with the code around them): the Triton backend (its kernels are custom ops with
+fake implementations, kernels/moebench_kernels/moe_ops.py) and the grouped torch path (`torch_grouped`, and
+`torch` where it takes the grouped path), whose GEMMs are `torch._grouped_mm` on CUDA in bf16 and, in any other
+dtype, the same kernel as a custom op (models/grouped_op.py): fake-tensor tracing of `aten._grouped_mm` accepts
+bf16 only ("Expected inputs of BF16", torch/_meta_registrations.py), and casting a float32 run to bf16 to please
+the compiler would silently change its numerics: it never happens.
 
-Backward recomputes the expert forward inside `moebench::torch_experts_bwd` and differentiates it there (a custom
-op can hand its backward only tensors it returns, and the backends' intermediates differ per backend): the expert
-FFNs run twice in a compiled step, as with activation checkpointing, for exactly the gradients of eager.
-
-Traced directly (no op): the Triton backend (its kernels are already custom ops with fake implementations,
-moebench.kernels.moe_ops) and the grouped torch path on CUDA in bf16 (torch_grouped, or `torch`, which takes the
-grouped path there), whose `_grouped_mm` inductor lowers itself. Only the pair selection before them is
-data-dependent there (one graph break per capacity-limited layer, as the eager path's one sync).
+The opaque op: `reference` loops over a boolean mask, torch_loop splits by per-expert row counts read on the
+host, and the capacity limit and zero-compute experts select pairs with `nonzero`: shapes only the run knows.
+For those the compiler sees one node of known output shape (x's) per MoE layer, run eagerly inside, with the
+pair selection inside it too; everything around it (attention, router, losses) is compiled. Its backward
+recomputes the expert forward inside `moebench::torch_experts_bwd` and differentiates it there (a custom op can
+hand its backward only tensors it returns, and the backends' intermediates differ per backend): the expert FFNs
+run twice in such a compiled step, as with activation checkpointing, for exactly the gradients of eager. On the
+traced Triton path the selection stays in the graph (a graph break per capacity-limited layer, as the eager
+path's one sync). Eager runs (train.compile false) never go through either op: they call the backend directly.
 """
 from __future__ import annotations
 
@@ -26,15 +26,17 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .backends import BACKENDS
+from .backends import BACKENDS, fast_path
 from .experts import Assignment
 
 
-def traceable(backend: str, dtype: torch.dtype, cuda: bool) -> bool:
-    """Whether torch.compile may trace `backend` itself at this dtype and device (else: the opaque op)."""
-    if backend == "triton":
+def traceable(backend: str, dtype: torch.dtype, cuda: bool, shape: tuple[int, int, int, int]) -> bool:
+    """Whether torch.compile may trace `backend` itself for these A assignment rows and [E, d, f] experts (else:
+    the opaque op): Triton, and the grouped torch path, whose GEMMs are torch._grouped_mm on CUDA in bf16 and
+    the same kernel as a custom op in any other dtype (models/grouped_op.py)."""
+    if backend in ("triton", "torch_grouped"):
         return True
-    return backend in ("torch_grouped", "torch") and cuda and dtype == torch.bfloat16
+    return backend == "torch" and fast_path(*shape, dtype, cuda) == "grouped"
 
 
 def select(assign: Assignment, keep: Optional[Tensor]) -> Assignment:

@@ -99,8 +99,10 @@ class MoELayer(nn.Module):
             cast = lambda w: None if w is None else w.to(dt)  # noqa: E731 - grads flow back in the weights' dtype
             flat, w_up, w_gate, w_down = flat.to(dt), cast(w_up), cast(w_gate), cast(w_down)
         with torch.autocast(dev, enabled=False) if autocast else contextlib.nullcontext():
-            if torch.compiler.is_compiling() and self.backend in BACKENDS and \
-                    not traceable(self.backend, flat.dtype, flat.is_cuda):
+            shape = (assign.expert_idx.numel(), *w_up.shape)
+            if torch.compiler.is_compiling() and self.backend in BACKENDS and (
+                    (keep is not None and self.backend != "triton")
+                    or not traceable(self.backend, flat.dtype, flat.is_cuda, shape)):
                 return experts_op(flat, assign.token_idx, assign.expert_idx, assign.weight, w_up, w_gate, w_down,
                                   keep, self.activation, self.backend)
             return self.experts_fn(flat, select(assign, keep), w_up, w_gate, w_down, self.activation)

@@ -143,12 +143,15 @@ def test_the_op_matches_its_backend_and_passes_torch_checks():
                                                          "test_autograd_registration", "test_aot_dispatch_dynamic"))
 
 
-def test_only_bf16_grouped_cuda_and_triton_are_traced():
-    # float32 never reaches a traced `_grouped_mm` (whose fake kernel takes bf16 only): it goes through the op
-    assert traceable("torch_grouped", torch.bfloat16, cuda=True) and traceable("torch", torch.bfloat16, cuda=True)
-    assert traceable("triton", torch.float32, cuda=False)
-    for backend in ("torch_grouped", "torch"):
-        assert not traceable(backend, torch.float32, cuda=True)
-        assert not traceable(backend, torch.float16, cuda=True)
-        assert not traceable(backend, torch.bfloat16, cuda=False)
-    assert not traceable("reference", torch.bfloat16, cuda=True) and not traceable("torch_loop", torch.bfloat16, True)
+def test_which_backends_the_compiler_traces():
+    f32, bf16 = torch.float32, torch.bfloat16
+    few, many = (32, 4, 16, 16), (4 * 2048, 4, 16, 16)  # A rows, E, d, f: `torch` on the CPU: grouped, loop
+    # the grouped path: torch._grouped_mm itself in bf16 on CUDA, its custom op in any other dtype
+    for dtype, cuda in ((f32, False), (bf16, False), (f32, True), (bf16, True)):
+        assert traceable("torch_grouped", dtype, cuda, few) and traceable("triton", dtype, cuda, few)
+    assert traceable("torch", f32, False, few) and not traceable("torch", f32, False, many)
+    # on CUDA `torch` is grouped in bf16 only: float32 takes the loop (in the opaque op), never a cast
+    assert traceable("torch", bf16, True, many) and not traceable("torch", f32, True, few)
+    assert not traceable("torch", torch.float16, True, few)
+    for backend in ("reference", "torch_loop"):
+        assert not any(traceable(backend, dtype, cuda, few) for dtype in (f32, bf16) for cuda in (False, True))
