@@ -50,14 +50,21 @@ def torch_loop_experts(x, assign, w_up, w_gate, w_down, activation):
     return y.index_add(0, tok, torch.cat(outs)) if outs else y
 
 
-def torch_grouped_experts(x, assign, w_up, w_gate, w_down, activation):
-    """Sort once, three (or two) torch._grouped_mm calls over every expert; no host sync."""
+def torch_grouped_experts(x, assign, w_up, w_gate, w_down, activation, keep=None):
+    """Sort once, three (or two) torch._grouped_mm calls over every expert; no host sync. With `keep` (the
+    compiled layer's capacity / zero-compute mask, models/compiled_experts.py) the other pairs sort past the last
+    expert, where the grouped op computes nothing and returns zeros: no shape depends on the data."""
     E = w_up.shape[0]
-    tok, w, counts = _sort(assign, E)
+    if keep is None:
+        tok, w, counts = _sort(assign, E)
+    else:
+        exp = torch.where(keep, assign.expert_idx, E)
+        order = torch.argsort(exp, stable=True)
+        tok, w, counts = assign.token_idx[order], assign.weight[order], expert_counts(exp, E + 1)[:E]
     offs = counts.cumsum(0).to(torch.int32)
     xs = x.index_select(0, tok)
     act = ACTIVATIONS[activation]
-    gmm = _grouped_mm_for(x)
+    gmm = _grouped_mm_for(x) if keep is None else grouped_mm
     hidden = act.hidden(gmm(xs, w_up, offs), gmm(xs, w_gate, offs) if act.gated else None)
     out = scaled_down(hidden, w_down, w, lambda h, wd: gmm(h, wd, offs))
     return torch.zeros_like(x).index_add(0, tok, out)

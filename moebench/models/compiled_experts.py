@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .backends import BACKENDS, fast_path
+from .backends import BACKENDS, fast_path, torch_grouped_experts
 from .experts import Assignment
 
 
@@ -37,6 +37,21 @@ def traceable(backend: str, dtype: torch.dtype, cuda: bool, shape: tuple[int, in
     if backend in ("triton", "torch_grouped"):
         return True
     return backend == "torch" and fast_path(*shape, dtype, cuda) == "grouped"
+
+
+def compiled_experts(x, assign: Assignment, keep: Optional[Tensor], w_up, w_gate, w_down, activation: str,
+                     backend: str, experts_fn) -> Tensor:
+    """MoELayer.experts under torch.compile: the backend traced where it can be, else the opaque op."""
+    traced = traceable(backend, x.dtype, x.is_cuda, (assign.expert_idx.numel(), *w_up.shape))
+    if keep is None and traced:
+        return experts_fn(x, assign, w_up, w_gate, w_down, activation)
+    if keep is not None and traced and backend != "triton" and not (x.is_cuda and x.dtype == torch.bfloat16):
+        # the grouped path through its custom op takes the selection as a mask (models/grouped_op.py)
+        return torch_grouped_experts(x, assign, w_up, w_gate, w_down, activation, keep=keep)
+    if keep is not None and backend == "triton":
+        return experts_fn(x, select(assign, keep), w_up, w_gate, w_down, activation)  # a graph break: nonzero
+    return experts_op(x, assign.token_idx, assign.expert_idx, assign.weight, w_up, w_gate, w_down, keep,
+                      activation, backend)
 
 
 def select(assign: Assignment, keep: Optional[Tensor]) -> Assignment:

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from .activations import ACTIVATIONS
 from .backends import BACKENDS, get_backend
-from .compiled_experts import experts_op, select, traceable
+from .compiled_experts import compiled_experts, select
 from .spec import MoEConfig
 from .experts import Assignment
 from .mlp import MLP
@@ -99,12 +99,9 @@ class MoELayer(nn.Module):
             cast = lambda w: None if w is None else w.to(dt)  # noqa: E731 - grads flow back in the weights' dtype
             flat, w_up, w_gate, w_down = flat.to(dt), cast(w_up), cast(w_gate), cast(w_down)
         with torch.autocast(dev, enabled=False) if autocast else contextlib.nullcontext():
-            shape = (assign.expert_idx.numel(), *w_up.shape)
-            if torch.compiler.is_compiling() and self.backend in BACKENDS and (
-                    (keep is not None and self.backend != "triton")
-                    or not traceable(self.backend, flat.dtype, flat.is_cuda, shape)):
-                return experts_op(flat, assign.token_idx, assign.expert_idx, assign.weight, w_up, w_gate, w_down,
-                                  keep, self.activation, self.backend)
+            if torch.compiler.is_compiling() and self.backend in BACKENDS:
+                return compiled_experts(flat, assign, keep, w_up, w_gate, w_down, self.activation, self.backend,
+                                        self.experts_fn)
             return self.experts_fn(flat, select(assign, keep), w_up, w_gate, w_down, self.activation)
 
     def forward(self, x: torch.Tensor, token_ids: torch.Tensor):

@@ -110,7 +110,10 @@ def test_every_router_and_every_backend_compile_and_match_eager(grouped_mm_dtype
     # the selections whose size only the run knows happen inside the op, not as graph breaks (the traced
     # Triton path keeps the eager selection: a graph break per capacity-limited layer, docs/compile.md)
     pairs += [("topk", "torch_loop", {"capacity_factor": 1.0}), ("topk", "reference", {"null_experts": 1}),
-              ("expert_choice", "torch_grouped", {"capacity_factor": 1.5})]
+              ("expert_choice", "torch_grouped", {"capacity_factor": 1.5}),
+              # the grouped path takes them as a mask: dropped pairs sort past the last expert (grouped_op.py)
+              ("topk", "torch_grouped", {"capacity_factor": 1.0}),
+              ("switch", "torch", {"capacity_factor": 1.0, "null_experts": 1})]
     # routing designs that keep state across a step (the loss-free bias, the step's loads) or change the loss
     pairs += [("topk", "torch", {"bias_update_rate": 1e-2, "score": "sigmoid"}),
               ("switch", "torch", {"lb_scope": "global"}), ("balanced", "torch", {"lb_scope": "sequence"})]
