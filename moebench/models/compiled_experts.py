@@ -9,9 +9,10 @@ bf16 only ("Expected inputs of BF16", torch/_meta_registrations.py), and casting
 the compiler would silently change its numerics: it never happens.
 
 The opaque op: `reference` loops over a boolean mask, torch_loop splits by per-expert row counts read on the
-host, and the capacity limit and zero-compute experts select pairs with `nonzero`: shapes only the run knows.
-For those the compiler sees one node of known output shape (x's) per MoE layer, run eagerly inside, with the
-pair selection inside it too; everything around it (attention, router, losses) is compiled. Its backward
+host, and the capacity limit and zero-compute experts select pairs with `nonzero`: shapes only the run knows
+(the grouped path takes that selection as a mask instead, backends.torch_grouped_experts `keep`). For those the
+compiler sees one node of known output shape (x's) per MoE layer, run eagerly inside, with the pair selection
+inside it too; everything around it (attention, router, losses) is compiled. Its backward
 recomputes the expert forward inside `moebench::torch_experts_bwd` and differentiates it there (a custom op can
 hand its backward only tensors it returns, and the backends' intermediates differ per backend): the expert FFNs
 run twice in such a compiled step, as with activation checkpointing, for exactly the gradients of eager. On the

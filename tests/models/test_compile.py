@@ -21,6 +21,7 @@ from torch._dynamo.utils import counters
 from moebench.models import ModelConfig, MoEConfig, Transformer
 from moebench.models.balancing import end_of_step
 from moebench.models.compiled_experts import experts_op, traceable
+from moebench.models.grouped_op import grouped_mm
 from moebench.models.moe import MoELayer
 from moebench.models.names import BACKEND_NAMES, ROUTER_TRAITS
 
@@ -142,8 +143,13 @@ def test_the_op_matches_its_backend_and_passes_torch_checks():
     ws = [torch.randn(*s, generator=g, requires_grad=True) for s in ((E, d, f), (E, d, f), (E, f, d))]
     keep = exp < E - 1
     args = (x, tok, exp, w, *ws, keep, "swiglu", "torch_grouped")
-    torch.library.opcheck(experts_op, args, test_utils=("test_schema", "test_faketensor",
-                                                         "test_autograd_registration", "test_aot_dispatch_dynamic"))
+    checks = ("test_schema", "test_faketensor", "test_autograd_registration", "test_aot_dispatch_dynamic")
+    torch.library.opcheck(experts_op, args, test_utils=checks)
+    # the grouped GEMM op, with an expert that gets no rows and rows past the last group (dropped pairs)
+    offs = torch.tensor([3, 3, 7, 9], dtype=torch.int32)
+    torch.library.opcheck(grouped_mm, (x.detach().requires_grad_(), ws[0].detach().requires_grad_(), offs),
+                          test_utils=checks)
+    torch.testing.assert_close(grouped_mm(x, ws[0], offs)[9:], torch.zeros(T - 9, f))
 
 
 def test_which_backends_the_compiler_traces():
