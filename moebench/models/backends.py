@@ -4,9 +4,10 @@
 - torch_loop     sort once, then one matmul chain per expert on contiguous slices (needs the per-expert row
                  counts on the host: one sync per call, by design)
 - torch_grouped  sort once, then torch._grouped_mm over all experts at once (one kernel per matmul)
-- torch          the fast torch path, chosen per call from the shape (never from timings, so a seed's loss
-                 curve does not depend on noise): torch_grouped on CUDA; on CPU torch_grouped when experts get
-                 few rows each (<= GROUPED_BELOW_ROWS on average: per-expert Python overhead dominates, e.g.
+- torch          the fast torch path, chosen per call from the shape and dtype (never from timings, so a seed's
+                 loss curve does not depend on noise): torch_grouped on CUDA in bf16 (the grouped kernel's only
+                 dtype; float32 CUDA runs take torch_loop, never a cast: fast_path); on CPU torch_grouped when
+                 experts get few rows each (<= GROUPED_BELOW_ROWS on average: per-expert Python overhead dominates, e.g.
                  fine-grained experts), else torch_loop (measured on the 2-core CI machine, one thread, d 256:
                  grouped 1.10 vs loop 1.24 x dense time at 256 rows per expert; loop 0.94 vs grouped 1.14 at
                  2048 rows; 64 experts at 128 rows: grouped 2x faster; benchmarks/test_moe_layer.py and
@@ -23,6 +24,7 @@ from moebench.registry import Registry
 
 from .activations import ACTIVATIONS
 from .experts import Assignment, ExpertsFn, expert_counts, expert_ffn, reference_experts, scaled_down
+from .grouped_op import grouped_mm
 
 
 def _sort(assign: Assignment, E: int):
@@ -48,34 +50,55 @@ def torch_loop_experts(x, assign, w_up, w_gate, w_down, activation):
     return y.index_add(0, tok, torch.cat(outs)) if outs else y
 
 
-def torch_grouped_experts(x, assign, w_up, w_gate, w_down, activation):
-    """Sort once, three (or two) torch._grouped_mm calls over every expert; no host sync."""
+def torch_grouped_experts(x, assign, w_up, w_gate, w_down, activation, keep=None):
+    """Sort once, three (or two) torch._grouped_mm calls over every expert; no host sync. With `keep` (the
+    compiled layer's capacity / zero-compute mask, models/compiled_experts.py) the other pairs sort past the last
+    expert, where the grouped op computes nothing and returns zeros: no shape depends on the data."""
     E = w_up.shape[0]
-    tok, w, counts = _sort(assign, E)
+    if keep is None:
+        tok, w, counts = _sort(assign, E)
+    else:
+        exp = torch.where(keep, assign.expert_idx, E)
+        order = torch.argsort(exp, stable=True)
+        tok, w, counts = assign.token_idx[order], assign.weight[order], expert_counts(exp, E + 1)[:E]
     offs = counts.cumsum(0).to(torch.int32)
     xs = x.index_select(0, tok)
     act = ACTIVATIONS[activation]
-    hidden = act.hidden(torch._grouped_mm(xs, w_up, offs=offs),
-                        torch._grouped_mm(xs, w_gate, offs=offs) if act.gated else None)
-    out = scaled_down(hidden, w_down, w, lambda h, wd: torch._grouped_mm(h, wd, offs=offs))
+    gmm = _grouped_mm_for(x) if keep is None else grouped_mm
+    hidden = act.hidden(gmm(xs, w_up, offs), gmm(xs, w_gate, offs) if act.gated else None)
+    out = scaled_down(hidden, w_down, w, lambda h, wd: gmm(h, wd, offs))
     return torch.zeros_like(x).index_add(0, tok, out)
+
+
+def _grouped_mm_for(x: torch.Tensor):
+    """torch._grouped_mm, or under torch.compile, where its fake kernel takes bf16 only, the same kernel as a
+    custom op of known output shape (models/grouped_op.py) for any other dtype: never a cast."""
+    if torch.compiler.is_compiling() and not (x.is_cuda and x.dtype == torch.bfloat16):
+        return grouped_mm
+    return lambda a, b, offs: torch._grouped_mm(a, b, offs=offs)
 
 
 GROUPED_BELOW_ROWS = 1024
 
 
-def fast_path(n_rows: int, E: int, d: int, f: int, element_size: int, cuda: bool) -> str:
-    """Which path `torch` takes, from shapes only: "grouped" or "loop"."""
+def fast_path(n_rows: int, E: int, d: int, f: int, dtype: torch.dtype, cuda: bool) -> str:
+    """Which path `torch` takes, from shapes and dtype only: "grouped" or "loop".
+
+    On CUDA, torch._grouped_mm is a bf16 kernel (its compiler meta function accepts nothing else): the grouped
+    path is taken for bf16 inputs only, i.e. under bf16 autocast, where MoELayer.experts casts the expert input and
+    weights once, as the dense FFN's nn.Linear computes in bf16 there. A float32 (or float16) CUDA run takes the
+    loop in its own dtype: nothing here casts to make the grouped kernel applicable."""
     # <=: at exactly GROUPED_BELOW_ROWS rows per expert (the fine-grained shape) grouped was 0.85x the loop's time
     few_rows = n_rows <= GROUPED_BELOW_ROWS * E
     # _grouped_mm needs 16-byte aligned row strides (on CUDA an unaligned shape takes the syncing loop path)
-    aligned = all(n * element_size % 16 == 0 for n in (d, f))
-    return "grouped" if hasattr(torch, "_grouped_mm") and aligned and (cuda or few_rows) else "loop"
+    aligned = all(n * dtype.itemsize % 16 == 0 for n in (d, f))
+    usable = dtype == torch.bfloat16 if cuda else few_rows
+    return "grouped" if hasattr(torch, "_grouped_mm") and aligned and usable else "loop"
 
 
 def torch_fast_experts(x, assign, w_up, w_gate, w_down, activation):
     E, d, f = w_up.shape
-    path = fast_path(assign.expert_idx.numel(), E, d, f, x.element_size(), x.is_cuda)
+    path = fast_path(assign.expert_idx.numel(), E, d, f, x.dtype, x.is_cuda)
     fn = torch_grouped_experts if path == "grouped" else torch_loop_experts
     return fn(x, assign, w_up, w_gate, w_down, activation)
 

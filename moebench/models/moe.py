@@ -17,7 +17,8 @@ import torch
 import torch.nn as nn
 
 from .activations import ACTIVATIONS
-from .backends import get_backend
+from .backends import BACKENDS, get_backend
+from .compiled_experts import compiled_experts, select
 from .spec import MoEConfig
 from .experts import Assignment
 from .mlp import MLP
@@ -39,33 +40,40 @@ def token_choice_assignment(r: Routing, E: int, capacity: int | None) -> tuple[A
     size only the device knows (on CUDA one sync per capacity-limited layer): dropped pairs are then not
     computed at all, the saving the capacity-factor throughput and FLOP-accounting claims measure.
     """
+    assign, keep, n_drop = token_choice_pairs(r, E, capacity)
+    return select(assign, keep), n_drop
+
+
+def token_choice_pairs(r: Routing, E: int, capacity: int | None) -> tuple[Assignment, torch.Tensor | None,
+                                                                           torch.Tensor | int]:
+    """Every [T, k] choice as a pair in slot-major order, the mask of the pairs a capacity keeps (None when
+    dropless) and how many it drops: token_choice_assignment before its `nonzero`, so the compiled layer can
+    hand the selection to the expert op with no data-dependent shape in the graph (models/compiled_experts.py)."""
     T, k = r.topk_idx.shape
     exp = r.topk_idx.t().reshape(-1)  # slot-major order
     tok = torch.arange(T, device=exp.device).repeat(k)
     w = r.topk_weight.t().reshape(-1)
     if capacity is None:
-        return Assignment(tok, exp, w), 0
+        return Assignment(tok, exp, w), None, 0
     # a comparison, not F.one_hot, whose CPU range check reads the indices back on the host
     onehot = (exp.unsqueeze(1) == torch.arange(E, device=exp.device)).long()
     pos = (onehot.cumsum(0) * onehot).sum(1) - 1  # position of each pair in its expert's queue
     keep = pos < capacity
-    kept = keep.nonzero().squeeze(1)  # the one data-dependent size (see above); index_select needs no more
-    return Assignment(tok[kept], exp[kept], w[kept]), (~keep).sum()
+    return Assignment(tok, exp, w), keep, (~keep).sum()
 
 
 def real_slots(assign: Assignment, E: int) -> Assignment:
     """The slots routed to real experts: a zero-compute expert's slot (index >= E) adds 0 and is not computed.
     Like a capacity limit, selecting them is one `nonzero` (on CUDA one sync per layer): the compute saved is
     what zero-compute experts are for (MoE++)."""
-    kept = (assign.expert_idx < E).nonzero().squeeze(1)
-    return Assignment(assign.token_idx[kept], assign.expert_idx[kept], assign.weight[kept])
+    return select(assign, assign.expert_idx < E)
 
 
 class MoELayer(nn.Module):
     def __init__(self, d_model: int, cfg: MoEConfig, activation: str, backend: str = "torch", n_layers: int = 1):
         super().__init__()
         self.cfg, self.activation = cfg, activation
-        self.experts_fn = get_backend(backend)
+        self.backend, self.experts_fn = backend, get_backend(backend)
         E, f = cfg.num_experts, cfg.expert_d_ff
         self.router = ROUTERS[cfg.router](d_model, cfg)
         std, out_std = 0.02, 0.02 / math.sqrt(2 * n_layers)
@@ -79,16 +87,22 @@ class MoELayer(nn.Module):
         self.step_load: torch.Tensor | None = None
         self.reduce_load = None  # the sum over data-parallel ranks (balancing.set_reduce); None in one process
 
-    def experts(self, flat: torch.Tensor, assign: Assignment) -> torch.Tensor:
-        """The expert computation in the dtype the dense FFN would use here (see the module docstring)."""
+    def experts(self, flat: torch.Tensor, assign: Assignment, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """The expert computation over the pairs `keep` selects (all when None), in the dtype the dense FFN would
+        use here (see the module docstring). Under torch.compile a backend the compiler cannot trace runs as one
+        opaque op (models/compiled_experts.py); eager calls it directly."""
         dev = flat.device.type
-        if not torch.is_autocast_enabled(dev):
-            return self.experts_fn(flat, assign, self.w_up, self.w_gate, self.w_down, self.activation)
-        dt = torch.get_autocast_dtype(dev)
-        cast = lambda w: None if w is None else w.to(dt)  # noqa: E731 - grads flow back in the weights' dtype
-        with torch.autocast(dev, enabled=False):
-            return self.experts_fn(flat.to(dt), assign, cast(self.w_up), cast(self.w_gate), cast(self.w_down),
-                                   self.activation)
+        w_up, w_gate, w_down = self.w_up, self.w_gate, self.w_down
+        autocast = torch.is_autocast_enabled(dev)
+        if autocast:
+            dt = torch.get_autocast_dtype(dev)
+            cast = lambda w: None if w is None else w.to(dt)  # noqa: E731 - grads flow back in the weights' dtype
+            flat, w_up, w_gate, w_down = flat.to(dt), cast(w_up), cast(w_gate), cast(w_down)
+        with torch.autocast(dev, enabled=False) if autocast else contextlib.nullcontext():
+            if torch.compiler.is_compiling() and self.backend in BACKENDS:
+                return compiled_experts(flat, assign, keep, w_up, w_gate, w_down, self.activation, self.backend,
+                                        self.experts_fn)
+            return self.experts_fn(flat, select(assign, keep), w_up, w_gate, w_down, self.activation)
 
     def forward(self, x: torch.Tensor, token_ids: torch.Tensor):
         B, S, d = x.shape
@@ -96,14 +110,15 @@ class MoELayer(nn.Module):
         r = self.router(flat, token_ids.reshape(-1), self.cfg.expert_choice_group)
         E = self.cfg.routed_experts  # routing, balancing and statistics see the zero-compute experts too
         if r.assignment is not None:
-            assign, n_drop, routed = r.assignment, 0, r.assignment.expert_idx
+            assign, keep, n_drop, routed = r.assignment, None, 0, r.assignment.expert_idx
         else:
             cap = None if self.cfg.capacity_factor is None else capacity_of(B * S, self.cfg)
-            assign, n_drop = token_choice_assignment(r, E, cap)
+            assign, keep, n_drop = token_choice_pairs(r, E, cap)
             routed = r.topk_idx
-            if self.cfg.null_experts:
-                assign = real_slots(assign, self.cfg.num_experts)
-        y = self.experts(flat, assign)
+            if self.cfg.null_experts:  # zero-compute slots are not computed (real_slots): one selection for both
+                real = assign.expert_idx < self.cfg.num_experts
+                keep = real if keep is None else keep & real
+        y = self.experts(flat, assign, keep)
         if self.shared is not None:
             y = y + self.shared(flat)
         if self.training and tracks_step_load(self.cfg):
@@ -129,7 +144,7 @@ class MoELayer(nn.Module):
             p = getattr(self, name)
             if p is not None:
                 setattr(self, name, nn.Parameter(p.detach()[lo:hi].clone()))
-        self.experts_fn = experts_fn
+        self.backend, self.experts_fn = "expert_parallel", experts_fn  # not a registered backend: never the op
 
 
 @contextlib.contextmanager

@@ -134,7 +134,7 @@ class Trainer:
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
         other = [p for n, p in self.model.named_parameters() if p.dim() < 2]
         self.opt = OPTIMIZERS[t.optimizer]([{"params": decay}, {"params": other, "weight_decay": 0.0}], t)
-        self.forward = torch.compile(self.par.module) if t.compile else self.par.module
+        self.forward = compile_for_training(self.par.module) if t.compile else self.par.module
         dtype = DTYPES[t.dtype]
         self.autocast = None
         if dtype != torch.float32:
@@ -337,6 +337,19 @@ class Trainer:
             "experts": evals[-1].get("experts"), "lm_eval": {}, "env": environment(self.device, self.spec.train.dtype),
             **self.par.summary_fields(train, self.wall),  # [distributed] world_size, parallel, comm_time_s
         }
+
+
+def compile_for_training(module: torch.nn.Module, backend: str = "inductor"):
+    """torch.compile(module), with dynamo's one silent fallback made loud: past its recompile limit (8 versions
+    of a frame) dynamo would run the rest of the run eagerly and say so only in a log line; here it raises, and
+    the run fails naming the cause. The MoE layer is compile-safe for every backend (models/compiled_experts.py).
+    Dynamo's caches are process-wide, so a run starts from empty ones: models of earlier runs in this process
+    (another variant, another size) must not count towards this run's recompile limit."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    return torch.compile(module, backend=backend)
 
 
 def run_identity(spec: RunSpec) -> dict:

@@ -145,10 +145,11 @@ def test_the_torch_path_rule():
     from moebench.models.backends import GROUPED_BELOW_ROWS, fast_path
 
     at_limit = GROUPED_BELOW_ROWS * 64
-    assert fast_path(at_limit, 64, 256, 64, 4, cuda=False) == "grouped"  # exactly 1024 rows per expert
-    assert fast_path(at_limit + 1, 64, 256, 64, 4, cuda=False) == "loop"
-    assert fast_path(10 * at_limit, 64, 256, 64, 2, cuda=True) == "grouped"  # CUDA: always the sync-free path
-    assert fast_path(16, 64, 256, 60, 2, cuda=True) == "loop"  # a 120-byte bf16 row is not 16-byte aligned
+    f32, bf16 = torch.float32, torch.bfloat16
+    assert fast_path(at_limit, 64, 256, 64, f32, cuda=False) == "grouped"  # exactly 1024 rows per expert
+    assert fast_path(at_limit + 1, 64, 256, 64, f32, cuda=False) == "loop"
+    assert fast_path(10 * at_limit, 64, 256, 64, bf16, cuda=True) == "grouped"  # CUDA bf16: the sync-free path
+    assert fast_path(16, 64, 256, 60, bf16, cuda=True) == "loop"  # a 120-byte bf16 row is not 16-byte aligned
 
 
 def test_load_metrics_per_layer_by_hand():
