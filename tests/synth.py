@@ -16,7 +16,7 @@ from moebench.config.suite import build_suite
 from moebench.io import atomic_write_text, run_dir, write_recorded_bytes, write_summary
 from moebench.plan import make_plan
 from moebench.plan.sweep import make_sweep_plan
-from moebench.training.runner import prepare_suite_dir
+from moebench.runs.runner import prepare_suite_dir
 from tests.helpers import TINY, tiny
 
 ENV = {"git_sha": "abc1234", "git_dirty": False, "python": "3.11.9", "torch": "2.13.0", "triton": "3.8.0",

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from moebench.errors import UserError
-from moebench.training import abprobe
+from moebench.runs import abprobe
 
 from .stats import sidebyside_ratio
 

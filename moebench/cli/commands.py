@@ -107,7 +107,7 @@ def runs_at_once(args, suite: Suite) -> tuple[int, str]:
         return (1, "") if jobs == "auto" else (math.ceil(jobs / max(1, torch.cuda.device_count())),
                                                f"--jobs {jobs} over the GPUs")
     if jobs == "auto":
-        from moebench.training.concurrency import auto_jobs
+        from moebench.runs.concurrency import auto_jobs
 
         jobs = auto_jobs(suite.train.threads, 0)
         return jobs, f"--jobs auto = {jobs}"
@@ -149,10 +149,10 @@ def cmd_run(args) -> int:
     from moebench.cli import rounds
     from moebench.distributed.groups import is_distributed, teardown
     from moebench.plan import run_specs
-    from moebench.training.finish import finish_runs
-    from moebench.training.lock import suite_lock
-    from moebench.training.rundirs import check_reruns, check_writable
-    from moebench.training.runner import DataCache, run_plan
+    from moebench.runs.finish import finish_runs
+    from moebench.runs.lock import suite_lock
+    from moebench.runs.rundirs import check_reruns, check_writable
+    from moebench.runs.runner import DataCache, run_plan
     from moebench.training.trackers import check_trackers
 
     suite = suite_from_args(args)
@@ -229,7 +229,7 @@ def cmd_run(args) -> int:
 
 def sidebyside(specs, ok, suite_dir: Path, log) -> None:
     """Time the finished variants' training steps interleaved (training/sidebyside.py) into sidebyside.json."""
-    from moebench.training import sidebyside as sbs
+    from moebench.runs import sidebyside as sbs
 
     done = {o.spec.variant for o in ok}
     log("timing training steps side by side (interleaved, one process)")
@@ -243,7 +243,7 @@ def sidebyside(specs, ok, suite_dir: Path, log) -> None:
 def train_runs(plan, args, log, data=None) -> list:
     """The runs this invocation owns (--only, --shard), one after another, --jobs at once, or on Ray."""
     from moebench.plan import parse_shard, run_specs
-    from moebench.training.runner import prepare_suite_dir
+    from moebench.runs.runner import prepare_suite_dir
 
     specs = run_specs(plan, args.only)
     if args.shard:
@@ -254,10 +254,10 @@ def train_runs(plan, args, log, data=None) -> list:
         log(f"shard {shard}: {len(specs)} of the suite's runs")
     prepare_suite_dir(plan, args.results)  # every shard writes the same suite.yaml / plan.json, atomically
     if args.launcher == "ray":
-        from moebench.training.ray_pool import run_ray
+        from moebench.runs.ray_pool import run_ray
 
         return run_ray(specs, args.results, address=args.address, force=args.force, log=log, quiet=args.quiet)
-    from moebench.training import pool
+    from moebench.runs import pool
 
     workers = pool.workers_for(specs[0], args.jobs or 1) if specs else None
     if args.jobs == "auto" and workers:

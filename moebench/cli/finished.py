@@ -14,7 +14,7 @@ def cmd_eval(args) -> int:
     """lm-eval scores of a finished run, added to its summary while holding the run's lock (training/lock.py):
     two evals of one run, or an eval and a `run --force` retraining it, never interleave their writes."""
     from moebench.evals.harness import run_lm_eval
-    from moebench.training.lock import run_lock_dir, suite_lock
+    from moebench.runs.lock import run_lock_dir, suite_lock
 
     if not args.run_dir.is_dir():  # before the lock, which would create the folder
         raise UserError(f"{args.run_dir}: not a run directory (pass results/<suite>/<variant>/seed-<n>/)")

@@ -89,7 +89,7 @@ def run_worker(args) -> int:
     """A rank > 0: the same runs as rank 0 (which sends its plan), silently, and no report."""
     from moebench.cli.commands import memory_check, runs_at_once, suite_from_args
     from moebench.plan import plan_suite
-    from moebench.training.runner import run_plan
+    from moebench.runs.runner import run_plan
 
     suite = suite_from_args(args)
     plan = plan_suite(suite, memory_check(args, suite, *runs_at_once(args, suite)))  # refused alike on every rank

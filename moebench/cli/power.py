@@ -60,11 +60,11 @@ def run_pilot(args, suite: Suite, root: Path, log) -> None:
     """Train the pilot under `root` (results/<suite>/pilot/), after the checks `run` makes before writing."""
     from moebench.plan import plan_suite, run_specs
     from moebench.plan.memory import MemoryCheck
-    from moebench.training import pool
-    from moebench.training.finish import finish_runs
-    from moebench.training.lock import suite_lock
-    from moebench.training.rundirs import check_reruns, check_writable
-    from moebench.training.runner import DataCache, prepare_suite_dir
+    from moebench.runs import pool
+    from moebench.runs.finish import finish_runs
+    from moebench.runs.lock import suite_lock
+    from moebench.runs.rundirs import check_reruns, check_writable
+    from moebench.runs.runner import DataCache, prepare_suite_dir
     from moebench.training.trackers import check_trackers
 
     pilot = _pilot_suite(args, suite)

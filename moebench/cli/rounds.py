@@ -115,7 +115,7 @@ def judge(results_dir: Path, seeds: list[int]):
 def train_until_decided(plan, args, log, data, d: S.Design, train) -> tuple[list, object, S.Record]:
     """Rounds of `train(plan, args, log, data)` (commands.train_runs) with a look after each; the outcomes of every
     run, the plan of the last round (its seeds) and the record written to results/<suite>/sequential.json."""
-    from moebench.training.runner import prepare_suite_dir
+    from moebench.runs.runner import prepare_suite_dir
 
     suite_dir = Path(args.results) / plan.suite.name
     budget = parse_duration(args.budget) if args.budget is not None else None

@@ -1,1 +1,2 @@
-"""RunSpec -> finished run directory: runner (skip/resume), trainer, evaluation, memory, inference, environment."""
+"""The training loop of one run: trainer, evaluation, memory and peaks, measured FLOPs, inference timing, trackers
+and the environment record. Scheduling, locking and storing runs is moebench.runs."""

@@ -134,7 +134,7 @@ def test_slowed_moe_path_end_to_end(tmp_path):
 
 def _with_sidebyside(suite_dir: Path, dense_s: float, moe_s: float, cpu="CPU (test)") -> Path:
     """The real writer (training/sidebyside.write) with a record of the shape measure() returns."""
-    from moebench.training.sidebyside import write
+    from moebench.runs.sidebyside import write
 
     write(suite_dir, {"format": 1, "rounds": 12, "steps_per_round": 2, "loadavg": [[4.0, 4.0, 4.0]] * 2,
                       "env": {"device_name": cpu}, "step_time_s": {"dense": [dense_s * (1 + 0.01 * (i % 3))

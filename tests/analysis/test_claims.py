@@ -71,7 +71,7 @@ def test_throughput_ratio(suite, moe_tps, bounds, expected):
     ([0.125] * 5 + [0.08] * 5, {"min": 0.9}, "INCONCLUSIVE"),  # per-round ratios straddle the bound
 ])
 def test_throughput_ratio_uses_the_side_by_side_timing_when_present(suite, moe_s, bounds, expected):
-    from moebench.training.sidebyside import write
+    from moebench.runs.sidebyside import write
 
     for s in (0, 1):  # the runs' own medians say 0.5: the side-by-side record wins
         write_run(suite, "moe", s, MOE, tokens_per_s=1000.0)

@@ -18,7 +18,7 @@ def test_worker_ranks_honour_preset_and_set(tmp_path, monkeypatch):
         seen["plan"] = plan
         return []
 
-    monkeypatch.setattr("moebench.training.runner.run_plan", fake_run_plan)
+    monkeypatch.setattr("moebench.runs.runner.run_plan", fake_run_plan)
     args = argparse.Namespace(suite=path, overrides=["train.lr=0.001"], preset="small", results=Path(tmp_path),
                               force=False, only=None)
     assert launch.run_worker(args) == 0

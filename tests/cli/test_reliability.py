@@ -58,7 +58,7 @@ RUN = "res/tiny/dense/seed-0"
 # ------------------------------------------------------------------------------------------------ lock
 def test_second_run_on_a_locked_results_dir_exits_2_naming_the_holder(work, capsys):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from moebench.training.lock import suite_lock\n"
+        [sys.executable, "-c", "import sys, time; from moebench.runs.lock import suite_lock\n"
          f"with suite_lock({str(work / 'res/tiny')!r}):\n    print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -240,7 +240,7 @@ def test_no_library_warning_reaches_the_terminal(tmp_path):
 
 
 def test_a_side_by_side_timing_does_not_outlive_the_models_it_timed(work, capsys):
-    from moebench.training.sidebyside import write
+    from moebench.runs.sidebyside import write
 
     write(work / "res/tiny", {"rounds": 1, "step_time_s": {"dense": [0.1]}})
     assert main(args(work, "--quiet")) == 0  # nothing retrained: the timing stays

@@ -10,7 +10,7 @@ import pytest
 from moebench import io as R
 from moebench.cli import main
 from moebench.data import cache
-from moebench.training import lock as L
+from moebench.runs import lock as L
 from tests.cli.test_run_verification import edit_summary, trained  # noqa: F401 - the module's trained fixture
 
 

@@ -9,7 +9,7 @@ from moebench.cli import main
 from moebench.config.suite import build_suite
 from moebench.plan import plan_suite, run_specs
 from moebench.training import trackers
-from moebench.training.runner import run_one
+from moebench.runs.runner import run_one
 from tests.helpers import tiny
 
 

@@ -16,11 +16,11 @@ from moebench.distributed import groups as D  # [distributed] rank 0 writes; ide
 from moebench.models.backends import resolve_device
 from moebench.models.weights import weights_bytes
 from moebench.training.env import environment
-from moebench.training.progress import Pace
+from moebench.runs.progress import Pace
 from moebench.errors import RunFailed, UserError
 from moebench.plan import Plan, RunSpec, run_specs
 from moebench.training.trackers import open_trackers
-from moebench.training.rundirs import archive_run, archive_tag, check_reruns, damage, run_state
+from moebench.runs.rundirs import archive_run, archive_tag, check_reruns, damage, run_state
 from moebench.training.trainer import Trainer, load_data, run_identity
 
 __all__ = ["run_state", "run_one", "run_plan", "prepare_suite_dir", "StopFlag", "DataCache", "Outcome",

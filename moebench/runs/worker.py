@@ -44,7 +44,7 @@ def worker_main(wid: int, parent: int, env: dict, threads: int | None, results_r
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent)
     os.environ.update(env)
-    from moebench.training.runner import DataCache, StopFlag, run_one
+    from moebench.runs.runner import DataCache, StopFlag, run_one
 
     stop = StopFlag()
     signal.signal(signal.SIGTERM, lambda *_: setattr(stop, "requested", True))

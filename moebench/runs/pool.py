@@ -27,9 +27,9 @@ from tqdm import tqdm
 from moebench import io as R
 from moebench.errors import UserError
 from moebench.plan import RunSpec
-from moebench.training.concurrency import Span, auto_jobs, load_1m, record, span_now, usable_cores
-from moebench.training.progress import SuiteProgress
-from moebench.training.runner import DataCache, Outcome, StopFlag, run_one
+from moebench.runs.concurrency import Span, auto_jobs, load_1m, record, span_now, usable_cores
+from moebench.runs.progress import SuiteProgress
+from moebench.runs.runner import DataCache, Outcome, StopFlag, run_one
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def run_pool(specs: list[RunSpec], results_root: Path, w: Workers, *, force: boo
     """Up to w.jobs runs at once, one worker process each; outcomes in `specs` order."""
     if not specs:
         return []
-    from moebench.training.worker import worker_main
+    from moebench.runs.worker import worker_main
 
     DataCache()(specs[0])  # a suite has one corpus: build its token cache here, once; workers only memory-map it
     ctx = mp.get_context("spawn")

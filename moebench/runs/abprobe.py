@@ -1,6 +1,6 @@
 """A/B speed probe: one process times a suite's variants side by side and prints their step times as JSON.
 
-    python moebench/training/abprobe.py SUITE.yaml ROUNDS
+    python moebench/runs/abprobe.py SUITE.yaml ROUNDS
 
 It is run as a script, with PYTHONPATH pointing at the code version under test (`moebench check --ab` runs it
 alternately against the base commit's tree and HEAD's), so it uses only APIs both versions have: load_suite,

@@ -30,9 +30,9 @@ def finish_run(spec: RunSpec, rd: Path, log=print) -> dict | None:
     backend = summary.get("backend") if summary.get("backend") not in (None, "none") else "torch"
     model, _, _, device = load_trained(rd, spec.train.device, backend)
     if spec.inference and "inference" not in summary:
-        from .evaluate import eval_windows
-        from .inference import measure
-        from .trainer import load_data
+        from moebench.training.evaluate import eval_windows
+        from moebench.training.inference import measure
+        from moebench.training.trainer import load_data
 
         log(f"  {spec.key} seed {spec.seed}: measuring inference")
         valid = load_data(spec).valid

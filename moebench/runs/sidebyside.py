@@ -25,8 +25,8 @@ from moebench.errors import RunFailed
 from moebench.models.weights import load_weights
 from moebench.plan import RunSpec
 
-from .env import environment
-from .trainer import Trainer, load_data
+from moebench.training.env import environment
+from moebench.training.trainer import Trainer, load_data
 
 FORMAT = 1
 ROUNDS, STEPS_PER_ROUND, WARMUP_STEPS, MAX_SECONDS = 30, 2, 3, 120.0

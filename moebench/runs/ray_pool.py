@@ -16,9 +16,9 @@ from pathlib import Path
 from moebench import io as R
 from moebench.errors import UserError
 from moebench.plan import RunSpec
-from moebench.training.concurrency import Span, load_1m, record
-from moebench.training.progress import SuiteProgress
-from moebench.training.runner import DataCache, Outcome, run_one
+from moebench.runs.concurrency import Span, load_1m, record
+from moebench.runs.progress import SuiteProgress
+from moebench.runs.runner import DataCache, Outcome, run_one
 
 MAX_RETRIES = 3
 

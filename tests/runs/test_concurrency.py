@@ -1,7 +1,7 @@
 """--jobs auto's rule and the concurrent_runs record (pure functions of their inputs)."""
 import pytest
 
-from moebench.training.concurrency import Span, auto_jobs, beside
+from moebench.runs.concurrency import Span, auto_jobs, beside
 
 
 def test_auto_jobs_counts_free_cores_and_gpus():
@@ -33,8 +33,8 @@ def test_workers_for_a_cpu_suite(tmp_path):
 
     from moebench.config.suite import load_suite
     from moebench.plan import plan_suite, run_specs
-    from moebench.training.concurrency import usable_cores
-    from moebench.training.pool import workers_for
+    from moebench.runs.concurrency import usable_cores
+    from moebench.runs.pool import workers_for
     from tests.helpers import DELETE, tiny
 
     def spec(**changes):
@@ -50,7 +50,7 @@ def test_workers_for_a_cpu_suite(tmp_path):
 
 
 def test_pace_gives_the_step_rate_and_the_time_left_for_the_run_and_the_suite():
-    from moebench.training.progress import Pace
+    from moebench.runs.progress import Pace
 
     now = [100.0]
     pace = Pace(after=2, clock=lambda: now[0])

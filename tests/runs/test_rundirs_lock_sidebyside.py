@@ -10,10 +10,10 @@ from moebench import io as R
 from moebench.config.suite import build_suite
 from moebench.errors import UserError
 from moebench.plan import plan_suite, run_specs
-from moebench.training.lock import suite_lock
-from moebench.training.rundirs import archive_run, config_diff, run_state
-from moebench.training.runner import run_one
-from moebench.training.sidebyside import measure
+from moebench.runs.lock import suite_lock
+from moebench.runs.rundirs import archive_run, config_diff, run_state
+from moebench.runs.runner import run_one
+from moebench.runs.sidebyside import measure
 from tests.helpers import tiny
 
 
@@ -72,7 +72,7 @@ def test_lock_refuses_then_waits(tmp_path):
     # can check on a loaded machine (it used to sleep 2 s and poll the holder's exit, a race under load).
     marker = tmp_path / "holder-releasing"
     holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys; from pathlib import Path; from moebench.training.lock import suite_lock\n"
+                               "import sys; from pathlib import Path; from moebench.runs.lock import suite_lock\n"
                                f"with suite_lock({str(tmp_path / 's')!r}):\n"
                                " print('held', flush=True); sys.stdin.readline()\n"
                                f" Path({str(marker)!r}).write_text('releasing')\n"],
