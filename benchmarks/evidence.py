@@ -5,6 +5,7 @@
     python benchmarks/evidence.py report [NAME ...]     # rewrite the reports from the committed results (no training)
     python benchmarks/evidence.py check [NAME ...]      # re-judge the committed results, compare with verdicts.json
     python benchmarks/evidence.py size                  # the committed results' size against the 5 MB budget
+    python benchmarks/evidence.py table                 # the README's "What reproduces" rows, from verdicts.json
 
 `report` is what to run after a claim rule changes: it re-judges every committed evidence/<name>/results with the
 current code and rewrites evidence/<name>/ (README.md, report.html, verdicts.json, plots, csv), so the review shows
@@ -41,6 +42,25 @@ def results_bytes(root: Path) -> int:
     return sum(p.stat().st_size for f in E.evidence_folders(root) for p in (f / E.RESULTS).rglob("*") if p.is_file())
 
 
+def table_rows(root: Path) -> list[str]:
+    """One README row per committed claim: claim, paper, CPU verdict (key number), GPU verdict, report link."""
+    import dataclasses
+
+    from moebench.analysis.claims import Verdict
+    from moebench.report.tables import key_number
+
+    fields = {f.name for f in dataclasses.fields(Verdict)}
+    rows = []
+    for f in E.evidence_folders(root):
+        for r in read_json(f / E.VERDICTS):
+            v = Verdict(**{k: x for k, x in r.items() if k in fields})
+            cell = f"**{v.verdict}**" + (f" ({key_number(v)})" if key_number(v) else "")
+            name = f.name.removesuffix("-cpu")
+            rows.append(f"| {v.name} | {v.source or '-'} | {cell} | pending (no GPU lent) | "
+                        f"[{name}]({EVIDENCE_ROOT}/{f.name}/README.md) |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="benchmarks/evidence.py", description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, default=REPO / EVIDENCE_ROOT, help="the evidence folder (default: evidence/)")
@@ -51,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     for cmd in ("report", "check"):
         sub.add_parser(cmd).add_argument("names", nargs="*", help="evidence/<name> folders (default: all)")
     sub.add_parser("size")
+    sub.add_parser("table")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "save":
@@ -69,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                 bad += bool(diffs)
                 print(f"{f}: " + ("same verdicts" if not diffs else "\n  ".join(["differs:", *diffs])))
             return 1 if bad else 0
+        elif args.cmd == "table":
+            print("\n".join(table_rows(args.root)))
         if args.cmd in ("save", "size"):
             total = results_bytes(args.root)
             print(f"evidence results: {total / 1024 / 1024:.2f} MiB of {BUDGET_BYTES / 1024 / 1024:.0f} MiB")

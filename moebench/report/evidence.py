@@ -42,8 +42,8 @@ class Saved:
 
 
 def save_results(results_dir: Path, dest: Path, max_train_rows: int = MAX_TRAIN_ROWS) -> Saved:
-    """Copy results/<suite>/ to `dest` (evidence/<name>/results/) without weights and with thinned training rows,
-    replacing what was there only once the new copy is complete."""
+    """Copy results/<suite>/'s finished runs to `dest` (evidence/<name>/results/) without weights and with thinned
+    training rows, replacing what was there only once the new copy is complete."""
     src = Path(results_dir)
     if not (src / "suite.yaml").is_file():
         raise UserError(f"{src}: not a suite results directory (no suite.yaml)")
@@ -61,8 +61,9 @@ def save_results(results_dir: Path, dest: Path, max_train_rows: int = MAX_TRAIN_
         for vdir in sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")
                            and p.name != "superseded"):
             for rd in sorted(d for d in vdir.iterdir() if d.is_dir() and d.name.startswith("seed-")):
-                _save_run(rd, tmp / vdir.name / rd.name, max_train_rows)
-                runs += 1
+                if (rd / R.SUMMARY).exists():  # an unfinished run is left out: the report shows it as missing
+                    _save_run(rd, tmp / vdir.name / rd.name, max_train_rows)
+                    runs += 1
         old = dest.parent / f".{dest.name}.old"
         if dest.exists():
             os.replace(dest, old)
