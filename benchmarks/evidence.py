@@ -26,6 +26,10 @@ from moebench.io import EVIDENCE_ROOT, read_json  # noqa: E402
 from moebench.report import evidence as E  # noqa: E402
 from moebench.report.render import render_report  # noqa: E402
 
+# the README table's order (headline claims first); folders not named here follow, by name
+README_ORDER = ("switch-equal-flops-cpu", "scaling-cpu", "expert-scaling-cpu", "load-balance-cpu", "balancing-cpu",
+                "capacity-factor-cpu", "router-zloss-cpu", "granularity-shared-cpu", "routing-variants-cpu",
+                "inference-cpu", "flop-accounting-cpu", "quickstart")
 BUDGET_BYTES = 5 * 1024 * 1024  # every evidence/<name>/results together (issue 22: at most 5 MB)
 
 
@@ -51,7 +55,8 @@ def table_rows(root: Path) -> list[str]:
 
     fields = {f.name for f in dataclasses.fields(Verdict)}
     rows = []
-    for f in E.evidence_folders(root):
+    order = {n: i for i, n in enumerate(README_ORDER)}
+    for f in sorted(E.evidence_folders(root), key=lambda f: (order.get(f.name, len(order)), f.name)):
         for r in read_json(f / E.VERDICTS):
             v = Verdict(**{k: x for k, x in r.items() if k in fields})
             cell = f"**{v.verdict}**" + (f" ({key_number(v)})" if key_number(v) else "")
