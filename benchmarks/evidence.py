@@ -15,6 +15,7 @@ Exit codes: 0 ok, 1 a verdict differs or the budget is exceeded, 2 a user error 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -46,6 +47,14 @@ def results_bytes(root: Path) -> int:
     return sum(p.stat().st_size for f in E.evidence_folders(root) for p in (f / E.RESULTS).rglob("*") if p.is_file())
 
 
+def _worst_ratio(ratios) -> str:
+    """flop_accounting's per-variant measured/analytic ratios: the one furthest from 1."""
+    if not isinstance(ratios, dict) or not ratios:
+        return ""
+    worst = max(ratios, key=lambda k: abs(ratios[k] - 1))
+    return f"worst {worst} {ratios[worst]:.4f}"
+
+
 def table_rows(root: Path) -> list[str]:
     """One README row per committed claim: claim, paper, CPU verdict (key number), GPU verdict, report link."""
     import dataclasses
@@ -59,9 +68,12 @@ def table_rows(root: Path) -> list[str]:
     for f in sorted(E.evidence_folders(root), key=lambda f: (order.get(f.name, len(order)), f.name)):
         for r in read_json(f / E.VERDICTS):
             v = Verdict(**{k: x for k, x in r.items() if k in fields})
-            cell = f"**{v.verdict}**" + (f" ({key_number(v)})" if key_number(v) else "")
+            key = key_number(v) or _worst_ratio(v.numbers.get("ratio"))
+            cell = f"**{v.verdict}**" + (f" ({key})" if key else "")
             name = f.name.removesuffix("-cpu")
-            rows.append(f"| {v.name} | {v.source or '-'} | {cell} | pending (no GPU lent) | "
+            source = re.split(r": |; (?=[a-z])", v.source or "-")[0]  # the citation, not the quoted numbers
+            source += ")" * (source.count("(") - source.count(")"))
+            rows.append(f"| {v.name} | {source} | {cell} | pending (no GPU lent) | "
                         f"[{name}]({EVIDENCE_ROOT}/{f.name}/README.md) |")
     return rows
 
