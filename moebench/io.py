@@ -1,55 +1,15 @@
 """Files on disk, a leaf every layer may import: atomic writes (temp file + fsync + rename), JSON, and the
 names of what a run directory holds (training writes them, analysis and evals read them).
 
-Layout, one directory per (variant, seed):
-
-    results/<suite>/
-      suite.yaml                      the resolved suite (all variants, after extends/--set)
-      plan.json                       the plan rows (see plan.py)
-      <variant>/seed-<n>/             (a sweep's runs: <variant>@<size>/seed-<n>/)
-      runs.json                       with --shard only: every run of the suite, {"runs": [...]}
-        config.yaml                   the resolved RunSpec (model, corpus, train, eval, plan numbers, config_hash)
-        metrics.jsonl                 one JSON object per line, appended as training goes:
-            {"kind": "train", "step", "tokens", "flops", "wall", "loss", "aux_loss", "lr", "step_time",
-             "tokens_per_s"}
-            {"kind": "eval", "step", "tokens", "flops", "wall", "val_loss", "val_ppl", "val_bpb",
-             "experts": {...expert statistics, see models/stats.py; absent for dense}}
-          "tokens" = training tokens seen so far, "flops" = training FLOPs so far (train_flops_per_token * tokens),
-          "wall" = training wall-clock seconds so far (eval time excluded).
-        checkpoint.pt                 latest training state (model, optimizer, step, RNG), tensors and plain data
-                                      only: it loads with torch.load(weights_only=True)
-        model.safetensors             final weights (for lm-eval / inference / export after the run); run
-                                      directories written before it hold model.pt (still read, weights_only)
-        summary.json                  written LAST; its presence marks the run finished (ok or failed):
-            {"suite", "variant", "seed", "status": "ok" | "failed", "failure": null | {"step", "reason"},
-             "config_hash", "kind": "dense"|"moe", "matched_to", "backend",
-             "params": {"total", "active", "embedding"},
-             "flops_per_token": {"train", "forward"},
-             "steps", "tokens", "wall_time_s",
-             "final": {"val_loss", "val_ppl", "val_bpb", "test_loss", "test_ppl", "test_bpb"},
-             "tokens_per_s_median", "step_time_median_s",
-             "peak_memory_bytes", "peak_memory_method",
-             "experts": {...final expert statistics} | null,
-             "lm_eval": {task: {metric: value, ..., "version", "n_shot"}} | {},
-             "concurrent_runs": {"at_start", "max", "mean", "launcher", "jobs"} (other runs of the suite
-                 training on the same host: when it started, at most, time-weighted mean; added by the scheduler),
-             "load_avg_1m": {"start", "end"} (the host's 1-minute load average when it started and ended),
-             "env": {"git_sha", "git_dirty", "python", "torch", "triton", "device", "device_name",
-                     "cpu_model", "hostname", "date"},
-             "integrity": {"metrics.jsonl": {"rows", "sha256"}, "model.pt": {"sha256"}}  (ok runs)}
-      superseded/<config_hash>/<variant>/seed-<n>/   finished runs of an older config, archived by `run --force`
-      superseded/damaged-<time>/<variant>/seed-<n>/  runs whose files failed their check, archived before a retrain
-      sidebyside.json                 MoE/dense step-time ratios timed interleaved (training/sidebyside.py)
-      manifest.json                   sha256 of suite.yaml, plan.json, sidebyside.json (each run dir has its own:
-                                      summary.json, config.yaml, metrics.jsonl, weights), written after them
-      .lock                           held (flock) by the `moebench run` writing here: pid, host, start time
-
-A finished run whose files no longer match the row count and sha256 recorded in its summary is "damaged":
-readers say which file and treat it as unfinished; `run` says so and retrains it.
+The layout of results/<suite>/ (one directory per variant and seed) and every field of metrics.jsonl and
+summary.json: docs/reliability-output.md, "The results folder". A finished run whose files no longer match the row
+count and sha256 recorded in its summary or manifest is "damaged": readers say which file and treat it as
+unfinished; `run` says so and retrains it.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -84,6 +44,11 @@ LEGACY = "unverified (legacy)"  # how a run without a manifest is labelled: neit
 SUITE_FILE = "suite.yaml"  # results/<suite>/: the resolved suite, recorded in the suite folder's manifest
 PLAN_FILE = "plan.json"  # results/<suite>/: the plan rows, recorded likewise
 MANIFEST_FILES = (CONFIG, METRICS, FINAL_MODEL, LEGACY_FINAL_MODEL)
+# The project's committed evidence (evidence/<name>/results/, written by benchmarks/evidence.py) keeps no weights
+# and only some training rows, to stay small in git: the run's manifest says so ("omitted": [names], "thinned":
+# {metrics.jsonl: {"rows", "sha256"}}). Only these files may be left out, and only metrics.jsonl thinned (every eval
+# row kept), so a damaged or edited summary, metrics or timing file is still detected.
+OMITTABLE = (FINAL_MODEL, LEGACY_FINAL_MODEL, CHECKPOINT)
 
 
 # names and folders live in paths.py (io would pass the 400-line limit); re-exported because every caller
@@ -194,6 +159,25 @@ def _rows(path: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
+@dataclasses.dataclass(frozen=True)
+class Kept:
+    """What a folder's manifest says was deliberately left out (weights) or thinned (metrics) for the evidence."""
+    omitted: frozenset = frozenset()
+    thinned: dict = dataclasses.field(default_factory=dict)  # file name -> {"rows", "sha256"} of the thinned file
+
+
+def kept(folder: Path) -> Kept:
+    """The folder's evidence record; an empty one for an ordinary run or one without a readable manifest."""
+    try:
+        m = read_json(Path(folder) / MANIFEST)
+        omitted, thinned = m.get("omitted") or [], m.get("thinned") or {}
+    except (OSError, ValueError, AttributeError):
+        return Kept()
+    return Kept(frozenset(n for n in omitted if n in OMITTABLE) if isinstance(omitted, list) else frozenset(),
+                {METRICS: thinned[METRICS]} if isinstance(thinned, dict) and isinstance(thinned.get(METRICS), dict)
+                else {})
+
+
 def write_recorded(path: Path, obj: Any, first_record=dict) -> None:
     """A JSON file and then its folder's manifest.json entry (write_recorded_bytes)."""
     data = (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode("utf-8")
@@ -209,14 +193,15 @@ def write_recorded_bytes(path: Path, data: bytes, first_record=dict) -> None:
     manifest = path.parent / MANIFEST
     new = hashlib.sha256(data).hexdigest()
     try:
-        files, had = dict(read_json(manifest)["files"]), True
+        old = read_json(manifest)
+        files, had, keep = dict(old["files"]), True, {k: old[k] for k in ("omitted", "thinned") if k in old}
     except (OSError, ValueError, TypeError, KeyError):
-        files, had = first_record(), False
+        files, had, keep = first_record(), False, {}
     files.pop(path.name, None)
     if had and path.exists():
-        atomic_write_json(manifest, {"files": {**files, path.name: {"sha256": [sha256_file(path), new]}}})
+        atomic_write_json(manifest, {**keep, "files": {**files, path.name: {"sha256": [sha256_file(path), new]}}})
     atomic_write_bytes(path, data)
-    atomic_write_json(manifest, {"files": {**files, path.name: {"sha256": [new]}}})
+    atomic_write_json(manifest, {**keep, "files": {**files, path.name: {"sha256": [new]}}})
 
 
 def write_summary(rd: Path, summary: dict) -> None:
@@ -266,13 +251,17 @@ def verify_manifest(rd: Path) -> str | None:
         return f"{rd / MANIFEST}: unreadable (damaged or hand-edited)"
     if not isinstance(files, dict):
         return f"{rd / MANIFEST}: not a manifest (damaged or hand-edited)"
+    k = kept(rd)
     for name, want in files.items():
         try:
             path = safe_join(rd, name, what=f"{rd / MANIFEST}")
         except UserError as e:
             return str(e)
         if not path.exists():
+            if name in k.omitted:
+                continue
             return f"{path}: missing (the run's manifest recorded it)"
+        want = {"sha256": [k.thinned[name].get("sha256")]} if name in k.thinned else want
         if not isinstance(want, dict) or sha256_file(path) not in (want.get("sha256") or ()):
             return f"{path}: checksum differs from the one the run's manifest recorded (modified or damaged)"
     return None
@@ -334,14 +323,18 @@ def verify_run(rd: Path, summary: dict) -> str | None:
         return problem
     if not summary.get("integrity"):  # written before summaries recorded checksums: the metrics must parse
         return _metrics_parse_problem(rd / METRICS)
+    k = kept(rd)
     for name, want in summary["integrity"].items():
         try:
             path = safe_join(rd, name, what=f"{rd / SUMMARY}: integrity")
         except UserError as e:
             return str(e)
+        want = k.thinned.get(name, want)  # the evidence's thinned metrics: its manifest's record, not the summary's
         if not isinstance(want, dict):
             return f"{path}: its summary's integrity record is not a mapping (hand-edited or damaged)"
         if not path.exists():
+            if name in k.omitted:
+                continue
             return f"{path}: missing (its summary recorded it)"
         if "rows" in want and _rows(path) != want["rows"]:
             return f"{path}: {_rows(path)} rows, its summary recorded {want['rows']} (truncated or appended to)"

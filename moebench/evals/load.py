@@ -13,6 +13,9 @@ def read_run(run_dir: Path) -> tuple[Path, dict]:
     """(final weights file, config.yaml as plain data) of a finished run; UserError if it is not one."""
     rd = Path(run_dir)
     weights = R.final_model(rd)
+    if weights is None and {R.FINAL_MODEL, R.LEGACY_FINAL_MODEL} & R.kept(rd).omitted:
+        raise UserError(f"{rd}: its weights were omitted (committed evidence keeps summaries and metrics only); "
+                        "train it with `moebench run` on its suite to export or evaluate it")
     if weights is None or not (rd / R.CONFIG).exists():
         raise UserError(f"{rd}: not a finished moebench run (needs {R.CONFIG} and {R.FINAL_MODEL})")
     summary, problem = R.read_summary(rd)  # the one check every reader of a run makes: weights, summary, metrics

@@ -166,6 +166,11 @@ def _json(obj) -> str:
     return json.dumps(_strict(obj), indent=1, sort_keys=True, allow_nan=False, default=float)
 
 
+def verdicts_json(verdicts) -> str:
+    """verdicts.json: the machine-readable twin of the claims table (NaN written as null)."""
+    return _json([dataclasses.asdict(v) for v in verdicts]) + "\n"
+
+
 def to_markdown(blocks) -> str:
     render = {
         "h1": lambda b: f"# {b[1]}", "h2": lambda b: f"## {b[1]}", "h3": lambda b: f"### {b[1]}",
@@ -265,16 +270,21 @@ def write_report(results_dir: Path, out_dir: Path) -> Path:
     return render_report(results_dir, out_dir).readme
 
 
+def judge_results(rs) -> list:
+    """The verdicts of the suite's claims on a ResultSet: what the report tabulates and the evidence re-judge checks."""
+    names = rs.suite.get("variants")  # an unknown variant in a claim is the user's typo, not a missing run
+    sizes = (rs.suite.get("sweep") or {}).get("sizes")  # a sweep's claims may name one size: variant@size
+    return judge_all(parse_claims(rs.suite.get("claims") or [],
+                                  claim_names(names, sizes) if isinstance(names, dict) else None), rs)
+
+
 def render_report(results_dir: Path, out_dir: Path) -> Rendered:
     out_dir = Path(out_dir)
     check_report_dir(out_dir)
     rs = load_results(Path(results_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / MARKER, "written by moebench report; its other files are replaced on the next one\n")
-    names = rs.suite.get("variants")  # an unknown variant in a claim is the user's typo, not a missing run
-    sizes = (rs.suite.get("sweep") or {}).get("sizes")  # a sweep's claims may name one size: variant@size
-    verdicts = judge_all(parse_claims(rs.suite.get("claims") or [],
-                                      claim_names(names, sizes) if isinstance(names, dict) else None), rs)
+    verdicts = judge_results(rs)
     rec = sequential.read_record(Path(results_dir))
     if rec is not None:  # run --until-decided: the verdicts use the sequential boundary, not the fixed 2.5%
         verdicts = sequential.apply(verdicts, rec)
@@ -286,8 +296,7 @@ def render_report(results_dir: Path, out_dir: Path) -> Rendered:
     readme = out_dir / "README.md"
     atomic_write_text(readme, to_markdown(blocks))
     atomic_write_text(out_dir / "report.html", to_html(blocks, out_dir / PLOT_DIR))
-    verdict_rows = [dataclasses.asdict(v) for v in verdicts]  # machine-readable twin of the claims table
-    atomic_write_text(out_dir / "verdicts.json", _json(verdict_rows) + "\n")
+    atomic_write_text(out_dir / "verdicts.json", verdicts_json(verdicts))
     _csv(rs.runs, out_dir / "results.csv")
     _csv(rs.curves, out_dir / "curves.csv")
     return Rendered(readme, tuple(verdicts), rec.summary() if rec else "", rs.damaged_files)
