@@ -45,7 +45,7 @@ def test_plan_power_json_names_its_noise_source(pilot, capsys):
 
 def test_seeds_and_compute_time_follow_the_power_model():
     """Known seeds: switch8 0.10 better than dense in val_bpb at seed sds 0.05 and 0.08, 3 seeds each, 2 s per
-    step over 100 steps; the suite trains 300 steps, so a run takes 600 s."""
+    step over 100 steps; the suite trains train.steps steps, so a run takes 2 s x those."""
     from moebench.analysis import power
     from moebench.cli.power import claim_plans
     from moebench.config.suite import load_suite
@@ -60,7 +60,8 @@ def test_seeds_and_compute_time_follow_the_power_model():
     assert model.tested == pytest.approx(0.10)
     n = lb.seeds
     assert n is not None and model.pass_rate(0.10, n) >= 0.8 > model.pass_rate(0.10, n - 1)
-    assert lb.runs == 2 * n and lb.compute_s == pytest.approx(n * 2 * 600 / 2)
+    run_s = 2.0 * suite.train.steps
+    assert lb.runs == 2 * n and lb.compute_s == pytest.approx(n * 2 * run_s / 2)
     assert "val_bpb seed sd 0.05 (variant) and 0.08 (baseline)" in lb.noise and lb.noise.endswith("from 3+3 seeds")
 
 
