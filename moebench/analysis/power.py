@@ -106,10 +106,6 @@ class ClaimPower:
         return hi
 
 
-def _sd(xs) -> float:
-    return stats.sd(xs)
-
-
 @dataclass(frozen=True)
 class LossBetterPower(ClaimPower):
     sd_variant: float
@@ -217,7 +213,7 @@ def _finite(x: float) -> bool:
 @POWER_MODELS.register("loss_better")
 def loss_better_power(c, rs) -> LossBetterPower | None:
     a, b = rs.seed_values(c.variant, c.metric), rs.seed_values(c.baseline, c.metric)
-    sa, sb = _sd(a), _sd(b)
+    sa, sb = stats.sd(a), stats.sd(b)
     if not (_finite(sa) and _finite(sb)):
         return None
     sign = -1.0 if c.lower_is_better else 1.0
@@ -229,7 +225,7 @@ def loss_better_power(c, rs) -> LossBetterPower | None:
 @POWER_MODELS.register("loss_equivalent")
 def loss_equivalent_power(c, rs) -> EquivalencePower | None:
     a, b = rs.seed_values(c.variant, c.metric), rs.seed_values(c.baseline, c.metric)
-    sa, sb = _sd(a), _sd(b)
+    sa, sb = stats.sd(a), stats.sd(b)
     if not (_finite(sa) and _finite(sb)):
         return None
     return EquivalencePower("loss_equivalent", (len(a), len(b)), c.margin, 0.0, math.hypot(sa, sb), sa, sb,

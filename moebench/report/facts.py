@@ -68,7 +68,7 @@ def effects_table(verdicts) -> Table | None:
         if v.kind not in QUALITY_KINDS or "noise_floor_sd" not in n:
             continue
         if v.kind == "speedup_to_loss":
-            # the detectable speedup is simulated for INCONCLUSIVE verdicts only (claims.kinds.explain_speedup)
+            # the detectable speedup is simulated for INCONCLUSIVE verdicts only (claims.detectable)
             effect, detect = (f"{fmt(n.get('final_val_loss_improvement'), 3)} final val loss",
                               f"speedup {fmt(n['detectable_speedup'], 3)}x" if "detectable_speedup" in n else "-")
         elif v.kind == "loss_better":

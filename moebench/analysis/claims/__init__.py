@@ -16,10 +16,7 @@ ALPHA_ONE_SIDED = 0.025  # PASS reads the low end of a two-sided 95% interval
 
 def judge_all(claims: list, rs) -> list[Verdict]:
     specs = [c if isinstance(c, ClaimBase) else parse_claims([c])[0] for c in claims]
-    verdicts = holm_family([JUDGES[s.kind](s, rs) for s in specs])
-    for v in verdicts:  # after Holm: a PASS it made INCONCLUSIVE gets its detectable effect too
-        kinds.explain_speedup(v)
-    return state_detectable(specs, verdicts, rs)
+    return state_detectable(specs, holm_family([JUDGES[s.kind](s, rs) for s in specs]), rs)
 
 
 def holm_family(verdicts: list[Verdict]) -> list[Verdict]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from moebench.analysis import power
+from moebench.analysis import power, speedup
 
 from .base import INCONCLUSIVE, Verdict
 
@@ -28,8 +28,25 @@ def _sentence(spec, d: float) -> str:
             f"power of these two one-sided tests, simulated at each variant's seed sd)")
 
 
+def _speedup(v: Verdict) -> None:
+    """An INCONCLUSIVE speedup's detectable effect: the true speedup this very rule PASSes with 80% power at the
+    noise and seed counts its verdict recorded, by simulation (speedup.detectable_speedup, about a second)."""
+    n = v.numbers
+    if v.verdict != INCONCLUSIVE or "noise" not in n:
+        return
+    noise = speedup.SpeedupNoise(**n["noise"])
+    d = speedup.detectable_speedup(noise, int(n["n"][0]), int(n["n"][1]), float(n["required_min"]))
+    n["detectable_speedup"] = d
+    v.reason += (f"; at this noise (per-seed log-time sd {noise.sd_log:.3g}, {noise.censor_rate:.0%} censored) "
+                 f"it could confirm only a speedup >= {d:.3g}x (80% power, simulated with this rule)")
+
+
 def state_detectable(specs: list, verdicts: list[Verdict], rs) -> list[Verdict]:
+    """Run by judge_all after Holm, so a PASS that Holm made INCONCLUSIVE gets its detectable effect too."""
     for spec, v in zip(specs, verdicts):
+        if spec.kind == "speedup_to_loss":
+            _speedup(v)
+            continue
         key = KEYS.get(spec.kind)
         if key is None or not v.numbers:  # no numbers: no data to measure noise on
             continue

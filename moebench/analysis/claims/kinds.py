@@ -104,21 +104,6 @@ def judge_speedup(c: SpeedupToLoss, rs) -> Verdict:
     return verdict(c, rs, v, numbers, reason, rule, spread="val_loss")
 
 
-def explain_speedup(v: Verdict) -> None:
-    """An INCONCLUSIVE speedup's detectable effect: the true speedup this very rule PASSes with 80% power at the
-    measured noise and seed counts, by simulation (speedup.detectable_speedup, about a second). Run by judge_all
-    (the report's path), not by the judge: the null-calibration tests call the judge thousands of times and the
-    number changes no verdict."""
-    n = v.numbers
-    if v.kind != "speedup_to_loss" or v.verdict != INCONCLUSIVE or "noise" not in n:
-        return
-    noise = speedup.SpeedupNoise(**n["noise"])
-    d = speedup.detectable_speedup(noise, int(n["n"][0]), int(n["n"][1]), float(n["required_min"]))
-    n["detectable_speedup"] = d
-    v.reason += (f"; at this noise (per-seed log-time sd {noise.sd_log:.3g}, {noise.censor_rate:.0%} censored) "
-                 f"it could confirm only a speedup >= {d:.3g}x (80% power, simulated with this rule)")
-
-
 @JUDGES.register("loss_better")
 def judge_loss_better(c: LossBetter, rs) -> Verdict:
     a, b = rs.seed_values(c.variant, c.metric), rs.seed_values(c.baseline, c.metric)
