@@ -87,7 +87,8 @@ def run_command(args, argv: list[str]) -> int:
 
 def run_worker(args) -> int:
     """A rank > 0: the same runs as rank 0 (which sends its plan), silently, and no report."""
-    from moebench.cli.commands import memory_check, runs_at_once, suite_from_args
+    from moebench.cli.checks import memory_check, runs_at_once
+    from moebench.cli.commands import suite_from_args
     from moebench.plan import plan_suite
     from moebench.runs.runner import run_plan
 

@@ -59,7 +59,7 @@ def _pilot_suite(args, suite: Suite) -> Suite:
 def run_pilot(args, suite: Suite, root: Path, log) -> None:
     """Train the pilot under `root` (results/<suite>/pilot/), after the checks `run` makes before writing."""
     from moebench.plan import plan_suite, run_specs
-    from moebench.plan.memory import MemoryCheck
+    from moebench.cli.checks import memory_check
     from moebench.runs import pool
     from moebench.runs.finish import finish_runs
     from moebench.runs.lock import suite_lock
@@ -69,7 +69,7 @@ def run_pilot(args, suite: Suite, root: Path, log) -> None:
 
     pilot = _pilot_suite(args, suite)
     check_trackers(pilot.track)
-    plan = plan_suite(pilot, None if args.skip_memory_check else MemoryCheck(pilot, 1, ""))
+    plan = plan_suite(pilot, memory_check(args, pilot))
     check_writable(root, "results/<suite>/pilot")
     specs = run_specs(plan, compared_variants(pilot))
     check_reruns(specs, root, False)
