@@ -94,11 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "save":
             folder = args.root / (args.name or args.results_dir.resolve().name)
             saved = E.save_results(args.results_dir, folder / E.RESULTS)
-            render_report(saved.results, folder)
+            render_report(saved.results, folder, seeds_to_decide=True)
             print(f"{folder}: {saved.runs} runs, {saved.bytes / 1024:.0f} KiB of results; report rewritten")
         elif args.cmd == "report":
             for f in _folders(args.root, args.names):
-                render_report(f / E.RESULTS, f)
+                render_report(f / E.RESULTS, f, seeds_to_decide=True)
                 print(f"{f}: report rewritten from {f / E.RESULTS}")
         elif args.cmd == "check":
             bad = 0

@@ -152,6 +152,10 @@ def build_parser() -> ArgParser:
     rp.add_argument("--out", type=Path, default=None,
                     help="output directory (default: reports/<suite>/; evidence/<suite>/ regenerates the project's "
                          "committed report)")
+    rp.add_argument("--seeds-to-decide", action="store_true", default=None,
+                    help="add, per INCONCLUSIVE statistical claim, the seeds and training time that would decide it "
+                         "(its rule simulated at the measured noise, as `plan --power`; seconds per claim); on by "
+                         "default after `run --until-decided`")
 
     ev = sub.add_parser("eval", help="run lm-eval tasks on a finished run")
     ev.add_argument("run_dir", type=Path, help="results/<suite>/<variant>/seed-<n>/")

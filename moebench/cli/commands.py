@@ -224,10 +224,10 @@ def train_runs(plan, args, log, data=None) -> list:
     return pool.run_pool(specs, args.results, workers, force=args.force, quiet=args.quiet, log=log)
 
 
-def write_report(results_dir: Path, out_dir: Path):
+def write_report(results_dir: Path, out_dir: Path, seeds_to_decide: bool | None = None):
     from moebench.report.render import render_report
 
-    return render_report(results_dir, out_dir)
+    return render_report(results_dir, out_dir, seeds_to_decide)
 
 
 def console_claims(verdicts) -> str:
@@ -249,7 +249,7 @@ def cmd_report(args) -> int:
     if not (args.results_dir / "suite.yaml").exists():
         raise UserError(f"{args.results_dir}: not a suite results directory (no suite.yaml); "
                         "pass results/<suite>/")
-    rendered = write_report(args.results_dir, args.out or report_dir(args.results_dir))
+    rendered = write_report(args.results_dir, args.out or report_dir(args.results_dir), args.seeds_to_decide)
     for problem in rendered.damaged_files:  # in the report's "Damaged files" section, and said here
         print(f"moebench: {problem}; named in the report", file=sys.stderr, flush=True)
     print(console_claims(rendered.verdicts))

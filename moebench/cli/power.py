@@ -10,7 +10,7 @@ A pilot's noise is that of a truncated run, which the output says.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from moebench.config.suite import Suite, load_suite
@@ -18,19 +18,6 @@ from moebench.errors import UserError
 
 PILOT_FRACTION = 0.25
 PILOT_SEEDS = (0, 1)
-
-
-@dataclass(frozen=True)
-class ClaimPlan:
-    claim: str
-    kind: str
-    noise: str  # "" where the kind has no power model or the results no noise
-    effect: str  # the effect tested, in words
-    seeds: int | None  # per compared variant for 80% power; None: more than max_seeds (or not computable)
-    max_seeds: int
-    runs: int | None  # seeds x compared variants (at max_seeds where seeds is None: a lower bound)
-    compute_s: float | None  # runs x their wall per full-length run / jobs (a lower bound where seeds is None)
-    note: str
 
 
 def compared_variants(suite: Suite) -> list[str]:
@@ -112,62 +99,17 @@ def noise_results(args, suite: Suite, log):
     return load_results(root / suite.name), f"pilot {root / suite.name}"
 
 
-def _wall_per_run(rs, suite: Suite, variants: list[str]) -> float | None:
-    """Sum over the variants of the mean wall of one full-length run: measured wall per step x the suite's steps."""
-    total = 0.0
-    for v in variants:
-        walls, steps = rs.seed_values(v, "wall_time_s"), rs.seed_values(v, "steps")
-        per_step = [w / s for w, s in zip(walls, steps) if s and w == w]
-        if not per_step:
-            return None
-        total += sum(per_step) / len(per_step) * suite.train.steps
-    return total
+def claim_plans(suite: Suite, rs, jobs: int, max_seeds: int) -> list:
+    """analysis/power_plan.py's plans for the suite's claims, each run's wall scaled to the suite's steps (a pilot
+    is truncated; stored results may predate a change of steps); a sweep's sizes keep their own steps."""
+    from moebench.analysis.power_plan import claim_plans as plans
+
+    return plans(suite.claims, rs, jobs, max_seeds, None if suite.sweep else suite.train.steps)
 
 
-def _effect_words(model, c) -> tuple[str, str]:
-    """The effect tested in words, and a note when the measured effect is no better than the claim's null."""
-    t = model.tested
-    if c.kind == "speedup_to_loss":
-        note = "" if t > c.min else f"the measured speedup does not exceed the bar {c.min:g}x"
-        return f"speedup {t:.3g}x on {c.axis} (measured; the bar is {c.min:g}x)", note
-    if c.kind == "loss_better":
-        note = "" if t > c.margin else f"the measured improvement does not exceed the margin {c.margin:g}"
-        return f"improvement {t:.3g} in {c.metric} (measured; margin {c.margin:g})", note
-    if c.kind == "monotonic":
-        per = "log2(x)" if c.x else "variant index"
-        note = "" if t > 0 else f"the measured slope is not {c.direction}"
-        return f"slope {t:.3g} per {per}, {c.direction} (measured)", note
-    return f"margin +-{t:.3g} (the claim's), true difference 0", ""
+def format_plans(plans: list, jobs: int) -> str:
+    from moebench.analysis.power_plan import duration
 
-
-def claim_plans(suite: Suite, rs, jobs: int, max_seeds: int) -> list[ClaimPlan]:
-    from moebench.analysis import power
-
-    out = []
-    for c in suite.claims:
-        model = power.claim_power(c, rs) if c.kind in power.POWER_MODELS else None
-        if model is None:
-            why = ("no power model for this kind" if c.kind not in power.POWER_MODELS
-                   else "the results give no seed noise for it")
-            out.append(ClaimPlan(c.label(), c.kind, "", "", None, max_seeds, None, None, why))
-            continue
-        effect, note = _effect_words(model, c)
-        seeds = model.seeds_for_power(model.tested, max_seeds=max_seeds) if not note else None
-        variants = c.compared()
-        wall = _wall_per_run(rs, suite, variants)
-        runs = (seeds or max_seeds) * len(variants)
-        compute = (seeds or max_seeds) * wall / jobs if wall is not None else None
-        noise = f"{model.noise()}; from {'+'.join(map(str, model.n_now))} seeds"
-        out.append(ClaimPlan(c.label(), c.kind, noise, effect, seeds, max_seeds, runs, compute,
-                             note and f"{note}: no number of seeds gives its rule 80% power to PASS"))
-    return out
-
-
-def _duration(s: float) -> str:
-    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
-
-
-def format_plans(plans: list[ClaimPlan], jobs: int) -> str:
     lines = []
     for p in plans:
         lines.append(f"claim {p.claim!r} ({p.kind})")
@@ -178,8 +120,8 @@ def format_plans(plans: list[ClaimPlan], jobs: int) -> str:
         seeds = f"{more}{p.seeds or p.max_seeds} per variant ({more}{p.runs} runs)"
         lines += [f"  noise:   {p.noise}", f"  effect:  {p.effect}", f"  seeds for 80% power: {seeds}"]
         if p.compute_s is not None:
-            lines.append(f"  compute: {more}{_duration(p.compute_s)} with --jobs {jobs} (wall per run as measured in "
-                         f"the results, scaled to the suite's steps)")
+            lines.append(f"  compute: {more}{duration(p.compute_s)} with --jobs {jobs} (wall per run as measured in "
+                         "the results, scaled to the suite's steps)")
         if p.note:
             lines.append(f"  {p.note}")
     return "\n".join(lines)

@@ -266,19 +266,25 @@ def console_claims(verdicts) -> str:
                      + [line(r) for r in rows])
 
 
-def write_report(results_dir: Path, out_dir: Path) -> Path:
-    return render_report(results_dir, out_dir).readme
+def write_report(results_dir: Path, out_dir: Path, seeds_to_decide: bool | None = None) -> Path:
+    return render_report(results_dir, out_dir, seeds_to_decide).readme
+
+
+def suite_claims(rs) -> list:
+    """The suite's claims, parsed against its variants (and a sweep's variant@size names)."""
+    names = rs.suite.get("variants")  # an unknown variant in a claim is the user's typo, not a missing run
+    sizes = (rs.suite.get("sweep") or {}).get("sizes")  # a sweep's claims may name one size: variant@size
+    return parse_claims(rs.suite.get("claims") or [], claim_names(names, sizes) if isinstance(names, dict) else None)
 
 
 def judge_results(rs) -> list:
     """The verdicts of the suite's claims on a ResultSet: what the report tabulates and the evidence re-judge checks."""
-    names = rs.suite.get("variants")  # an unknown variant in a claim is the user's typo, not a missing run
-    sizes = (rs.suite.get("sweep") or {}).get("sizes")  # a sweep's claims may name one size: variant@size
-    return judge_all(parse_claims(rs.suite.get("claims") or [],
-                                  claim_names(names, sizes) if isinstance(names, dict) else None), rs)
+    return judge_all(suite_claims(rs), rs)
 
 
-def render_report(results_dir: Path, out_dir: Path) -> Rendered:
+def render_report(results_dir: Path, out_dir: Path, seeds_to_decide: bool | None = None) -> Rendered:
+    """`seeds_to_decide`: add what would decide each INCONCLUSIVE claim (analysis/power_plan.py, seconds per
+    claim); None: only after `run --until-decided`, whose undecided claims the report owes that figure."""
     out_dir = Path(out_dir)
     check_report_dir(out_dir)
     rs = load_results(Path(results_dir))
@@ -292,7 +298,10 @@ def render_report(results_dir: Path, out_dir: Path) -> Rendered:
     extra = scaling_blocks(rs, out_dir / PLOT_DIR)
     suite_path = Path(results_dir) / "suite.yaml"
     suite_text = suite_path.read_text(encoding="utf-8") if suite_path.exists() else yaml.safe_dump(rs.suite)
-    blocks = build_blocks(rs, verdicts, plots, suite_text, extra, sections.sequential_blocks(rec) if rec else None)
+    seq = sections.sequential_blocks(rec) if rec else []
+    if seeds_to_decide if seeds_to_decide is not None else rec is not None:
+        seq += sections.decide_blocks(rs, suite_claims(rs), verdicts)
+    blocks = build_blocks(rs, verdicts, plots, suite_text, extra, seq)
     readme = out_dir / "README.md"
     atomic_write_text(readme, to_markdown(blocks))
     atomic_write_text(out_dir / "report.html", to_html(blocks, out_dir / PLOT_DIR))

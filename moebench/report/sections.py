@@ -157,3 +157,28 @@ def sequential_blocks(rec) -> list:
             "stops it (more seeds do not lift a gate). docs/claim-rules.md, 'Deciding with --until-decided'.")
     return [("h2", "Sequential decision (--until-decided)"), ("p", text),
             ("table", (["round", "seeds per variant", "level (one-sided p)", "alpha spent"] + claims, rows))]
+
+
+def decide_blocks(rs, claims: list, verdicts: list) -> list:
+    """What would decide each INCONCLUSIVE statistical claim: its rule's seeds for 80% power at the measured effect
+    and noise, and the training time that is at the measured wall per run (analysis/power_plan.py, `plan --power`)."""
+    from moebench.analysis.power_plan import claim_plans, duration
+
+    open_ = {v.name for v in verdicts if v.verdict == "INCONCLUSIVE"}
+    plans = [p for p in claim_plans([c for c in claims if c.label() in open_], rs) if p.noise]
+    if not plans:
+        return []
+    rows = []
+    for p in plans:
+        more = "" if p.seeds else "> "
+        rows.append([p.claim, p.noise, p.effect, f"{more}{p.seeds or p.max_seeds} ({more}{p.runs} runs)",
+                     f"{more}{duration(p.compute_s)}" if p.compute_s is not None else "-", p.note or "-"])
+    return [("h2", "What would decide the open claims"),
+            ("table", (["claim", "noise (measured)", "effect tested", "seeds per variant for 80% power",
+                        "training time, one run at a time", "note"], rows)),
+            ("p", "Each INCONCLUSIVE statistical claim's own rule simulated at the noise its seeds measured, with the "
+                  "measured effect taken as true (`moebench plan SUITE --power --pilot RESULTS` gives the same "
+                  "figures): the seeds per compared variant that would let it PASS with 80% probability, and the "
+                  "training time that is at these runs' measured wall per run (--jobs N on N idle cores divides "
+                  "it). Searched up to 64 seeds; '>' marks a claim this noise cannot decide within that; where the "
+                  "measured effect is on the wrong side of the claim's bar no number of seeds makes a PASS likely.")]
