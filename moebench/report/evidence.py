@@ -19,16 +19,17 @@ import shutil
 from pathlib import Path
 
 from moebench import io as R
+from moebench.analysis import sequential
 from moebench.analysis.resultset import load_results
 from moebench.errors import UserError
 
-from .render import MARKER, check_report_dir, judge_results, verdicts_json
+from .render import MARKER, check_report_dir, final_verdicts, verdicts_json
 
 RESULTS = "results"  # evidence/<name>/results/
 VERDICTS = "verdicts.json"
 MAX_TRAIN_ROWS = 40  # training rows kept per run (evenly spaced, plus the last): the judges read none of them
 # the suite-level files a report reads (the folder's manifest records sidebyside.json's checksum)
-SUITE_FILES = ("suite.yaml", "plan.json", R.PLANNED_RUNS, R.SIDEBYSIDE, R.MANIFEST)
+SUITE_FILES = ("suite.yaml", "plan.json", R.PLANNED_RUNS, R.SIDEBYSIDE, R.MANIFEST, sequential.RECORD)
 RUN_FILES = (R.CONFIG, R.SUMMARY, R.MANIFEST)  # copied as they are; metrics.jsonl is thinned
 # a re-judged number may differ from the committed one by float noise across machines (BLAS, scipy), no more
 RTOL, ATOL = 1e-4, 1e-9
@@ -114,7 +115,7 @@ def _thin(lines: list[bytes], max_train_rows: int) -> list[bytes]:
 
 def rejudge(results_dir: Path) -> list[dict]:
     """The verdicts the current code gives the committed results, as verdicts.json would hold them."""
-    return json.loads(verdicts_json(judge_results(load_results(Path(results_dir)))))
+    return json.loads(verdicts_json(final_verdicts(load_results(Path(results_dir)), Path(results_dir))[0]))
 
 
 def differences(committed: list[dict], fresh: list[dict], rtol: float = RTOL, atol: float = ATOL) -> list[str]:

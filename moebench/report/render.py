@@ -282,6 +282,13 @@ def judge_results(rs) -> list:
     return judge_all(suite_claims(rs), rs)
 
 
+def final_verdicts(rs, results_dir: Path) -> tuple[list, sequential.Record | None]:
+    """The verdicts the report states, and the rounds of `run --until-decided` if the folder holds their record:
+    after such a run its verdicts use the sequential boundary, not the fixed 2.5%."""
+    verdicts, rec = judge_results(rs), sequential.read_record(results_dir)
+    return (verdicts if rec is None else sequential.apply(verdicts, rec)), rec
+
+
 def render_report(results_dir: Path, out_dir: Path, seeds_to_decide: bool | None = None) -> Rendered:
     """`seeds_to_decide`: add what would decide each INCONCLUSIVE claim (analysis/power_plan.py, seconds per
     claim); None: only after `run --until-decided`, whose undecided claims the report owes that figure."""
@@ -290,10 +297,7 @@ def render_report(results_dir: Path, out_dir: Path, seeds_to_decide: bool | None
     rs = load_results(Path(results_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / MARKER, "written by moebench report; its other files are replaced on the next one\n")
-    verdicts = judge_results(rs)
-    rec = sequential.read_record(Path(results_dir))
-    if rec is not None:  # run --until-decided: the verdicts use the sequential boundary, not the fixed 2.5%
-        verdicts = sequential.apply(verdicts, rec)
+    verdicts, rec = final_verdicts(rs, Path(results_dir))
     plots = make_plots(rs, verdicts, out_dir / PLOT_DIR)
     extra = scaling_blocks(rs, out_dir / PLOT_DIR)
     suite_path = Path(results_dir) / "suite.yaml"

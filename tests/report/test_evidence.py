@@ -37,6 +37,15 @@ def test_committed_results_rejudge_to_the_committed_verdicts(folder):
                        "rewrite the reports with `python benchmarks/evidence.py report` and review:\n" + "\n".join(diffs))
 
 
+def test_evidence_decided_with_until_decided_keeps_its_rounds():
+    """The record of `run --until-decided` travels with the results: the re-judge above applies its boundary and
+    the report states its rounds."""
+    decided = [f for f in FOLDERS if (f / E.RESULTS / "sequential.json").is_file()]
+    assert "expert-scaling-cpu" in {f.name for f in decided}
+    for f in decided:
+        assert "## Sequential decision (--until-decided)" in (f / "README.md").read_text(encoding="utf-8")
+
+
 def test_committed_results_hold_no_weights_and_fit_the_budget():
     from benchmarks.evidence import BUDGET_BYTES, results_bytes
 
