@@ -232,6 +232,18 @@ def read_record(results_dir: Path) -> Record | None:
                         "it, or delete it to judge at the fixed level") from None
 
 
+def stale(rec: Record, seeds_by_variant: dict[str, set[int]]) -> str:
+    """Why the record no longer describes the runs ("" when it does): its last look used rec.seeds of every
+    variant, and a later plain `run` (more seeds, or one variant retrained) left other seeds in the folder."""
+    want = set(rec.seeds)
+    for v, have in sorted(seeds_by_variant.items()):
+        if have != want:
+            return (f"{RECORD} not applied: its last look used seeds {', '.join(map(str, sorted(want)))} of every "
+                    f"variant, the folder holds seeds {', '.join(map(str, sorted(have)))} of {v} (runs trained after "
+                    "the rounds); the verdicts are judged at the fixed level")
+    return ""
+
+
 def apply(verdicts: list[Verdict], rec: Record) -> list[Verdict]:
     """The report's verdicts under the sequential rule: a statistical claim PASSes only where a look's boundary
     was crossed (the final PASS uses the alpha spent, not the fixed 2.5%); a claim decided at an earlier look keeps

@@ -282,11 +282,16 @@ def judge_results(rs) -> list:
     return judge_all(suite_claims(rs), rs)
 
 
-def final_verdicts(rs, results_dir: Path) -> tuple[list, sequential.Record | None]:
-    """The verdicts the report states, and the rounds of `run --until-decided` if the folder holds their record:
-    after such a run its verdicts use the sequential boundary, not the fixed 2.5%."""
+def final_verdicts(rs, results_dir: Path) -> tuple[list, sequential.Record | None, str]:
+    """The verdicts the report states, the rounds of `run --until-decided` if the folder holds their record (after
+    such a run its verdicts use the sequential boundary, not the fixed 2.5%), and why a record that no longer
+    matches the runs was not applied ("" otherwise)."""
     verdicts, rec = judge_results(rs), sequential.read_record(results_dir)
-    return (verdicts if rec is None else sequential.apply(verdicts, rec)), rec
+    if rec is None:
+        return verdicts, None, ""
+    seeds = {str(v): {int(s) for s in g["seed"]} for v, g in rs.runs.groupby("variant")}
+    why = sequential.stale(rec, seeds)
+    return (verdicts, None, why) if why else (sequential.apply(verdicts, rec), rec, "")
 
 
 def render_report(results_dir: Path, out_dir: Path, seeds_to_decide: bool | None = None) -> Rendered:
@@ -297,12 +302,12 @@ def render_report(results_dir: Path, out_dir: Path, seeds_to_decide: bool | None
     rs = load_results(Path(results_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / MARKER, "written by moebench report; its other files are replaced on the next one\n")
-    verdicts, rec = final_verdicts(rs, Path(results_dir))
+    verdicts, rec, stale = final_verdicts(rs, Path(results_dir))
     plots = make_plots(rs, verdicts, out_dir / PLOT_DIR)
     extra = scaling_blocks(rs, out_dir / PLOT_DIR)
     suite_path = Path(results_dir) / "suite.yaml"
     suite_text = suite_path.read_text(encoding="utf-8") if suite_path.exists() else yaml.safe_dump(rs.suite)
-    seq = sections.sequential_blocks(rec) if rec else []
+    seq = sections.sequential_blocks(rec) if rec else [("p", stale)] if stale else []
     if seeds_to_decide if seeds_to_decide is not None else rec is not None:
         seq += sections.decide_blocks(rs, suite_claims(rs), verdicts)
     blocks = build_blocks(rs, verdicts, plots, suite_text, extra, seq)
@@ -312,7 +317,7 @@ def render_report(results_dir: Path, out_dir: Path, seeds_to_decide: bool | None
     atomic_write_text(out_dir / "verdicts.json", verdicts_json(verdicts))
     _csv(rs.runs, out_dir / "results.csv")
     _csv(rs.curves, out_dir / "curves.csv")
-    return Rendered(readme, tuple(verdicts), rec.summary() if rec else "", rs.damaged_files)
+    return Rendered(readme, tuple(verdicts), rec.summary() if rec else stale, rs.damaged_files)
 
 
 DATE_LINE = re.compile(r"^(<p>)?Date: ")  # the one line allowed to differ between reruns

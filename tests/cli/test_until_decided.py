@@ -65,6 +65,15 @@ def test_rounds_until_max_seeds_then_a_rerun_resumes(tmp_path, capsys):
     assert main(["report", str(res), "--out", str(tmp_path / "rep2")]) == 0  # report alone reads the record
     assert "stopped: max seeds" in capsys.readouterr().out
 
+    # a plain run adds a seed afterwards: the record no longer describes the runs, so it is not applied (its
+    # boundary was spent on other data) and the report and console say so
+    assert main(["run", str(suite), "--results", str(tmp_path / "res"), "--reports", str(tmp_path / "rep3"),
+                 "--set", "train.seeds=[0, 1, 2, 3]"]) == 0
+    out = capsys.readouterr().out
+    assert "sequential.json not applied: its last look used seeds 0, 1, 2 of every variant" in out
+    readme = (tmp_path / "rep3" / "tiny" / "README.md").read_text()
+    assert "## Sequential decision" not in readme and "sequential.json not applied" in readme
+
 
 def test_a_gate_stops_the_rounds(tmp_path, capsys):
     gated = {**UNDECIDED, "min_tokens_per_param": 1000}  # tiny runs see far fewer tokens per parameter
