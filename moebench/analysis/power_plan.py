@@ -22,12 +22,17 @@ class ClaimPlan:
     note: str
 
 
+def run_keys(rs, variant: str) -> list[str]:
+    """The runs one seed of `variant` trains: itself, or in a sweep one variant@size per size."""
+    return [variant] if variant in rs.variants else [k for k in rs.variants if k.startswith(f"{variant}@")] or [variant]
+
+
 def wall_per_run(rs, variants: list[str], steps: int | None = None) -> float | None:
-    """Sum over the variants of the mean wall of one run: as measured, or (a truncated pilot) measured wall per
-    step x `steps`."""
+    """Sum over the variants (a sweep's at every size) of the mean wall of one run: as measured, or (a truncated
+    pilot) measured wall per step x `steps`."""
     total = 0.0
-    for v in variants:
-        walls, done = rs.seed_values(v, "wall_time_s"), rs.seed_values(v, "steps")
+    for key in (k for v in variants for k in run_keys(rs, v)):
+        walls, done = rs.seed_values(key, "wall_time_s"), rs.seed_values(key, "steps")
         per_run = [w * (steps / s if steps else 1.0) for w, s in zip(walls, done) if s and w == w]
         if not per_run:
             return None
@@ -69,11 +74,16 @@ def claim_plans(claims, rs, jobs: int = 1, max_seeds: int = power.MAX_SEEDS,
         seeds = model.seeds_for_power(model.tested, max_seeds=max_seeds) if not note else None
         variants = c.compared()
         wall = wall_per_run(rs, variants, steps)
-        runs = (seeds or max_seeds) * len(variants)
+        runs = (seeds or max_seeds) * sum(len(run_keys(rs, v)) for v in variants)
         compute = (seeds or max_seeds) * wall / jobs if wall is not None else None
         noise = f"{model.noise()}; from {'+'.join(map(str, model.n_now))} seeds"
-        out.append(ClaimPlan(c.label(), c.kind, noise, effect, seeds, max_seeds, runs, compute,
-                             note and f"{note}: no number of seeds gives its rule 80% power to PASS"))
+        tau = float(getattr(getattr(model, "design", None), "tau", 0.0) or 0.0)
+        if note:
+            note = f"{note}: no number of seeds gives its rule 80% power to PASS"
+        elif seeds is None and tau > 0:  # seeds shrink the seed errors, not the cells' misfit
+            note = (f"the cells deviate from the law by sd {tau:.3g} beyond seed error, which more seeds do not "
+                    "shrink (the fit test only rejects the law more surely): other sizes, not seeds, would decide it")
+        out.append(ClaimPlan(c.label(), c.kind, noise, effect, seeds, max_seeds, runs, compute, note))
     return out
 
 
