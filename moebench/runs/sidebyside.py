@@ -31,6 +31,15 @@ from moebench.training.trainer import Trainer, load_data
 FORMAT = 1
 ROUNDS, STEPS_PER_ROUND, WARMUP_STEPS, MAX_SECONDS = 30, 2, 3, 120.0
 MIN_ROUNDS = 8
+# the pass may take this share of the suite's own wall (a short suite's timing must not cost as much as its
+# training: issue 25 measured a fixed 21 s against a 144 s quickstart), never less than MIN_SECONDS
+SHARE, MIN_SECONDS = 0.07, 8.0
+
+
+def budget_s(suite_wall_s: float) -> float:
+    """Seconds the side-by-side pass may take after a suite that took `suite_wall_s` (the rounds stop at the first
+    round past it, and never before MIN_ROUNDS)."""
+    return min(MAX_SECONDS, max(MIN_SECONDS, SHARE * suite_wall_s))
 
 
 def _trainer(spec: RunSpec, results_root: Path, tmp: Path, data) -> Trainer:
@@ -48,7 +57,9 @@ def _timed_steps(tr: Trainer, n: int) -> float:
 
 def measure(specs: list[RunSpec], results_root: Path, rounds: int = ROUNDS, steps: int = STEPS_PER_ROUND,
             max_seconds: float = MAX_SECONDS, log=print) -> dict | None:
-    """Interleaved step times of one seed of each variant in `specs`; None if fewer than two variants."""
+    """Interleaved step times of one seed of each variant in `specs`; None if fewer than two variants. The
+    clock for max_seconds starts here: loading the weights and the warm-up steps count against it."""
+    t0 = time.perf_counter()
     first: dict[str, RunSpec] = {}
     for s in specs:
         first.setdefault(s.variant, s)
@@ -63,7 +74,6 @@ def measure(specs: list[RunSpec], results_root: Path, rounds: int = ROUNDS, step
             for tr in trainers.values():
                 _timed_steps(tr, WARMUP_STEPS)
             times: dict[str, list[float]] = {n: [] for n in names}
-            t0 = time.perf_counter()
             for r in range(rounds):
                 order = names[r % len(names):] + names[:r % len(names)]  # rotate: no variant always goes first
                 for n in order:
@@ -80,6 +90,7 @@ def measure(specs: list[RunSpec], results_root: Path, rounds: int = ROUNDS, step
                       f"process (order rotating), after {WARMUP_STEPS} warm-up steps each; one seed's trained "
                       "weights; ratio of tokens/s = median over rounds of the per-round step-time ratio"),
            "rounds": len(times[names[0]]), "steps_per_round": steps, "loadavg": [load0, os.getloadavg()],
+           "budget_s": max_seconds, "wall_s": time.perf_counter() - t0,
            "env": {k: env.get(k) for k in ("device_name", "cpu_model", "hostname", "git_sha", "torch")},
            "seeds": {n: first[n].seed for n in names}, "step_time_s": times}
     return out

@@ -101,3 +101,15 @@ def test_sidebyside_times_variants_interleaved(trained):
     assert rec["rounds"] == 3 and set(rec["step_time_s"]) == {"dense", "moe"}
     assert all(len(t) == 3 and min(t) > 0 for t in rec["step_time_s"].values())
     assert rec["env"]["device_name"] and len(rec["loadavg"]) == 2
+
+
+def test_sidebyside_stops_at_its_budget_but_not_before_min_rounds(trained):
+    """A zero budget still gives MIN_ROUNDS rounds (a ratio needs some); the budget is a share of the suite's wall,
+    floored and capped."""
+    from moebench.runs import sidebyside as sbs
+
+    root, specs = trained
+    rec = measure(specs, root, rounds=sbs.MIN_ROUNDS + 4, steps=1, max_seconds=0.0, log=lambda *a: None)
+    assert rec["rounds"] == sbs.MIN_ROUNDS and rec["budget_s"] == 0.0 and rec["wall_s"] > 0
+    assert sbs.budget_s(0.0) == sbs.MIN_SECONDS and sbs.budget_s(1e6) == sbs.MAX_SECONDS
+    assert sbs.budget_s(300.0) == pytest.approx(sbs.SHARE * 300.0)
