@@ -37,3 +37,13 @@ def test_every_repository_path_in_the_readme_and_docs_exists():
     missing = sorted({f"{d.relative_to(REPO)}: {p}" for d in docs for p in _named_paths(d)
                       if not p.startswith(OUTPUTS) and not (REPO / p).exists()})
     assert missing == []
+
+
+def test_every_command_help_renders():
+    """argparse %-formats each help string: a bare '%' in one ('2.5% over') crashed `moebench run --help`."""
+    from moebench.cli import build_parser
+
+    parser = build_parser()
+    parser.format_help()
+    for name, sub in parser._subparsers._group_actions[0].choices.items():
+        assert f"moebench {name}" in sub.format_help()

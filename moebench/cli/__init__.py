@@ -90,8 +90,9 @@ def build_parser() -> ArgParser:
     r.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.add_argument("--sidebyside", action="store_true",
-                   help="after training, time the variants' steps interleaved (results/<suite>/sidebyside.json); "
-                        "automatic when the suite has a throughput_ratio claim")
+                   help="after training, time the variants' steps interleaved (results/<suite>/sidebyside.json), "
+                        "30 rounds; automatic when the suite has a throughput_ratio claim, then within 7%% of the "
+                        "suite's wall")
     r.add_argument("--wait", action="store_true",
                    help="if another moebench run holds the results directory, wait for it instead of exiting")
     r.add_argument("--nproc", type=positive_int, default=None, metavar="N",
@@ -118,7 +119,7 @@ def build_parser() -> ArgParser:
     r.add_argument("--until-decided", action="store_true",
                    help="train seeds in rounds (the suite's seeds, then 2 more per variant each round) until every "
                         "claim is decided, the budget is spent or --max-seeds is reached; a group-sequential rule "
-                        "(O'Brien-Fleming-type alpha spending) keeps false PASS at its one-sided 2.5% over all the "
+                        "(O'Brien-Fleming-type alpha spending) keeps false PASS at its one-sided 2.5%% over all the "
                         "looks; results/<suite>/sequential.json records the rounds (docs/claim-rules.md)")
     r.add_argument("--budget", default=None, metavar="DURATION",
                    help="with --until-decided: wall-clock budget, e.g. 30m, 2h, 5400s; a round whose estimated time "

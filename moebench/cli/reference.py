@@ -35,7 +35,8 @@ def _invocation(a: argparse.Action) -> str:
 def _table(parser: argparse.ArgumentParser) -> list[str]:
     rows = [a for a in parser._actions if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))]
     out = ["| argument | what it does |", "|---|---|"]
-    out += [f"| `{_cell(_invocation(a))}` | {_cell(a.help or '')}"
+    fmt = parser._get_formatter()  # argparse's own expansion: '%%' -> '%', %(default)s filled in
+    out += [f"| `{_cell(_invocation(a))}` | {_cell(fmt._expand_help(a) if a.help else '')}"
             + (" (required)" if a.required and a.option_strings else "") + " |" for a in rows]
     return out
 
