@@ -8,6 +8,7 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 
 ROUNDS = int(os.environ.get("MOEBENCH_BENCH_ROUNDS", "11"))
 
@@ -21,6 +22,24 @@ def synced(fn, device):
         torch.cuda.synchronize(device)
 
     return run
+
+
+def adamw_step(model: torch.nn.Module, forward, train, x: torch.Tensor):
+    """A bare training step as the suite's recipe takes it (forward, next-token cross-entropy plus the aux loss,
+    backward, the suite's gradient clip, AdamW with its settings) on fixed tokens `x`; `forward` may be a compiled
+    `model`. No device sync: wrap it in `synced` to time it."""
+    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, betas=tuple(train.betas), weight_decay=train.weight_decay)
+
+    def step():
+        out = forward(x[:, :-1])
+        loss = F.cross_entropy(out.logits.flatten(0, 1), x[:, 1:].flatten()) + out.aux_loss
+        loss.backward()
+        if train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
 
 
 def paired(benchmark, target, reference, device, rounds: int = ROUNDS, warmup: int = 1, **info):

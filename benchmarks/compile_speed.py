@@ -22,9 +22,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_support import adamw_step, synced  # noqa: E402
 
 from moebench.config.suite import load_suite  # noqa: E402
 from moebench.models.backends import resolve_backend  # noqa: E402
@@ -33,24 +35,6 @@ from moebench.plan import plan_suite, run_specs  # noqa: E402
 from moebench.training.trainer import compile_for_training  # noqa: E402
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "suites" / "quickstart.yaml"
-
-
-def make_step(model: torch.nn.Module, forward, spec, x: torch.Tensor):
-    t = spec.train
-    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
-
-    def step():
-        out = forward(x[:, :-1])
-        loss = F.cross_entropy(out.logits.flatten(0, 1), x[:, 1:].flatten()) + out.aux_loss
-        loss.backward()
-        if t.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if x.is_cuda:
-            torch.cuda.synchronize()
-
-    return step
 
 
 def measure(spec, device: torch.device, rounds: int, dropless: bool) -> dict:
@@ -62,8 +46,8 @@ def measure(spec, device: torch.device, rounds: int, dropless: bool) -> dict:
     eager_model = Transformer(cfg, backend).to(device)
     comp_model = copy.deepcopy(eager_model)
     x = torch.randint(0, cfg.vocab_size, (spec.train.batch_size, cfg.seq_len + 1), device=device)
-    steps = {"eager": make_step(eager_model, eager_model, spec, x),
-             "compiled": make_step(comp_model, compile_for_training(comp_model), spec, x)}
+    steps = {"eager": synced(adamw_step(eager_model, eager_model, spec.train, x), device),
+             "compiled": synced(adamw_step(comp_model, compile_for_training(comp_model), spec.train, x), device)}
     t0 = time.perf_counter()
     steps["compiled"]()
     compile_s = time.perf_counter() - t0

@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench_support import ROUNDS, paired
+from bench_support import ROUNDS, adamw_step, paired
 from moebench.config.suite import load_suite
 from moebench.plan import run_specs
 from moebench.plan import plan_suite
@@ -42,18 +42,8 @@ def make_step(spec, device):
     cfg, t = spec.model, spec.train
     backend = resolve_backend("auto", device) if cfg.moe else "torch"
     model = Transformer(cfg, backend).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
     x = torch.randint(0, cfg.vocab_size, (t.batch_size, cfg.seq_len + 1), device=device)
-
-    def step():
-        out = model(x[:, :-1])
-        loss = F.cross_entropy(out.logits.flatten(0, 1), x[:, 1:].flatten()) + out.aux_loss
-        loss.backward()
-        if t.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
+    step = adamw_step(model, model, t, x)
     return step, backend
 
 
