@@ -21,6 +21,18 @@ class ClaimPlan:
     compute_s: float | None  # runs x their wall per full-length run / jobs (a lower bound where seeds is None)
     note: str
 
+    @property
+    def more(self) -> str:
+        """'> ' where the figures are lower bounds (no seed count up to max_seeds reaches the power)."""
+        return "" if self.seeds else "> "
+
+    def seeds_text(self, unit: str = "") -> str:
+        """'12 per variant (24 runs)', or '> 64 ... (> 128 runs)' past max_seeds; `unit` follows the count."""
+        return f"{self.more}{self.seeds or self.max_seeds}{unit} ({self.more}{self.runs} runs)"
+
+    def compute_text(self) -> str:
+        return "-" if self.compute_s is None else f"{self.more}{duration(self.compute_s)}"
+
 
 def run_keys(rs, variant: str) -> list[str]:
     """The runs one seed of `variant` trains: itself, or in a sweep one variant@size per size."""

@@ -152,10 +152,11 @@ def cmd_run(args) -> int:
         teardown()  # [distributed] every rank is done training: post-training work runs here alone
         finish_runs([o.spec for o in outcomes], args.results, log)
         stale_timing = args.results / suite.name / SIDEBYSIDE
-        if getattr(args, "sidebyside", False) or any(c.kind == "throughput_ratio" for c in suite.claims):
+        asked = getattr(args, "sidebyside", False)
+        if asked or any(c.kind == "throughput_ratio" for c in suite.claims):
             # asked for (--sidebyside): the full pass; for a throughput_ratio claim alone: a share of the wall
             sidebyside(specs, [o for o in outcomes if not o.failed and o.status != "crashed"],
-                       args.results / suite.name, log, None if getattr(args, "sidebyside", False) else time.time() - t0)
+                       args.results / suite.name, log, None if asked else time.time() - t0)
         elif stale_timing.exists() and any(o.status in ("ok", "failed") for o in outcomes):
             stale_timing.unlink()  # it timed models that were just retrained: no longer theirs
             log(f"removed {stale_timing}: runs were retrained (rerun with --sidebyside to time them)")

@@ -108,19 +108,16 @@ def claim_plans(suite: Suite, rs, jobs: int, max_seeds: int) -> list:
 
 
 def format_plans(plans: list, jobs: int) -> str:
-    from moebench.analysis.power_plan import duration
-
     lines = []
     for p in plans:
         lines.append(f"claim {p.claim!r} ({p.kind})")
         if not p.noise:
             lines.append(f"  {p.note}")
             continue
-        more = "" if p.seeds else "> "
-        seeds = f"{more}{p.seeds or p.max_seeds} per variant ({more}{p.runs} runs)"
-        lines += [f"  noise:   {p.noise}", f"  effect:  {p.effect}", f"  seeds for 80% power: {seeds}"]
+        lines += [f"  noise:   {p.noise}", f"  effect:  {p.effect}",
+                  f"  seeds for 80% power: {p.seeds_text(' per variant')}"]
         if p.compute_s is not None:
-            lines.append(f"  compute: {more}{duration(p.compute_s)} with --jobs {jobs} (wall per run as measured in "
+            lines.append(f"  compute: {p.compute_text()} with --jobs {jobs} (wall per run as measured in "
                          "the results, scaled to the suite's steps)")
         if p.note:
             lines.append(f"  {p.note}")

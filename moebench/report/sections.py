@@ -162,17 +162,13 @@ def sequential_blocks(rec) -> list:
 def decide_blocks(rs, claims: list, verdicts: list) -> list:
     """What would decide each INCONCLUSIVE statistical claim: its rule's seeds for 80% power at the measured effect
     and noise, and the training time that is at the measured wall per run (analysis/power_plan.py, `plan --power`)."""
-    from moebench.analysis.power_plan import claim_plans, duration
+    from moebench.analysis.power_plan import claim_plans
 
     open_ = {v.name for v in verdicts if v.verdict == "INCONCLUSIVE"}
     plans = [p for p in claim_plans([c for c in claims if c.label() in open_], rs) if p.noise]
     if not plans:
         return []
-    rows = []
-    for p in plans:
-        more = "" if p.seeds else "> "
-        rows.append([p.claim, p.noise, p.effect, f"{more}{p.seeds or p.max_seeds} ({more}{p.runs} runs)",
-                     f"{more}{duration(p.compute_s)}" if p.compute_s is not None else "-", p.note or "-"])
+    rows = [[p.claim, p.noise, p.effect, p.seeds_text(), p.compute_text(), p.note or "-"] for p in plans]
     return [("h2", "What would decide the open claims"),
             ("table", (["claim", "noise (measured)", "effect tested", "seeds per variant for 80% power",
                         "training time, one run at a time", "note"], rows)),
