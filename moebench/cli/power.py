@@ -39,7 +39,8 @@ def _pilot_suite(args, suite: Suite) -> Suite:
     steps = pilot_steps(suite)
     sets = [f"train.seeds={list(PILOT_SEEDS)}", f"train.steps={steps}",
             f"eval.interval={max(1, min(suite.eval.interval, steps // 4))}",
-            f"train.warmup_steps={min(suite.train.warmup_steps, steps // 4)}"]
+            *([] if suite.train.warmup_fraction is not None else
+              [f"train.warmup_steps={min(suite.train.warmup_steps, steps // 4)}"])]
     return load_suite(args.suite, [*args.overrides, *sets], args.preset)
 
 

@@ -56,9 +56,20 @@ def _type_name(annotation) -> str:
     text = str(annotation) if not isinstance(annotation, type) else annotation.__name__
     for noise in ("typing.", "moebench.config.schema.", "annotated_types.", "pydantic.types."):
         text = text.replace(noise, "")
-    # Annotated[int, Gt(gt=0)] -> int > 0: the bound as a reader writes it
+    # Annotated[int, Gt(gt=0)] -> int > 0, Annotated[float, FieldInfo(..., metadata=[Ge(ge=0), Lt(lt=1)])] ->
+    # float >= 0 and < 1: the bounds as a reader writes them (the int64 cap every int has left out)
+    text = re.sub(r"Annotated\[(\w+), FieldInfo\([^\[]*metadata=\[([^\]]*)\]\)\]",
+                  lambda m: " ".join([m[1], " and ".join(_bounds(m[2]))]).strip(), text)
     return re.sub(r"Annotated\[(\w+), (Gt|Ge|Lt|Le)\(\w+=([\d.]+)\)\]",
-                  lambda m: f"{m[1]} {dict(Gt='>', Ge='>=', Lt='<', Le='<=')[m[2]]} {m[3]}", text)
+                  lambda m: f"{m[1]} {_OPS[m[2]]} {m[3]}", text)
+
+
+_OPS = dict(Gt=">", Ge=">=", Lt="<", Le="<=")
+
+
+def _bounds(metadata: str) -> list[str]:
+    return [f"{_OPS[op]} {v}" for op, v in re.findall(r"(Gt|Ge|Lt|Le)\(\w+=([\d.]+)\)", metadata)
+            if v != str(2 ** 63)]
 
 
 def _default(field) -> str:

@@ -123,6 +123,10 @@ class TrainSpec(Strict):
     grad_clip: NonNegativeFloat = 1.0
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_steps: NonNegativeInt = 0
+    # warm-up as a share of each run's steps (resolved into warmup_steps per run): a sweep whose sizes train for
+    # different step counts then gives every size the same schedule shape, where a fixed warmup_steps is a larger
+    # share of the smallest size's run
+    warmup_fraction: Optional[Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]] = None
     min_lr_ratio: Fraction = 0.1
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)  # range: config/suite.py check_train
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -137,6 +141,11 @@ class TrainSpec(Strict):
     threads: Optional[PositiveInt] = None  # CPU intra-op threads (None: torch's default, one per core)
     parallel: Literal["ddp", "fsdp"] = "ddp"  # data parallel over torchrun's processes (moebench.distributed)
     expert_parallel: PositiveInt = 1  # shard each MoE layer's experts over this many ranks
+
+    def warmup_for(self, steps: int) -> int:
+        """Warm-up steps of a run of `steps` steps: warmup_steps, or warmup_fraction of the steps (rounded down,
+        so always fewer than the steps)."""
+        return self.warmup_steps if self.warmup_fraction is None else int(self.warmup_fraction * steps)
 
 
 class LmEvalSpec(Strict):

@@ -261,7 +261,10 @@ def check_train(spec: SuiteSpec, problems: list[str]) -> None:
     steps = t.steps or ((t.tokens or 0) // (t.batch_size * spec.corpus.seq_len))
     if t.tokens is not None and steps < 1:
         problems.append(f"train.tokens: fewer than one step's worth ({t.batch_size} x {spec.corpus.seq_len} tokens)")
-    if steps and t.warmup_steps >= steps:
+    if t.warmup_fraction is not None and t.warmup_steps:
+        problems.append(f"train.warmup_fraction: set at most one of warmup_steps or warmup_fraction (got "
+                        f"warmup_steps {t.warmup_steps} and warmup_fraction {t.warmup_fraction})")
+    if steps and t.warmup_for(steps) >= steps:
         problems.append(f"train.warmup_steps: must be < the number of steps (got {t.warmup_steps} >= {steps}); "
                         f"lower it with the steps, e.g. --set train.warmup_steps={steps // 10}")
     if t.batch_size % t.grad_accum_steps:

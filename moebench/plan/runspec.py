@@ -17,7 +17,7 @@ from .plan import Plan, PlanRow
 NOT_HASHED = {"train": ("checkpoint_every",)}
 # fields added after results existed: at their default (the behaviour before them) they are left out of the
 # hash, so finished runs keep their keys; any other value is hashed like every field
-HASHED_IF_SET = {"train": {"grad_accum_steps": 1},
+HASHED_IF_SET = {"train": {"grad_accum_steps": 1, "warmup_fraction": None},
                  "moe": {"score": "softmax", "bias_update_rate": 0.0, "lb_scope": "micro_batch", "null_experts": 0}}
 
 
@@ -84,7 +84,8 @@ def run_specs(plan: Plan, only: list[str] | None = None) -> list[RunSpec]:
         steps = row.steps or default_steps
         for seed in s.train.seeds:
             train = s.train.model_copy(update={"seeds": [seed], "steps": steps,
-                                               "tokens": steps * s.train.batch_size * s.corpus.seq_len})
+                                               "tokens": steps * s.train.batch_size * s.corpus.seq_len,
+                                               "warmup_steps": s.train.warmup_for(steps)})
             out.append(RunSpec(s.name, row.name, seed, plan.configs[row.key], s.corpus, train, ev, row,
                                s.inference, s.track, row.size).hashed())
     return out

@@ -37,7 +37,7 @@ def make_sweep_plan(suite: Suite, vocab_size: int) -> Plan:
             problems += [f"sweep.sizes.{size}: {m}" for m in err.problems]
             continue
         steps = size_steps(suite, size, plan)
-        if sub.train.warmup_steps >= steps:
+        if sub.train.warmup_for(steps) >= steps:
             problems.append(f"sweep.sizes.{size}: train.warmup_steps ({sub.train.warmup_steps}) must be < this "
                             f"size's {steps} steps")
         for r in plan.rows:

@@ -22,6 +22,8 @@ BAD = [
     ({"train.batch_size": "big"}, "train.batch_size: Input should be a valid integer"),
     ({"train.seeds": [1, 1]}, "train.seeds: repeated seeds [1, 1]"),
     ({"train.warmup_steps": 50}, "train.warmup_steps: must be < the number of steps (got 50 >= 12)"),
+    ({"train.warmup_fraction": 0.05}, "train.warmup_fraction: set at most one of warmup_steps or warmup_fraction"),
+    ({"train.warmup_fraction": 1.0, "train.warmup_steps": 0}, "train.warmup_fraction: Input should be less than 1"),
     ({"train.moe_backend": "trition"}, "train.moe_backend: unknown moe_backend 'trition' (did you mean 'triton'?)"),
     ({"variants.moe.n_dense_layers": 2}, "variants.moe.n_dense_layers: must be < n_layers (got 2 >= 2)"),
     ({"base.n_kv_heads": 3, "base.n_heads": 4}, "variants.dense.n_kv_heads: must divide n_heads (got 3, n_heads 4)"),

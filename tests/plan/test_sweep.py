@@ -41,6 +41,20 @@ def test_run_specs_are_keyed_and_hashed_by_size():
     assert config_hash({**d, "size": "other"}) != l.config_hash
 
 
+def test_warmup_fraction_gives_every_size_the_same_schedule_shape():
+    from moebench.training.trainer import lr_at
+
+    specs = run_specs(plan_suite(build_suite(sweep_suite(**{"train.warmup_steps": 0, "train.warmup_fraction": 0.25}))))
+    by_size = {s.size: s.train for s in specs if s.variant == "moe"}
+    assert by_size["l"].steps == 20 and by_size["l"].warmup_steps == 5
+    for t in by_size.values():
+        assert t.warmup_steps == int(0.25 * t.steps) and 0 < t.warmup_steps < t.steps
+        assert lr_at(t.warmup_steps - 1, t) == t.lr and lr_at(t.warmup_steps - 2, t) < t.lr  # peak where warm-up ends
+    fixed = run_specs(plan_suite(build_suite(sweep_suite())))
+    assert {s.config_hash for s in fixed}.isdisjoint(s.config_hash for s in specs)  # the schedule is in the hash
+    assert all(s.train.warmup_steps == 2 for s in fixed)
+
+
 def test_suites_without_a_sweep_keep_their_hashes():
     spec = run_specs(make_plan(build_suite(tiny()), 256))[0]
     d = spec.to_dict()
