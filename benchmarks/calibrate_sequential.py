@@ -36,7 +36,8 @@ def main() -> None:
             print(f"{sc:<12} {null['sequential']:>14.1%} {null['naive']:>7.1%} {p1['sequential']:>10.1%} "
                   f"{p1['rounds']:>7.2f} {p2['sequential']:>10.1%} {p2['rounds']:>7.2f}")
     d = DESIGNS["2,4,..,10"]
-    print(f"\nregistered judges on simulated curves (tests/analysis/nullsim.py), looks at 2,4,..,10 seeds, {n} suites")
+    print(f"\nregistered judges on simulated curves (tests/analysis/nullsim.py), looks at 2,4,..,10 seeds, Holm over "
+          f"the 3 claims at every look, {n} suites ('any': a suite with at least one PASS, the family-wise rate)")
     null = peek_judges(d, n, seed=4)
     power = peek_judges(d, n, seed=5, effects={"a1": 2.0, "a2": 4.0, "a3": 6.0})
     for claim in null:

@@ -69,10 +69,12 @@ def peek(scenario: str, design: S.Design, n_sim: int, seed: int = 0, effect: flo
 
 
 def peek_judges(design: S.Design, n_sim: int, seed: int = 0, effects: dict | None = None) -> dict:
-    """The real judges peeking: simulated suites (tests/analysis/nullsim.py curves) with max_seeds seeds, each look
-    judging the first n seeds of every variant with the registered judge, the claim's state carried from look to
-    look by analysis/sequential.py. Returns, per claim, the sequential and the naive PASS rates."""
-    from moebench.analysis.claims import JUDGES
+    """The real judges peeking as `run --until-decided` does: simulated suites (tests/analysis/nullsim.py curves)
+    with max_seeds seeds, each look judging the first n seeds of every variant with the registered judges, Holm
+    over the suite's three statistical claims at that look (claims.holm_family, as the report adjusts them), the
+    states carried from look to look by analysis/sequential.py. Returns, per claim and for the family ("any": a
+    suite with at least one PASS), the sequential and the naive (2.5% at every look, no Holm) PASS rates."""
+    from moebench.analysis.claims import JUDGES, holm_family
     from moebench.config.claims import parse_claims
     from tests.analysis.nullsim import suite_records
     from tests.synth import memory_results
@@ -86,18 +88,22 @@ def peek_judges(design: S.Design, n_sim: int, seed: int = 0, effects: dict | Non
 
     rng = np.random.default_rng(seed)
     records = [suite_records(rng, i, design.max_seeds, effects=effects) for i in range(n_sim)]
-    states: dict = {}
+    states: dict[int, dict] = {}
     naive: dict = {}
     for k, n in enumerate(design.looks):
         rs = memory_results([r for recs in records for r in recs if r.seed < n])
         for i in range(n_sim):
+            verdicts = []
             for c in claims(i):
                 v = JUDGES[c.kind](c, rs)
                 v.name = c.name
-                states[i, c.name] = S.decide([v], k, design, {c.name: states[i, c.name]} if (i, c.name) in states
-                                             else None)[c.name]
                 if naive.get((i, c.name), INCONCLUSIVE) == INCONCLUSIVE:
                     naive[i, c.name] = v.verdict
-    names = sorted({name for _, name in states})
-    return {name: {"sequential": sum(states[i, name].state == PASS for i in range(n_sim)) / n_sim,
-                   "naive": sum(naive[i, name] == PASS for i in range(n_sim)) / n_sim} for name in names}
+                verdicts.append(v)
+            states[i] = S.decide(holm_family(verdicts), k, design, states.get(i))
+    names = sorted(states[0])
+    out = {name: {"sequential": sum(states[i][name].state == PASS for i in range(n_sim)) / n_sim,
+                  "naive": sum(naive[i, name] == PASS for i in range(n_sim)) / n_sim} for name in names}
+    out["any"] = {"sequential": sum(any(s.state == PASS for s in states[i].values()) for i in range(n_sim)) / n_sim,
+                  "naive": sum(any(naive[i, name] == PASS for name in names) for i in range(n_sim)) / n_sim}
+    return out

@@ -53,8 +53,10 @@ def test_false_pass_under_optional_stopping(scenario):
 
 def test_the_real_judges_peeking_stay_calibrated():
     # the registered judges on simulated curves (nullsim), a look after every round of the default design
+    # with Holm over the three claims at every look, as the CLI judges them: the family-wise rate ("any" claim of a
+    # suite PASSes) is bounded by the sum of the looks' levels (3.6%), whatever the dependence between claims
     r = peek_judges(DEFAULT, 200, seed=1)
-    assert set(r) == {"speedup_steps", "loss_better", "monotonic"}
+    assert set(r) == {"speedup_steps", "loss_better", "monotonic", "any"}
     for name, rates in r.items():
         assert rates["sequential"] <= 0.05, (name, rates)
         assert rates["sequential"] <= rates["naive"], (name, rates)
