@@ -82,3 +82,18 @@ def test_plan_power_refuses_a_pilot_of_another_suite_or_without_power(tmp_path, 
     assert main(["plan", SUITE, "--power", "--pilot", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no suite.yaml" in err[0]
+
+
+def test_the_pilot_keeps_a_warmup_fraction():
+    # a suite with train.warmup_fraction (scaling.yaml): the pilot's shorter runs warm up for the same share of
+    # their steps, rather than being refused for setting warmup_steps beside it
+    from types import SimpleNamespace
+
+    from moebench.cli.power import _pilot_suite, pilot_steps
+    from moebench.config.suite import load_suite
+
+    path = str(REPO / "suites/scaling.yaml")
+    suite = load_suite(path, [], None)
+    pilot = _pilot_suite(SimpleNamespace(suite=path, overrides=[], preset=None), suite)
+    assert suite.train.warmup_fraction == pilot.train.warmup_fraction == 0.05
+    assert pilot.train.warmup_steps == 0 and pilot.train.steps == pilot_steps(suite)
