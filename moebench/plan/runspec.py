@@ -49,6 +49,15 @@ class RunSpec:
         """The run's variant directory name: the variant, or variant@size in a sweep."""
         return run_key(self.variant, self.size)
 
+    @property
+    def ident(self) -> tuple[str, int]:
+        """(key, seed): what tells two runs of a plan apart (in a sweep the variant and seed repeat at every size)."""
+        return self.key, self.seed
+
+    @property
+    def label(self) -> str:
+        return f"{self.key} seed {self.seed}"
+
     def hashed(self) -> "RunSpec":
         return replace(self, config_hash=config_hash(self.to_dict()))
 

@@ -47,7 +47,7 @@ def auto_jobs(threads: int | None, gpus: int, gpus_per_run: int = 1, cores: int 
 @dataclass(frozen=True)
 class Span:
     """One run's training, as the scheduler saw it: wall-clock start and end on a host."""
-    key: tuple  # (variant, seed)
+    key: tuple  # (variant or variant@size, seed): RunSpec.ident, also a run_dir's (variant, seed)
     start: float
     end: float
     host: str = ""

@@ -60,7 +60,7 @@ def workers_for(spec: RunSpec, jobs: int | str) -> Workers:
 
 
 def _head(i: int, n: int, spec: RunSpec) -> str:
-    return f"[{i}/{n}] {spec.variant} seed {spec.seed}"
+    return f"[{i}/{n}] {spec.label}"
 
 
 def run_sequential(specs: list[RunSpec], results_root: Path, *, force: bool, quiet: bool, log,
@@ -79,7 +79,7 @@ def run_sequential(specs: list[RunSpec], results_root: Path, *, force: bool, qui
                 outcomes.append(o)
                 suite_bar.update(1)
                 if o.status != "skipped":
-                    spans.append(span_now((spec.variant, spec.seed), t0, l0))
+                    spans.append(span_now(spec.ident, t0, l0))
     finally:
         if specs:
             record(results_root, specs[0].suite, spans, "sequential", 1)
@@ -191,7 +191,7 @@ def run_pool(specs: list[RunSpec], results_root: Path, w: Workers, *, force: boo
         raise RuntimeError(f"{head}: the worker training it failed: {type(err).__name__}: {err}") from err
     if st.stopping:
         raise KeyboardInterrupt
-    return [st.outcomes[(s.variant, s.seed)] for s in specs if (s.variant, s.seed) in st.outcomes]
+    return [st.outcomes[s.ident] for s in specs if s.ident in st.outcomes]
 
 
 def _handle(ev: tuple, slots: dict[int, _Slot], st: _State, progress: SuiteProgress) -> None:
@@ -219,7 +219,7 @@ def _handle(ev: tuple, slots: dict[int, _Slot], st: _State, progress: SuiteProgr
         if kind == "stopped":
             st.spans.append(Span(key, t0, ev[3], socket.gethostname(), l0, ev[4]))
         elif st.error is None:
-            st.error = (ev[3], ev[4], f"{spec.variant} seed {spec.seed}")
+            st.error = (ev[3], ev[4], spec.label)
     slot.spec = None
     progress.end(key, counted=kind == "end")
 
@@ -239,11 +239,11 @@ def _reap(slots: dict[int, _Slot], st: _State, events, progress: SuiteProgress, 
             continue
         spec, code = s.spec, s.proc.exitcode
         why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        st.crashed.append((f"{spec.variant} seed {spec.seed}", f"its worker process died ({why})"))
-        st.outcomes[(spec.variant, spec.seed)] = Outcome(spec, "crashed", {})
-        st.started.pop((spec.variant, spec.seed), None)
+        st.crashed.append((spec.label, f"its worker process died ({why})"))
+        st.outcomes[spec.ident] = Outcome(spec, "crashed", {})
+        st.started.pop(spec.ident, None)
         s.spec = None
-        progress.end((spec.variant, spec.seed))
+        progress.end(spec.ident)
         if st.pending and not st.stopping and st.error is None:
             spawn(s.wid)
         else:

@@ -81,7 +81,7 @@ def run_ray(specs: list[RunSpec], results_root: Path, *, address: str | None, fo
             ray.shutdown()
     if error is not None:
         raise error
-    return [outcomes[(s.variant, s.seed)] for s in specs]
+    return [outcomes[s.ident] for s in specs]
 
 
 def _collect(ray, refs: dict, results_root: Path, spans: list[Span], progress: SuiteProgress):
@@ -91,13 +91,13 @@ def _collect(ray, refs: dict, results_root: Path, spans: list[Span], progress: S
         done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
         for ref in pending:  # a run shows once its metrics appear (queued tasks have none yet)
             _, spec = refs[ref]
-            key = (spec.variant, spec.seed)
+            key = spec.ident
             if key not in progress.active and (R.run_dir(results_root, spec.suite, *key) / R.METRICS).exists():
                 progress.start(key, spec.train.steps)
         progress.poll()
         for ref in done:
             i, spec = refs[ref]
-            key, head = (spec.variant, spec.seed), f"[{i}/{len(refs)}] {spec.variant} seed {spec.seed}"
+            key, head = spec.ident, f"[{i}/{len(refs)}] {spec.label}"
             try:
                 r = ray.get(ref)
                 status = r["status"]

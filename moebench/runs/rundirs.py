@@ -59,7 +59,7 @@ def stale_finished(specs: list[RunSpec], results_root: Path) -> list[tuple[RunSp
     """Finished runs whose config differs from the spec now asked for, with what changed."""
     out = []
     for spec in specs:
-        rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed)
+        rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed, spec.size)
         summary, _ = R.read_summary(rd)
         if summary is not None and summary.get("config_hash") != spec.config_hash:
             out.append((spec, config_diff(R.read_config(rd) or {}, spec.to_dict())))
@@ -72,10 +72,10 @@ def check_reruns(specs: list[RunSpec], results_root: Path, force: bool) -> None:
     if not stale:
         return
     spec0, diff = stale[0]
-    runs = ", ".join(f"{s.variant}/seed-{s.seed}" for s, _ in stale)
+    runs = ", ".join(f"{s.key}/seed-{s.seed}" for s, _ in stale)
     raise UserError(
         f"{Path(results_root) / spec0.suite}: {len(stale)} finished run(s) were trained with another config "
-        f"({runs}); they are kept. What changed ({spec0.variant}/seed-{spec0.seed}): {'; '.join(diff) or 'n/a'}. "
+        f"({runs}); they are kept. What changed ({spec0.key}/seed-{spec0.seed}): {'; '.join(diff) or 'n/a'}. "
         f"Pass --force to retrain them (the old runs move to {SUPERSEDED}/<old hash>/) or use another --results")
 
 

@@ -58,7 +58,7 @@ def worker_main(wid: int, parent: int, env: dict, threads: int | None, results_r
         if task is None:
             break
         spec, head = task
-        key = (spec.variant, spec.seed)
+        key = spec.ident
         events.put(("start", wid, key, time.time(), _loads()))
         try:
             outcome = run_one(spec, results_root, force=force, stop=stop, quiet=True, data=data, head=head,

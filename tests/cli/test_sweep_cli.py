@@ -42,3 +42,30 @@ def test_sweep_plan_run_skip_report(tmp_path, capsys):
     verdict = json.loads((tmp_path / "rep/tiny/verdicts.json").read_text())[0]
     assert verdict["kind"] == "compute_multiplier" and verdict["verdict"] == "INCONCLUSIVE"
     assert "finished seed(s), need 2" in verdict["reason"]  # one seed: the gate holds it, with the numbers
+
+
+def test_a_sweep_under_jobs_2_keeps_its_sizes_apart(tmp_path, capsys):
+    # the same (variant, seed) at every size: the scheduler keys runs by (variant@size, seed), so each run's
+    # outcome carries its own summary (run --until-decided's round estimate reads its wall time), its summary
+    # gets what ran beside it, its progress names the size, and a finished run of another config is refused
+    from moebench.config.suite import load_suite
+    from moebench.plan import plan_suite, run_specs
+    from moebench.runs import pool
+
+    suite = tmp_path / "sweep.yaml"
+    suite.write_text(yaml.safe_dump(tiny_sweep(**{"train.seeds": [0], "train.threads": 1}), sort_keys=False))
+    specs = run_specs(plan_suite(load_suite(str(suite), [], None)))
+    logged = []
+    outcomes = pool.run_pool(specs, tmp_path / "res", pool.workers_for(specs[0], 2), force=False, quiet=False,
+                             log=logged.append)
+    assert [o.spec.ident for o in outcomes] == [s.ident for s in specs] and len(specs) == 6
+    for o in outcomes:
+        assert o.status == "ok" and o.summary["size"] == o.spec.size and o.summary["wall_time_s"] > 0
+        on_disk = R.read_json(tmp_path / "res/tiny" / o.spec.key / "seed-0" / R.SUMMARY)
+        assert on_disk["concurrent_runs"]["jobs"] == 2, o.spec.key
+    assert any("moe@l seed 0" in line for line in logged), logged
+
+    code = main(["run", str(suite), "--set", "train.lr=0.001", "--results", str(tmp_path / "res"), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "6 finished run(s) were trained with another config" in err and "dense@s/seed-0" in err
