@@ -93,8 +93,8 @@ def claim_plans(claims, rs, jobs: int = 1, max_seeds: int = power.MAX_SEEDS,
         if note:
             note = f"{note}: no number of seeds gives its rule 80% power to PASS"
         elif seeds is None and tau > 0:  # seeds shrink the seed errors, not the cells' misfit
-            note = (f"the cells deviate from the law by sd {tau:.3g} beyond seed error, which more seeds do not "
-                    "shrink (the fit test only rejects the law more surely): other sizes, not seeds, would decide it")
+            note = (f"the cells deviate from the law by sd {tau:.3g} beyond seed error, a floor under the interval "
+                    "that more seeds do not lower: more or other sizes, not seeds, would decide it")
         out.append(ClaimPlan(c.label(), c.kind, noise, effect, seeds, max_seeds, runs, compute, note))
     return out
 
