@@ -23,8 +23,8 @@ from moebench.analysis import multiplier_rule as R, scaling as S  # noqa: E402
 
 FLOPS = tuple(float(c) for c in np.geomspace(1e11, 1e13, 4))
 SEED_SD = 0.02
-# `--design committed`: the committed CPU sweep (evidence/scaling-cpu) after its plateau size is left out: sizes
-# s, m, l at their training FLOPs, the pooled seed sd measured at each, the law re-fitted to it (L_inf 1.17,
+# `--design committed`: the 6-tokens-per-parameter CPU sweep (evidence/scaling-cpu before it was re-sized) after its
+# plateau size is left out: sizes s, m, l at their training FLOPs, the pooled seed sd measured at each, the law re-fitted to it (L_inf 1.17,
 # A 0.687, alpha 0.5) and its third variant on the baseline's law
 COMMITTED = dict(flops=(2.25e11, 6.1e11, 5.5e12), seed_sd=(0.135, 0.035, 0.009), l_inf=1.17, a=0.687, alpha=0.5,
                  extra_variants=1)
