@@ -130,7 +130,7 @@ def train_until_decided(plan, args, log, data, d: S.Design, train) -> tuple[list
             from moebench.plan import run_specs
 
             new = sum(1 for s in run_specs(added)
-                      if R.read_summary(R.run_dir(args.results, s.suite, s.variant, s.seed, s.size))[0] is None)
+                      if R.read_summary(s.run_dir(args.results))[0] is None)
             need = round_estimate_s(list(outcomes.values()), new, args.jobs)
             left = budget - (time.time() - t0) if budget is not None else math.inf
             if need > left:

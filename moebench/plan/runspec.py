@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Optional
 
 from moebench.config.schema import CorpusSpec, EvalSpec, InferenceSpec, TrainSpec
-from moebench.io import run_key
+from moebench.io import run_dir, run_key
 from moebench.models.spec import ModelConfig
 
 from .plan import Plan, PlanRow
@@ -57,6 +58,10 @@ class RunSpec:
     @property
     def label(self) -> str:
         return f"{self.key} seed {self.seed}"
+
+    def run_dir(self, results_root) -> Path:
+        """results_root/<suite>/<variant or variant@size>/seed-<n>/: where this run's files live."""
+        return run_dir(results_root, self.suite, self.variant, self.seed, self.size)
 
     def hashed(self) -> "RunSpec":
         return replace(self, config_hash=config_hash(self.to_dict()))

@@ -61,7 +61,7 @@ def finish_runs(specs: list[RunSpec], results_root: Path, log=print) -> int:
     """finish_run for every spec that has a finished run; how many summaries changed."""
     n = 0
     for spec in specs:
-        rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed, spec.size)
+        rd = spec.run_dir(results_root)
         if (rd / R.SUMMARY).exists():
             n += finish_run(spec, rd, log) is not None
     return n

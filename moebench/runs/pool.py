@@ -211,7 +211,7 @@ def _handle(ev: tuple, slots: dict[int, _Slot], st: _State, progress: SuiteProgr
         status = ev[3]
         if status != "skipped":
             st.spans.append(Span(key, t0, ev[4], socket.gethostname(), l0, ev[5]))
-        path = R.run_dir(st.root, spec.suite, *key) / R.SUMMARY
+        path = spec.run_dir(st.root) / R.SUMMARY
         summary = R.read_json(path) if path.exists() else {}
         st.outcomes[key] = Outcome(spec, status, summary)
     else:  # stopped (a checkpoint is saved) or error: the worker exits

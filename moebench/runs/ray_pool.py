@@ -92,7 +92,7 @@ def _collect(ray, refs: dict, results_root: Path, spans: list[Span], progress: S
         for ref in pending:  # a run shows once its metrics appear (queued tasks have none yet)
             _, spec = refs[ref]
             key = spec.ident
-            if key not in progress.active and (R.run_dir(results_root, spec.suite, *key) / R.METRICS).exists():
+            if key not in progress.active and (spec.run_dir(results_root) / R.METRICS).exists():
                 progress.start(key, spec.train.steps)
         progress.poll()
         for ref in done:
@@ -111,7 +111,7 @@ def _collect(ray, refs: dict, results_root: Path, spans: list[Span], progress: S
             except ray.exceptions.RayError as e:  # its worker died MAX_RETRIES + 1 times
                 status = "crashed"
                 progress.log(f"{head}: the Ray worker died ({type(e).__name__}); rerun to resume it")
-            path = R.run_dir(results_root, spec.suite, *key) / R.SUMMARY
+            path = spec.run_dir(results_root) / R.SUMMARY
             summary = R.read_json(path) if status != "crashed" and path.exists() else {}
             outcomes[key] = Outcome(spec, status, summary)
             progress.end(key)

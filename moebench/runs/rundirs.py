@@ -59,7 +59,7 @@ def stale_finished(specs: list[RunSpec], results_root: Path) -> list[tuple[RunSp
     """Finished runs whose config differs from the spec now asked for, with what changed."""
     out = []
     for spec in specs:
-        rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed, spec.size)
+        rd = spec.run_dir(results_root)
         summary, _ = R.read_summary(rd)
         if summary is not None and summary.get("config_hash") != spec.config_hash:
             out.append((spec, config_diff(R.read_config(rd) or {}, spec.to_dict())))

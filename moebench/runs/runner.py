@@ -210,7 +210,7 @@ def run_one(spec: RunSpec, results_root: Path, *, force: bool = False, stop: Sto
     """Skip, resume or train one run into its run directory. Every rank of a distributed job calls it; `after`:
     the runs queued behind this one in this process (for the suite's ETA)."""
     rank0 = D.is_rank0()
-    rd = R.run_dir(results_root, spec.suite, spec.variant, spec.seed, spec.size)
+    rd = spec.run_dir(results_root)
     head = head or f"{spec.key} seed {spec.seed}"
     state = run_state(rd, spec) if rank0 else None
     if state == "done" and not force and _retry_rank_failure(rd):  # [distributed] a crash, not the config

@@ -44,7 +44,7 @@ def budget_s(suite_wall_s: float) -> float:
 
 def _trainer(spec: RunSpec, results_root: Path, tmp: Path, data) -> Trainer:
     tr = Trainer(spec, tmp / spec.variant, data)
-    weights = R.final_model(R.run_dir(results_root, spec.suite, spec.variant, spec.seed, spec.size))
+    weights = R.final_model(spec.run_dir(results_root))
     if weights is not None:  # trained routing (a fresh router spreads tokens more evenly than a trained one)
         tr.par.module.load_state_dict(load_weights(weights, tr.device))
     return tr
